@@ -1,0 +1,1 @@
+//! plaint-escalation (work in progress).

@@ -1,0 +1,1 @@
+//! plaint-import (work in progress).

@@ -1,0 +1,1 @@
+//! plaint-sla (work in progress).

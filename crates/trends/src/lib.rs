@@ -1,0 +1,1 @@
+//! plaint-trends (work in progress).
