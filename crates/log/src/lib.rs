@@ -1,0 +1,797 @@
+//! plaint's append-only event log, stored in sled.
+//!
+//! Every accepted event gets a global sequence number (gapless, from 1) and is kept with
+//! its bytes exactly as received. The log is the only source of truth: every view is a
+//! fold over it.
+//!
+//! - [`Log`]: a cheap, clonable handle: open a data directory, read by sequence range,
+//!   by complaint, tail new appends ([`Log::subscribe`]), [`Log::verify`] the hash chain.
+//! - [`LogWriter`]: the single writer (a mutex guard). [`LogWriter::begin`] starts a
+//!   [`PendingBatch`]; [`LogWriter::stage`] decides each candidate's [`Outcome`]
+//!   (appended, duplicate, rejected, version conflict) against the log *and* the batch so
+//!   far; [`LogWriter::commit`] writes the batch atomically and makes it durable.
+//! - [`Segment`], [`EntryMeta`]: what reads return: whole segments (for fast replay that
+//!   splices stored bytes) and per-entry index records (id, time, type, version,
+//!   complaint, region, chain hash), so filters need no JSON decoding.
+//! - [`Durability`]: `Fsync` (default; survives power loss) or `Flush` (survives a
+//!   process crash only).
+//!
+//! Invariants, each tested: an append is all-or-nothing (events, index records and chain
+//! head are one `sled::Batch` on one tree); a duplicate id with the same JSON content is
+//! `Duplicate(seq)` however late it comes; the same id with other content is rejected
+//! `conflicting_duplicate`; stateful rules (lifecycle, subject region, expected version)
+//! are checked here, where the stream state lives. What it does not do: decode or
+//! validate JSON ([`plaint_events::decode`] does), talk to NATS, run projectors.
+//!
+//! The layout is described in [`format`]; why it looks like that is in `docs/storage.md`.
+
+pub mod format;
+mod index;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard, RwLock},
+};
+
+use plaint_events::{lifecycle, Event, EventBody, RejectReason, Rejection};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub use format::{EntryMeta, Head, SegmentView};
+pub use index::StreamState;
+use index::{IdIndex, StreamIndex};
+
+/// How hard a commit pushes its bytes to the disk before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// sled `flush` then `syncfs` of the database's filesystem: survives a power cut.
+    /// (sled 0.34's flush uses `sync_file_range`, and never fsyncs its blob files.)
+    #[default]
+    Fsync,
+    /// sled `flush` only: survives a crash of the process, not of the machine.
+    Flush,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    pub durability: Durability,
+    /// sled's page cache; sled's own default (1 GiB) is too much for a small node.
+    pub cache_bytes: u64,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions { durability: Durability::Fsync, cache_bytes: 128 * 1024 * 1024 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot open the log at {path}: {source}. Is another `plaint` process using this data directory? Stop it, or use the running server's API instead of --data")]
+    Open { path: PathBuf, source: sled::Error },
+    #[error("sled error: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("the log at {path} has layout {found:?}, this plaint reads {expected:?}; export it with the plaint version that wrote it (`plaint replay`) and import it here")]
+    Incompatible { path: PathBuf, found: String, expected: String },
+    #[error("the log is inconsistent at sequence {seq}: {what}. Do not serve from it: run `plaint verify --data {path}` to see the first bad entry, then `plaint repair --data {path}` to truncate to the last good entry (events after it come back from JetStream)")]
+    Corrupt { path: PathBuf, seq: u64, what: String },
+    #[error("the batch was written but could not be made durable ({0}); nothing was acknowledged. plaint retries; check free disk space and the disk's health")]
+    NotDurable(std::io::Error),
+}
+
+/// What [`LogWriter::stage`] decided for one candidate event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Will have this sequence number once the batch commits.
+    Appended(u64),
+    /// The same event (same id, same JSON content) is already at this sequence number.
+    Duplicate(u64),
+    Rejected(Rejection),
+    /// `ExpectedVersion::Exactly` did not match the complaint's current version.
+    VersionConflict { expected: u32, actual: u32 },
+}
+
+/// Optimistic concurrency for direct appends (operator commands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExpectedVersion {
+    #[default]
+    Any,
+    /// The complaint's stream must be at exactly this version (0: no events yet).
+    Exactly(u32),
+}
+
+/// One event offered to the log.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    pub event: &'a Event,
+    /// The bytes exactly as received; these are stored.
+    pub bytes: &'a [u8],
+    /// The `<region>` token of the subject it arrived on, if it came from NATS.
+    pub subject_region: Option<&'a str>,
+    pub expected: ExpectedVersion,
+}
+
+struct PendingEntry {
+    meta: EntryMeta,
+    bytes: Vec<u8>,
+}
+
+#[derive(Clone)]
+struct PendingStream {
+    status: lifecycle::StreamStatus,
+    version: u32,
+    region: String,
+}
+
+/// Events staged for one atomic append.
+pub struct PendingBatch {
+    first_seq: u64,
+    entries: Vec<PendingEntry>,
+    by_id: HashMap<Uuid, usize>,
+    streams: HashMap<String, PendingStream>,
+}
+
+impl PendingBatch {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// The result of a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub chain: [u8; 32],
+}
+
+/// Summary of the log's state, for `plaint status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogStatus {
+    pub last_seq: u64,
+    /// Hex BLAKE3 chain head: publish it externally to make later tampering evident.
+    pub chain_head: String,
+    pub segments: u64,
+    pub complaints: usize,
+    pub durability: Durability,
+}
+
+struct State {
+    head: Head,
+    ids: IdIndex,
+    streams: StreamIndex,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: sled::Db,
+    tree: sled::Tree,
+    options: LogOptions,
+    state: RwLock<State>,
+    writer: Mutex<()>,
+    tail: watch::Sender<u64>,
+}
+
+/// A handle on the log. Clones share one database; reads may run on any thread while the
+/// single [`LogWriter`] appends.
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").field("path", &self.inner.path).finish()
+    }
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir` (a sled database directory, by default
+    /// `./data/plaint.sled`), checks that its last segment agrees with its head and loads
+    /// the id and stream indexes from the index records.
+    pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Log, LogError> {
+        let path = dir.as_ref().to_path_buf();
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(options.cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|source| LogError::Open { path: path.clone(), source })?;
+        Self::from_db(path, db, options)
+    }
+
+    /// The sled database this log lives in; projectors keep their trees in it too, so one
+    /// flush covers everything.
+    pub fn db(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn from_db(path: PathBuf, db: sled::Db, options: LogOptions) -> Result<Log, LogError> {
+        let tree = db.open_tree("log")?;
+        match tree.get(format::VERSION_KEY)? {
+            Some(v) if v.as_ref() != format::LAYOUT_VERSION => {
+                return Err(LogError::Incompatible {
+                    path,
+                    found: String::from_utf8_lossy(&v).into_owned(),
+                    expected: String::from_utf8_lossy(format::LAYOUT_VERSION).into_owned(),
+                })
+            }
+            Some(_) => {}
+            None => {
+                tree.insert(format::VERSION_KEY, format::LAYOUT_VERSION)?;
+            }
+        }
+        let head = match tree.get(format::HEAD_KEY)? {
+            Some(bytes) => Head::decode(&bytes).ok_or_else(|| LogError::Corrupt {
+                path: path.clone(),
+                seq: 0,
+                what: "the head record is unreadable".into(),
+            })?,
+            None => Head::EMPTY,
+        };
+        let state = Self::load_indexes(&path, &tree, head)?;
+        let (tail, _) = watch::channel(head.last_seq);
+        tracing::info!(
+            path = %path.display(),
+            last_seq = head.last_seq,
+            complaints = state.streams.len(),
+            "log opened"
+        );
+        Ok(Log {
+            inner: Arc::new(Inner {
+                path,
+                db,
+                tree,
+                options,
+                state: RwLock::new(state),
+                writer: Mutex::new(()),
+                tail,
+            }),
+        })
+    }
+
+    fn load_indexes(path: &Path, tree: &sled::Tree, head: Head) -> Result<State, LogError> {
+        let corrupt = |seq: u64, what: String| LogError::Corrupt { path: path.to_path_buf(), seq, what };
+        let mut ids = IdIndex::with_capacity(head.last_seq as usize);
+        let mut streams = StreamIndex::default();
+        let mut expected_seq = 1u64;
+        let mut last_chain = [0u8; 32];
+        let mut segments = 0u64;
+        for item in tree.range(format::meta_key(0)..=format::meta_key(u64::MAX)) {
+            let (key, value) = item?;
+            let first_seq = format::seq_of_key(&key).unwrap_or(0);
+            if first_seq != expected_seq {
+                return Err(corrupt(expected_seq, format!("a segment starts at {first_seq}, expected {expected_seq}")));
+            }
+            let metas = format::decode_meta(&value)
+                .ok_or_else(|| corrupt(first_seq, "the segment's index records are unreadable".into()))?;
+            for (i, meta) in metas.iter().enumerate() {
+                let seq = first_seq + i as u64;
+                if ids.insert(meta.id, seq).is_some() {
+                    return Err(corrupt(seq, format!("event id {} appears twice", meta.id)));
+                }
+                streams.record(&meta.complaint_id, &meta.region, meta.event_type, seq);
+                last_chain = meta.chain;
+            }
+            expected_seq = first_seq + metas.len() as u64;
+            segments += 1;
+        }
+        let last_seq = expected_seq - 1;
+        if last_seq != head.last_seq || last_chain != head.chain {
+            return Err(corrupt(
+                last_seq.min(head.last_seq) + 1,
+                format!(
+                    "the head says {} events but the index records end at {last_seq}, or the chain heads differ",
+                    head.last_seq
+                ),
+            ));
+        }
+        // The last segment is the one a torn write would hit: check its bytes against the
+        // chain before serving anything.
+        if last_seq > 0 {
+            let (key, value) = tree
+                .range(format::segment_key(0)..=format::segment_key(u64::MAX))
+                .next_back()
+                .ok_or_else(|| corrupt(last_seq, "no segment holds the last entries".into()))??;
+            let first_seq = format::seq_of_key(&key).unwrap_or(0);
+            let view = SegmentView::parse(&value)
+                .ok_or_else(|| corrupt(first_seq, "the last segment is torn".into()))?;
+            if view.last_seq() != last_seq {
+                return Err(corrupt(view.first_seq, "the last segment does not end at the head".into()));
+            }
+            let metas_value = tree
+                .get(format::meta_key(first_seq))?
+                .ok_or_else(|| corrupt(first_seq, "the last segment has no index records".into()))?;
+            let metas = format::decode_meta(&metas_value).unwrap_or_default();
+            let mut previous = if first_seq == 1 {
+                [0u8; 32]
+            } else {
+                Self::chain_before(tree, first_seq).ok_or_else(|| corrupt(first_seq, "the chain before the last segment is missing".into()))?
+            };
+            for ((seq, bytes), meta) in view.iter().zip(&metas) {
+                let chain = format::chain_hash(&previous, seq, bytes);
+                if chain != meta.chain {
+                    return Err(corrupt(seq, "the stored bytes do not match the hash chain".into()));
+                }
+                previous = chain;
+            }
+        }
+        Ok(State { head: Head { segments, ..head }, ids, streams })
+    }
+
+    fn chain_before(tree: &sled::Tree, first_seq: u64) -> Option<[u8; 32]> {
+        let (_, value) = tree.range(format::meta_key(0)..format::meta_key(first_seq)).next_back()?.ok()?;
+        format::decode_meta(&value)?.last().map(|m| m.chain)
+    }
+
+    /// Takes the writer lock. There is one writer at a time; readers are never blocked
+    /// except for the moment a commit publishes its index updates.
+    pub fn writer(&self) -> LogWriter<'_> {
+        LogWriter { log: self, _guard: self.inner.writer.lock().unwrap_or_else(|e| e.into_inner()) }
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.read_state().head.last_seq
+    }
+
+    pub fn status(&self) -> LogStatus {
+        let state = self.read_state();
+        LogStatus {
+            last_seq: state.head.last_seq,
+            chain_head: hex(&state.head.chain),
+            segments: state.head.segments,
+            complaints: state.streams.len(),
+            durability: self.inner.options.durability,
+        }
+    }
+
+    /// A receiver of the last committed sequence number; it changes after every commit.
+    /// Wakes only the tail: readers always read by range from their own position.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.tail.subscribe()
+    }
+
+    pub fn seq_of_id(&self, id: &Uuid) -> Option<u64> {
+        self.read_state().ids.get(id)
+    }
+
+    /// The complaint's stream: its events' sequence numbers, region and lifecycle status.
+    pub fn stream(&self, complaint_id: &str) -> Option<StreamInfo> {
+        let state = self.read_state();
+        let s = state.streams.get(complaint_id)?;
+        Some(StreamInfo {
+            seqs: s.seqs.clone(),
+            region: state.streams.region_name(s.region).to_owned(),
+            status: s.status,
+        })
+    }
+
+    /// Counts of complaints by lifecycle status.
+    pub fn complaint_counts(&self) -> HashMap<&'static str, u64> {
+        let state = self.read_state();
+        let mut counts = HashMap::new();
+        for (_, s) in state.streams.iter() {
+            *counts.entry(s.status.as_str()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.inner.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Segments holding `from..`, in order. The first may start before `from`.
+    pub fn segments(&self, from: u64) -> impl Iterator<Item = Result<Segment, LogError>> + '_ {
+        let start = self
+            .inner
+            .tree
+            .range(format::segment_key(0)..=format::segment_key(from.max(1)))
+            .next_back()
+            .and_then(|r| r.ok())
+            .and_then(|(k, _)| format::seq_of_key(&k))
+            .unwrap_or(1);
+        let tree = self.inner.tree.clone();
+        self.inner
+            .tree
+            .range(format::segment_key(start)..=format::segment_key(u64::MAX))
+            .map(move |item| {
+                let (key, value) = item?;
+                let first_seq = format::seq_of_key(&key).unwrap_or(0);
+                if SegmentView::parse(&value).is_none() {
+                    return Err(LogError::Corrupt {
+                        path: PathBuf::new(),
+                        seq: first_seq,
+                        what: "segment is unreadable".into(),
+                    });
+                }
+                Ok(Segment { first_seq, value, tree: tree.clone() })
+            })
+    }
+
+    /// Every entry with `from <= seq <= to`, in order, as owned bytes.
+    pub fn read_range(&self, from: u64, to: u64) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
+        self.segments(from)
+            .take_while(move |s| s.as_ref().map(|s| s.first_seq <= to).unwrap_or(true))
+            .flat_map(move |segment| -> Box<dyn Iterator<Item = Result<(u64, Vec<u8>), LogError>>> {
+                match segment {
+                    Err(e) => Box::new(std::iter::once(Err(e))),
+                    Ok(segment) => {
+                        let items: Vec<_> = segment
+                            .view()
+                            .iter()
+                            .filter(|(seq, _)| *seq >= from && *seq <= to)
+                            .map(|(seq, b)| Ok((seq, b.to_vec())))
+                            .collect();
+                        Box::new(items.into_iter())
+                    }
+                }
+            })
+    }
+
+    /// One entry's bytes.
+    pub fn read(&self, seq: u64) -> Result<Option<Vec<u8>>, LogError> {
+        self.read_range(seq, seq).next().transpose().map(|o| o.map(|(_, b)| b))
+    }
+
+    /// Walks every segment: gapless sequence, readable segments and index records, hash
+    /// chain recomputed over the stored bytes, ids unique, stream versions contiguous, chain
+    /// head equal to the head record. Stops at the first problem and names its sequence.
+    pub fn verify(&self, mut progress: impl FnMut(u64)) -> Result<VerifyReport, LogError> {
+        let head = self.read_state().head;
+        let mut report = VerifyReport { entries: 0, segments: 0, chain_head: String::new(), problem: None };
+        let mut previous = [0u8; 32];
+        let mut expected_seq = 1u64;
+        let mut ids = IdIndex::default();
+        let mut versions: HashMap<String, u32> = HashMap::new();
+        let fail = |report: &mut VerifyReport, seq: u64, what: String| {
+            report.problem = Some(VerifyProblem { seq, what });
+        };
+        for segment in self.segments(1) {
+            let segment = match segment {
+                Ok(s) => s,
+                Err(LogError::Corrupt { seq, what, .. }) => {
+                    fail(&mut report, seq, what);
+                    return Ok(report);
+                }
+                Err(e) => return Err(e),
+            };
+            let view = segment.view();
+            if view.first_seq != expected_seq {
+                fail(&mut report, expected_seq, format!("gap: next segment starts at {}", view.first_seq));
+                return Ok(report);
+            }
+            let Some(metas) = segment.meta()? else {
+                fail(&mut report, view.first_seq, "index records missing or unreadable".into());
+                return Ok(report);
+            };
+            if metas.len() != view.len() {
+                fail(&mut report, view.first_seq, "index records and segment differ in length".into());
+                return Ok(report);
+            }
+            for ((seq, bytes), meta) in view.iter().zip(&metas) {
+                let chain = format::chain_hash(&previous, seq, bytes);
+                if chain != meta.chain {
+                    fail(&mut report, seq, "stored bytes do not match the hash chain (modified or torn)".into());
+                    return Ok(report);
+                }
+                if ids.insert(meta.id, seq).is_some() {
+                    fail(&mut report, seq, format!("event id {} appears twice", meta.id));
+                    return Ok(report);
+                }
+                let version = versions.entry(meta.complaint_id.clone()).or_insert(0);
+                *version += 1;
+                if *version != meta.version {
+                    fail(&mut report, seq, format!("stream version {} where {} was expected", meta.version, version));
+                    return Ok(report);
+                }
+                match plaint_events::decode_stored(bytes) {
+                    Ok(event) if event.id == meta.id && event.complaint_id == meta.complaint_id => {}
+                    _ => {
+                        fail(&mut report, seq, "stored event does not decode to its index record".into());
+                        return Ok(report);
+                    }
+                }
+                previous = chain;
+                report.entries += 1;
+            }
+            expected_seq = view.last_seq() + 1;
+            report.segments += 1;
+            progress(view.last_seq());
+        }
+        report.chain_head = hex(&previous);
+        if expected_seq - 1 != head.last_seq || previous != head.chain {
+            fail(&mut report, expected_seq, "the head record does not match the end of the chain".into());
+        }
+        Ok(report)
+    }
+
+    /// Removes every entry after `keep_last_seq` and rewrites the head. The repair tool for
+    /// a log that `verify` found damaged: the removed events are still in JetStream and
+    /// come back when the consumer is reset to redeliver them.
+    pub fn truncate_after(&self, keep_last_seq: u64) -> Result<u64, LogError> {
+        let _writer = self.writer();
+        let tree = &self.inner.tree;
+        let mut removed = 0u64;
+        let mut batch = sled::Batch::default();
+        let mut new_chain = [0u8; 32];
+        let mut segments = 0u64;
+        for item in tree.range(format::meta_key(0)..=format::meta_key(u64::MAX)) {
+            let (key, value) = item?;
+            let first_seq = format::seq_of_key(&key).unwrap_or(0);
+            let metas = format::decode_meta(&value).unwrap_or_default();
+            if first_seq > keep_last_seq {
+                batch.remove(key.clone());
+                batch.remove(&format::segment_key(first_seq)[..]);
+                removed += metas.len().max(1) as u64;
+                continue;
+            }
+            let last = first_seq + metas.len() as u64 - 1;
+            if last > keep_last_seq {
+                return Err(LogError::Corrupt {
+                    path: self.inner.path.clone(),
+                    seq: keep_last_seq,
+                    what: format!("can only truncate at a segment boundary; segment {first_seq}..={last} straddles it"),
+                });
+            }
+            new_chain = metas.last().map(|m| m.chain).unwrap_or(new_chain);
+            segments += 1;
+        }
+        let head = Head { last_seq: keep_last_seq, chain: new_chain, segments };
+        batch.insert(format::HEAD_KEY, head.encode());
+        tree.apply_batch(batch)?;
+        self.make_durable()?;
+        Ok(removed)
+    }
+
+    fn make_durable(&self) -> Result<(), LogError> {
+        self.inner.db.flush().map_err(|e| match e {
+            sled::Error::Io(io) => LogError::NotDurable(io),
+            other => LogError::Storage(other),
+        })?;
+        if self.inner.options.durability == Durability::Fsync {
+            syncfs(&self.inner.path).map_err(LogError::NotDurable)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and (with `Durability::Fsync`) fsyncs whatever sled holds, e.g. projector
+    /// checkpoints.
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.make_durable()
+    }
+}
+
+/// `syncfs(2)` on the filesystem holding the database: one call makes sled's log file and
+/// every blob file it spilled large values into durable. sled 0.34 itself never fsyncs
+/// blob files, and a 1,000-event segment is a blob.
+#[allow(unsafe_code)]
+fn syncfs(path: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let dir = std::fs::File::open(path)?;
+    // SAFETY: `dir` is an open file descriptor for the duration of the call; syncfs only
+    // reads the descriptor.
+    let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A complaint's stream as the log sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// Sequence numbers in order; the stream's version is `seqs.len()`.
+    pub seqs: Vec<u64>,
+    pub region: String,
+    pub status: lifecycle::StreamStatus,
+}
+
+impl StreamInfo {
+    pub fn version(&self) -> u32 {
+        self.seqs.len() as u32
+    }
+}
+
+/// One stored segment: the events of one append, with lazy access to their index records.
+#[derive(Clone)]
+pub struct Segment {
+    pub first_seq: u64,
+    value: sled::IVec,
+    tree: sled::Tree,
+}
+
+impl Segment {
+    pub fn view(&self) -> SegmentView<'_> {
+        SegmentView::parse(&self.value).expect("segments are validated when read")
+    }
+
+    /// The segment's index records, read on demand (filters need them, plain replay not).
+    pub fn meta(&self) -> Result<Option<Vec<EntryMeta>>, LogError> {
+        Ok(self.tree.get(format::meta_key(self.first_seq))?.and_then(|v| format::decode_meta(&v)))
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifyReport {
+    pub entries: u64,
+    pub segments: u64,
+    pub chain_head: String,
+    pub problem: Option<VerifyProblem>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifyProblem {
+    pub seq: u64,
+    pub what: String,
+}
+
+/// The single writer. Holding it is what makes staging and committing race-free.
+pub struct LogWriter<'a> {
+    log: &'a Log,
+    _guard: MutexGuard<'a, ()>,
+}
+
+impl LogWriter<'_> {
+    pub fn begin(&self) -> PendingBatch {
+        PendingBatch {
+            first_seq: self.log.last_seq() + 1,
+            entries: Vec::new(),
+            by_id: HashMap::new(),
+            streams: HashMap::new(),
+        }
+    }
+
+    /// Decides what happens to `candidate` if the batch commits, and stages it if it is to
+    /// be appended. Rules, in order: duplicate id (same content → `Duplicate`, other content
+    /// → `conflicting_duplicate`); expected version; lifecycle; subject region.
+    pub fn stage(&self, batch: &mut PendingBatch, candidate: Candidate<'_>) -> Result<Outcome, LogError> {
+        let event = candidate.event;
+        if let Some(&i) = batch.by_id.get(&event.id) {
+            let seq = batch.first_seq + i as u64;
+            return Ok(duplicate_or_conflict(seq, &batch.entries[i].bytes, candidate.bytes));
+        }
+        if let Some(seq) = self.log.seq_of_id(&event.id) {
+            let stored = self.log.read(seq)?.unwrap_or_default();
+            return Ok(duplicate_or_conflict(seq, &stored, candidate.bytes));
+        }
+        let current = match batch.streams.get(&event.complaint_id) {
+            Some(s) => Some(s.clone()),
+            None => self.log.stream(&event.complaint_id).map(|s| PendingStream {
+                status: s.status,
+                version: s.version(),
+                region: s.region,
+            }),
+        };
+        let current_version = current.as_ref().map_or(0, |s| s.version);
+        if let ExpectedVersion::Exactly(expected) = candidate.expected {
+            if expected != current_version {
+                return Ok(Outcome::VersionConflict { expected, actual: current_version });
+            }
+        }
+        let status = match lifecycle::check(current.as_ref().map(|s| s.status), event.event_type()) {
+            Ok(status) => status,
+            Err(rejection) => return Ok(Outcome::Rejected(rejection)),
+        };
+        let region = match (&event.body, &current) {
+            (EventBody::Filed(filed), _) => filed.region.clone(),
+            (_, Some(s)) => s.region.clone(),
+            (_, None) => unreachable!("lifecycle::check accepts only complaint.filed for a new complaint"),
+        };
+        if let Some(subject_region) = candidate.subject_region {
+            if subject_region != region {
+                return Ok(Outcome::Rejected(Rejection::new(
+                    RejectReason::SubjectRegionMismatch,
+                    format!(
+                        "published on region {subject_region:?} but complaint {} belongs to region {region:?}",
+                        event.complaint_id
+                    ),
+                )));
+            }
+        }
+        let seq = batch.first_seq + batch.entries.len() as u64;
+        let version = current_version + 1;
+        batch.by_id.insert(event.id, batch.entries.len());
+        batch.streams.insert(
+            event.complaint_id.clone(),
+            PendingStream { status, version, region: region.clone() },
+        );
+        batch.entries.push(PendingEntry {
+            meta: EntryMeta {
+                id: event.id,
+                time: event.time,
+                event_type: event.event_type(),
+                version,
+                complaint_id: event.complaint_id.clone(),
+                region,
+                chain: [0; 32],
+            },
+            bytes: candidate.bytes.to_vec(),
+        });
+        Ok(Outcome::Appended(seq))
+    }
+
+    /// Writes the batch as one segment, atomically with its index records and the new head,
+    /// then makes it durable. Returns `None` for an empty batch.
+    ///
+    /// If the write succeeds but durability fails ([`LogError::NotDurable`]), the entries
+    /// are in the log (sled has them) but must not be acknowledged until [`Log::sync`]
+    /// succeeds.
+    pub fn commit(&self, batch: PendingBatch) -> Result<Option<Committed>, LogError> {
+        if batch.entries.is_empty() {
+            return Ok(None);
+        }
+        let inner = &self.log.inner;
+        let head = self.log.read_state().head;
+        assert_eq!(batch.first_seq, head.last_seq + 1, "a batch must be committed by the writer that began it");
+        let mut entries = batch.entries;
+        let mut chain = head.chain;
+        for (i, entry) in entries.iter_mut().enumerate() {
+            chain = format::chain_hash(&chain, batch.first_seq + i as u64, &entry.bytes);
+            entry.meta.chain = chain;
+        }
+        let last_seq = batch.first_seq + entries.len() as u64 - 1;
+        let segment = format::encode_segment(batch.first_seq, entries.iter().map(|e| e.bytes.as_slice()));
+        let metas: Vec<EntryMeta> = entries.into_iter().map(|e| e.meta).collect();
+        let new_head = Head { last_seq, chain, segments: head.segments + 1 };
+        let mut write = sled::Batch::default();
+        write.insert(&format::segment_key(batch.first_seq)[..], segment);
+        write.insert(&format::meta_key(batch.first_seq)[..], format::encode_meta(&metas));
+        write.insert(format::HEAD_KEY, new_head.encode());
+        inner.tree.apply_batch(write)?;
+        {
+            let mut state = inner.state.write().unwrap_or_else(|e| e.into_inner());
+            for (i, meta) in metas.iter().enumerate() {
+                let seq = batch.first_seq + i as u64;
+                state.ids.insert(meta.id, seq);
+                state.streams.record(&meta.complaint_id, &meta.region, meta.event_type, seq);
+            }
+            state.head = new_head;
+        }
+        let durable = self.log.make_durable();
+        inner.tail.send_replace(last_seq);
+        durable?;
+        Ok(Some(Committed { first_seq: batch.first_seq, last_seq, chain }))
+    }
+
+    /// Stages and commits one event (operator commands, tools).
+    pub fn append_one(&self, candidate: Candidate<'_>) -> Result<Outcome, LogError> {
+        let mut batch = self.begin();
+        let outcome = self.stage(&mut batch, candidate)?;
+        self.commit(batch)?;
+        Ok(outcome)
+    }
+}
+
+/// Same id: the same event if the JSON is equal (key order and whitespace may differ
+/// between a producer's retries), else a conflicting duplicate.
+fn duplicate_or_conflict(seq: u64, stored: &[u8], incoming: &[u8]) -> Outcome {
+    if stored == incoming || json_equal(stored, incoming) {
+        return Outcome::Duplicate(seq);
+    }
+    Outcome::Rejected(Rejection::new(
+        RejectReason::ConflictingDuplicate,
+        format!("an event with this id but different content is already in the log at sequence {seq}; use a new id for a new event"),
+    ))
+}
+
+fn json_equal(a: &[u8], b: &[u8]) -> bool {
+    match (serde_json::from_slice::<serde_json::Value>(a), serde_json::from_slice::<serde_json::Value>(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+

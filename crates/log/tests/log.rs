@@ -1,0 +1,257 @@
+//! The log against a real sled database in a temp dir.
+
+use plaint_events::{decode_stored, RejectReason};
+use plaint_log::{Candidate, ExpectedVersion, Log, LogError, LogOptions, Outcome};
+use plaint_testkit::fixtures::{self, at};
+use proptest::prelude::*;
+use serde_json::Value;
+
+fn open(dir: &std::path::Path) -> Log {
+    Log::open(dir.join("plaint.sled"), LogOptions { durability: plaint_log::Durability::Flush, ..Default::default() })
+        .unwrap()
+}
+
+/// Stages each event in one batch and commits; returns the outcomes.
+fn append(log: &Log, events: &[Value]) -> Vec<Outcome> {
+    append_from(log, events, None)
+}
+
+fn append_from(log: &Log, events: &[Value], subject_region: Option<&str>) -> Vec<Outcome> {
+    let writer = log.writer();
+    let mut batch = writer.begin();
+    let mut outcomes = Vec::new();
+    let encoded: Vec<Vec<u8>> = events.iter().map(fixtures::bytes).collect();
+    for bytes in &encoded {
+        let event = decode_stored(bytes).unwrap();
+        let candidate = Candidate { event: &event, bytes, subject_region, expected: ExpectedVersion::Any };
+        outcomes.push(writer.stage(&mut batch, candidate).unwrap());
+    }
+    writer.commit(batch).unwrap();
+    outcomes
+}
+
+fn rejected(outcome: &Outcome) -> Option<RejectReason> {
+    match outcome {
+        Outcome::Rejected(r) => Some(r.reason),
+        _ => None,
+    }
+}
+
+#[test]
+fn appends_are_gapless_ordered_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let mut all = Vec::new();
+    for batch in 0..5 {
+        let events: Vec<Value> =
+            (0..40).map(|i| fixtures::filed(&format!("C-{batch}-{i}"), "eu", "billing", at(i))).collect();
+        let outcomes = append(&log, &events);
+        for (i, o) in outcomes.iter().enumerate() {
+            assert_eq!(*o, Outcome::Appended((batch * 40 + i + 1) as u64));
+        }
+        all.extend(events);
+    }
+    let stored: Vec<(u64, Vec<u8>)> = log.read_range(1, u64::MAX).map(Result::unwrap).collect();
+    assert_eq!(stored.len(), 200);
+    for (i, (seq, bytes)) in stored.iter().enumerate() {
+        assert_eq!(*seq, i as u64 + 1);
+        assert_eq!(bytes, &fixtures::bytes(&all[i]), "bytes are kept exactly as received");
+    }
+    let head = log.status();
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(log.status().last_seq, 200);
+    assert_eq!(log.status().chain_head, head.chain_head);
+    assert_eq!(log.stream("C-3-7").unwrap().seqs, vec![128]);
+    assert!(log.verify(|_| {}).unwrap().problem.is_none());
+}
+
+#[test]
+fn same_id_same_content_is_a_duplicate_even_reformatted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let filed = fixtures::filed("C-1", "eu", "billing", at(0));
+    assert_eq!(append(&log, &[filed.clone()]), vec![Outcome::Appended(1)]);
+    // serde_json::Value prints keys sorted: a different byte layout of the same JSON.
+    let reformatted: Value = serde_json::from_str(&serde_json::to_string_pretty(&filed).unwrap()).unwrap();
+    assert_eq!(append(&log, &[reformatted]), vec![Outcome::Duplicate(1)]);
+    // Within one batch too.
+    let ack = fixtures::acknowledged("C-1", at(5));
+    assert_eq!(append(&log, &[ack.clone(), ack]), vec![Outcome::Appended(2), Outcome::Duplicate(2)]);
+    assert_eq!(log.last_seq(), 2);
+}
+
+#[test]
+fn same_id_other_content_is_rejected_and_the_original_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let filed = fixtures::filed("C-1", "eu", "billing", at(0));
+    append(&log, &[filed.clone()]);
+    let mut changed = filed.clone();
+    changed["data"]["category"] = "delivery".into();
+    let outcomes = append(&log, &[changed]);
+    assert_eq!(rejected(&outcomes[0]), Some(RejectReason::ConflictingDuplicate));
+    assert_eq!(log.read(1).unwrap().unwrap(), fixtures::bytes(&filed));
+}
+
+#[test]
+fn lifecycle_rules_are_enforced_with_the_batch_so_far() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let outcomes = append(
+        &log,
+        &[
+            fixtures::acknowledged("C-9", at(0)),
+            fixtures::filed("C-1", "eu", "billing", at(0)),
+            fixtures::filed("C-1", "eu", "billing", at(1)),
+            fixtures::resolved("C-1", at(2)),
+            fixtures::acknowledged("C-1", at(3)),
+            fixtures::closed("C-1", at(4)),
+            fixtures::contacted("C-1", at(5)),
+            fixtures::reopened("C-1", at(6)),
+            fixtures::acknowledged("C-1", at(7)),
+        ],
+    );
+    let reasons: Vec<Option<RejectReason>> = outcomes.iter().map(rejected).collect();
+    use RejectReason::*;
+    assert_eq!(
+        reasons,
+        vec![
+            Some(UnknownComplaint),
+            None,
+            Some(LifecycleViolation),
+            None,
+            Some(LifecycleViolation),
+            None,
+            Some(LifecycleViolation),
+            None,
+            None
+        ]
+    );
+    assert_eq!(log.stream("C-1").unwrap().version(), 5);
+}
+
+#[test]
+fn subject_region_must_be_the_complaints_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let o = append_from(&log, &[fixtures::filed("C-1", "eu", "billing", at(0))], Some("us"));
+    assert_eq!(rejected(&o[0]), Some(RejectReason::SubjectRegionMismatch));
+    append_from(&log, &[fixtures::filed("C-1", "eu", "billing", at(0))], Some("eu"));
+    let o = append_from(&log, &[fixtures::acknowledged("C-1", at(1))], Some("us"));
+    assert_eq!(rejected(&o[0]), Some(RejectReason::SubjectRegionMismatch));
+}
+
+#[test]
+fn racing_expected_version_appends_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    append(&log, &[fixtures::filed("C-1", "eu", "billing", at(0))]);
+    let version = log.stream("C-1").unwrap().version();
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let bytes = fixtures::bytes(&fixtures::acknowledged("C-1", at(1)));
+                let event = decode_stored(&bytes).unwrap();
+                log.writer()
+                    .append_one(Candidate {
+                        event: &event,
+                        bytes: &bytes,
+                        subject_region: None,
+                        expected: ExpectedVersion::Exactly(version),
+                    })
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes: Vec<Outcome> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    outcomes.sort_by_key(|o| matches!(o, Outcome::VersionConflict { .. }));
+    assert_eq!(outcomes[0], Outcome::Appended(2));
+    assert_eq!(outcomes[1], Outcome::VersionConflict { expected: 1, actual: 2 });
+}
+
+fn flip_byte_in_segment_holding(log: &Log, seq: u64) {
+    let tree = log.db().open_tree("log").unwrap();
+    let (key, value) = tree
+        .range(plaint_log::format::segment_key(0)..=plaint_log::format::segment_key(seq))
+        .next_back()
+        .unwrap()
+        .unwrap();
+    let view = plaint_log::SegmentView::parse(&value).unwrap();
+    let target = view.event((seq - view.first_seq) as usize);
+    let offset = target.as_ptr() as usize - value.as_ptr() as usize + target.len() / 2;
+    let mut bytes = value.to_vec();
+    bytes[offset] ^= 0x01;
+    tree.insert(key, bytes).unwrap();
+}
+
+#[test]
+fn verify_names_the_sequence_of_a_flipped_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    for batch in 0..3 {
+        let events: Vec<Value> =
+            (0..10).map(|i| fixtures::filed(&format!("C-{batch}-{i}"), "eu", "billing", at(i))).collect();
+        append(&log, &events);
+    }
+    assert!(log.verify(|_| {}).unwrap().problem.is_none());
+    flip_byte_in_segment_holding(&log, 14);
+    let report = log.verify(|_| {}).unwrap();
+    assert_eq!(report.problem.unwrap().seq, 14);
+}
+
+#[test]
+fn a_damaged_last_segment_refuses_to_open_and_repair_truncates() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    append(&log, &[fixtures::filed("C-1", "eu", "billing", at(0))]);
+    append(&log, &[fixtures::filed("C-2", "eu", "billing", at(0))]);
+    flip_byte_in_segment_holding(&log, 2);
+    log.sync().unwrap();
+    drop(log);
+    let err = Log::open(dir.path().join("plaint.sled"), LogOptions::default()).unwrap_err();
+    assert!(matches!(err, LogError::Corrupt { seq: 2, .. }), "{err}");
+    assert!(err.to_string().contains("plaint repair"), "the error names the recovery command: {err}");
+    // The repair path: open the raw database, truncate after the last good entry.
+    let db = sled::open(dir.path().join("plaint.sled")).unwrap();
+    let tree = db.open_tree("log").unwrap();
+    tree.remove(plaint_log::format::segment_key(2)).unwrap();
+    tree.remove(plaint_log::format::meta_key(2)).unwrap();
+    drop((tree, db));
+    let err = Log::open(dir.path().join("plaint.sled"), LogOptions::default()).unwrap_err();
+    assert!(matches!(err, LogError::Corrupt { .. }), "a head that runs past the data is refused: {err}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// For any sequence of batches with duplicates, the log equals the deduplicated
+    /// sequence (first occurrence wins, in order) and the hash chain verifies, also after
+    /// a reopen.
+    #[test]
+    fn log_is_the_deduplicated_sequence(batches in prop::collection::vec(prop::collection::vec(0usize..30, 0..12), 1..8)) {
+        let pool: Vec<Value> = (0..30).map(|i| fixtures::filed(&format!("C-{i}"), "eu", "billing", at(i as i64))).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path());
+        let mut expected: Vec<usize> = Vec::new();
+        for batch in &batches {
+            let events: Vec<Value> = batch.iter().map(|&i| pool[i].clone()).collect();
+            append(&log, &events);
+            for &i in batch {
+                if !expected.contains(&i) {
+                    expected.push(i);
+                }
+            }
+        }
+        let check = |log: &Log| {
+            let stored: Vec<Vec<u8>> = log.read_range(1, u64::MAX).map(|r| r.unwrap().1).collect();
+            let want: Vec<Vec<u8>> = expected.iter().map(|&i| fixtures::bytes(&pool[i])).collect();
+            assert_eq!(stored, want);
+            assert!(log.verify(|_| {}).unwrap().problem.is_none());
+        };
+        check(&log);
+        drop(log);
+        check(&open(dir.path()));
+    }
+}
