@@ -1,1 +1,93 @@
-//! plaint-escalation (work in progress).
+//! Escalation queues: the most dissatisfied customers reach the people with the authority
+//! to fix their problem, and small problems stay at the front line.
+//!
+//! # Main types
+//! - [`EscalationProjector`] (`EscalationProjector::new(config)`): the projector
+//!   (`impl Projection`, name `escalation`). Applies the log, raises and clears, keeps
+//!   one ordered queue per tier, and answers [`EscalationProjector::queue`],
+//!   [`EscalationProjector::history`] and [`EscalationProjector::stats`].
+//! - [`EscalationConfig`]: the `[escalation]` section (see `escalation.example.toml`).
+//! - [`rules`]: every rule as a pure function of a complaint's facts.
+//! - [`priority`]: the documented queue order and why it never depends on `now`.
+//! - [`commands`]: `prepare_claim`, `prepare_release`, `prepare_reassign`, pure
+//!   validations that return the event to append ([`PreparedCommand`]) or a
+//!   [`CommandError`].
+//! - [`bench`]: the benchmark of apply rate and first-page latency
+//!   (`cargo run --release -p plaint-escalation --example escalation_bench`).
+//!
+//! # Tiers and rules
+//! Tiers run from 1 (frontline) to 4 (executive). A complaint enters a tier's queue when
+//! any rule names a tier for it; the highest tier wins and every reason is kept:
+//! - `money`: amount at stake above a tier's authority limit, per currency (defaults for
+//!   EUR, USD, GBP, CHF: above 100 → tier 2, above 1,000 → 3, above 10,000 → 4);
+//! - `severity`: critical → tier 2 (configurable per severity);
+//! - `sla_breach`: each `sla.breached` raises one tier above where the complaint stands
+//!   (its queue tier or the highest tier its other rules name; 1 if none), so a first
+//!   breach of a frontline complaint gives tier 2 and a second one tier 3;
+//! - `repeat_complainant`: the customer filed N complaints (this one included) within a
+//!   rolling window (default 3 in 30 days), judged when the complaint is filed;
+//! - `reopened`: reopened N times (default 2) → tier 2;
+//! - `vip`: filed with `vip: true` → tier 2;
+//! - `manual`: a `complaint.escalated` event, at its tier.
+//!
+//! Rules are evaluated for open complaints on `complaint.filed`, `complaint.escalated`,
+//! `complaint.reopened` and `sla.breached`. When the target tier is above where the
+//! complaint stands, `apply` returns an `escalation.raised` event to append (id
+//! `own::event_id([complaint, "raised", tier, triggering event id])`, time of the
+//! triggering event) and a publish of the same CloudEvent on
+//! `<prefix>.escalations.<tier>.<region>` (msg id = event id). Queues only move up: a
+//! rule naming a lower tier than the current one is kept as a reason for later raises but
+//! writes nothing. A raise to a higher tier ends any claim (the new tier's operators
+//! claim it). `complaint.resolved`, `closed` and `withdrawn` write `escalation.cleared`
+//! (reason = that status) and the complaint leaves its queue; a reopened complaint is
+//! evaluated again and re-enters if a rule still fires.
+//!
+//! # How the view changes
+//! Queue rows change only when `escalation.*` events come back through the log, so a
+//! rebuild equals the live view; the one exception is a `clear_requested` mark set on the
+//! terminal event itself (still a function of the log alone), which takes the item out of
+//! the queue index at once and lets a complaint reopened before its clear is back be
+//! raised again. In memory only: the tier of a raise written but not yet back (so no
+//! second raise for the same tier is written meanwhile; after a restart a duplicate raise
+//! may be written, and applying it changes nothing) and which unclaimed alerts were sent. `escalation.claimed` takes effect only if the
+//! item is unclaimed (or, for a reassign, still held by `reassigned_from`) at the same
+//! tier: the first claim in log order wins.
+//!
+//! # Queue order
+//! Tier, then severity, then SLA urgency (breached items first, longest breached first;
+//! then nearest next deadline; unknown deadlines last), then money at stake (as a
+//! multiple of the currency's frontline limit), then age (oldest complaint first). See
+//! [`priority`]. The next deadline comes from the caller ([`query::NextDeadline`], wired
+//! to the SLA projector) because only the SLA projector knows business calendars.
+//!
+//! # Unclaimed alerts
+//! `tick(now)` publishes one alert on `<prefix>.alerts.escalation.unclaimed.<region>`
+//! for each item that has waited unclaimed (since it entered its tier or was released)
+//! for `unclaimed_alert_after`, msg id `own::event_id([complaint, "unclaimed", tier,
+//! unclaimed_since])`. Which alerts were sent is not persisted: after a restart each
+//! still-waiting item is alerted once more with the same msg id.
+//!
+//! # What it does not do
+//! No I/O and no clock: the runner appends and publishes the effects, passes `now`, and
+//! does the expected-version append that makes one of two simultaneous claims fail. It
+//! does not de-escalate, convert currencies, or know SLA deadlines.
+
+pub mod bench;
+pub mod commands;
+pub mod config;
+pub mod priority;
+mod projector;
+pub mod query;
+pub mod rules;
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+pub use commands::{CommandError, PreparedCommand};
+pub use config::{AuthorityLimits, ConfigError, EscalationConfig};
+pub use projector::{unclaimed_alert_subject, EscalationProjector, UnclaimedAlert};
+pub use query::{
+    CurrentEscalation, EscalationHistory, NextDeadline, OldestItem, QueueEntry, QueuePage,
+    QueueQuery, QueueStats, RegionStats, TierStats,
+};
+pub use state::{ComplaintStatus, HistoryEntry};

@@ -1,1 +1,97 @@
-//! plaint-sla (work in progress).
+//! plaint's SLA projector: deadlines on business-hours calendars, at-risk warnings,
+//! breaches recorded as events, and compliance reports.
+//!
+//! # Main types
+//! - [`SlaConfig`] (`[sla]` in plaint's TOML, example in `crates/sla/sla.example.toml`) →
+//!   [`SlaProjector::new`], which validates time zones, hours, targets and policies
+//!   ([`SlaConfigError`]).
+//! - [`SlaProjector`] implements [`plaint_projection::Projection`] (name `"sla"`):
+//!   `apply` folds events, `tick(now)` fires timers, `next_wakeup` says when to tick next.
+//! - [`DeadlineIndex`]: armed timers ordered by time; a tick costs O(log n) per fired
+//!   timer, whatever the number of open complaints.
+//! - Queries: [`SlaProjector::at_risk`], [`SlaProjector::breaches`] ([`SlaFilter`] →
+//!   [`SlaItem`]s), [`SlaProjector::complaint`] ([`ComplaintSla`]),
+//!   [`SlaProjector::compliance`] ([`ComplianceQuery`] → [`ComplianceReport`], rendered by
+//!   `to_table`, `to_csv`, `to_json`).
+//! - [`bench`]: a synthetic load that measures rebuild rate, memory and firing cost.
+//!
+//! # Rules
+//! **Policies.** The first policy whose `match` fits the complaint (severity, category,
+//! region, channel, vip) wins; otherwise `default_policy`. The policy is chosen when the
+//! complaint is filed and kept: editing policies affects complaints filed afterwards, or
+//! all of them after `plaint rebuild sla`.
+//!
+//! **Metrics.** Each is a clock measured on its calendar (24x7, or the business hours of
+//! the complaint's region: IANA zone, weekly hours, holidays, daylight saving through
+//! jiff's bundled tz database).
+//! - `first_response`: from `complaint.filed` to the first `acknowledged` or
+//!   `customer_contacted`. A resolution does not count as a response: the clock stops
+//!   while the complaint is resolved and resumes if it is reopened (as Zendesk's first
+//!   reply time does).
+//! - `resolution`: from filed to `resolved` (or `closed` while open). A `reopened` resumes
+//!   the same clock from the reopening, keeping the time already used (Zendesk/Jira): the
+//!   new deadline is the reopening plus what remained of the target; a resolution already
+//!   late stays breached.
+//! - `periodic_update`: while open, the longest gap between updates to the customer
+//!   (`acknowledged`, `customer_contacted`, `resolved`). Each update ends one cycle and
+//!   starts the next; a reopening starts a new cycle.
+//! - `callback`: each `callback_promised` must be followed by a `customer_contacted` by its
+//!   `due_by` (wall-clock, never paused). One contact keeps every pending promise.
+//!   Closing or withdrawing drops the promises not yet broken.
+//! - `awaiting_customer` pauses the metrics the policy lists in `pausable` (callback
+//!   cannot be) until `customer_replied`. Resolving, closing or withdrawing ends a pause.
+//!
+//! **Deadlines and breaches.** A deadline is met if the metric is met at or before it (by
+//! event time). At `at_risk_fraction` of the target used (default 75 %), `tick` publishes
+//! an at-risk alert on `<prefix>.alerts.sla.at_risk.<region>` (once per deadline; the
+//! memory of alerts sent is in memory only, so after a restart alerts still inside the
+//! at-risk window are sent again with the same `Nats-Msg-Id`, which the alerts stream's
+//! duplicate window absorbs). When a deadline passes unmet, `tick` writes `sla.breached`
+//! through the `COMPLAINTS` stream (id = UUIDv5 of complaint/metric/deadline, time = the
+//! deadline) and publishes it on `<prefix>.alerts.sla.breached.<region>` (msg id = event
+//! id). The view records the breach only when `apply` sees that event come back, so a
+//! rebuild (no ticks) reproduces the live rows. A metric met after its deadline before any
+//! breach was recorded makes `apply` write a met-late `sla.breached` (`met_at`,
+//! `late_by_seconds`; id name ends in `/met_late`, so it never collides with the timer's);
+//! the view counts either or both as one breach of that deadline. A met cycle's outcome is
+//! decided by event time alone, so a late-arriving event showing the metric met in time
+//! wins over a breach recorded meanwhile.
+//!
+//! **Time.** Only event times and the `now` given to `tick` and queries: no clock is read.
+//! Times are kept to the second. An event older than the complaint's previous event is
+//! read at the previous event's time, so clocks never run backwards. Durations in config
+//! are jiff friendly strings (`"30m"`, `"8h"`, `"1h 30m"`, `"3d"`); a day is 24 hours of
+//! the target's calendar (on business hours write working days as `"8h"`).
+//!
+//! **Rows.** One row per complaint, key `c/<complaint id>`, JSON (region, category,
+//! policy, status, each clock, pending promises, completed cycles). Complaints are never
+//! deleted: their completed cycles feed the compliance report.
+//!
+//! # What it does not do
+//! No I/O, no clock, no NATS or sled: the runner carries out the [`Effect`]s and persists
+//! the rows. It does not re-evaluate policies when a complaint changes, and it measures no
+//! "next reply" metric (replies to customer messages) beyond the periodic update.
+//!
+//! [`Effect`]: plaint_projection::Effect
+
+pub mod bench;
+mod calendar;
+mod compliance;
+mod config;
+mod index;
+mod projector;
+mod query;
+mod state;
+
+pub use compliance::{ComplianceQuery, ComplianceReport, ComplianceRow, GroupBy};
+pub use config::{
+    BusinessHoursConfig, CalendarChoice, PolicyConfig, PolicyMatch, SlaConfig, SlaConfigError,
+    WeeklyHoursConfig,
+};
+pub use index::{DeadlineIndex, DeadlineKey};
+pub use projector::{AtRiskAlert, SlaProjector};
+pub use query::{ComplaintSla, CompletedCycle, MetricSla, SlaFilter, SlaItem};
+pub use state::{ClockPhase, ComplaintStatus};
+
+#[cfg(test)]
+mod tests;

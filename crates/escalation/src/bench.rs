@@ -1,0 +1,399 @@
+//! The escalation benchmark: apply and rebuild rate, and first-page query latency with
+//! 100,000 escalated complaints.
+//!
+//! This is the one module that reads a clock (`std::time::Instant`), only to measure.
+//! Synthetic events come from a seeded generator, so every run applies the same log.
+//! Run it with `cargo run --release -p plaint-escalation --example escalation_bench`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use plaint_events::{
+    AmountAtStake, Channel, ComplaintAssigned, ComplaintFiled, Event, EventBody, Money, Severity,
+    SlaBreached, SlaMetric,
+};
+use plaint_projection::{Effect, Projection};
+use uuid::Uuid;
+
+use crate::{EscalationConfig, EscalationProjector, QueueQuery};
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Complaints filed; every one is escalated by at least one rule.
+    pub complaints: usize,
+    pub regions: usize,
+    /// Queries measured per scenario.
+    pub queries: usize,
+    pub page_size: usize,
+    pub seed: u64,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            complaints: 100_000,
+            regions: 8,
+            queries: 2_000,
+            page_size: 50,
+            seed: 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LatencySummary {
+    pub scenario: String,
+    pub tier: u8,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub complaints: usize,
+    pub depths: [usize; 4],
+    /// Upstream events plus the escalation events fed back.
+    pub live_events: usize,
+    pub live_events_per_sec: f64,
+    pub rebuild_events: usize,
+    pub rebuild_events_per_sec: f64,
+    /// Rebuild including `take_changes` (row serialisation) every 1,000 events.
+    pub rebuild_with_rows_events_per_sec: f64,
+    pub rows: usize,
+    pub latencies: Vec<LatencySummary>,
+}
+
+/// SplitMix64: small, seeded, good enough to spread synthetic data.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+fn synthetic_upstream(options: &BenchOptions, start: Timestamp) -> Vec<Event> {
+    let mut random = Seeded(options.seed);
+    let mut events = Vec::with_capacity(options.complaints * 2);
+    let mut next_id = 0u128;
+    let mut id = || {
+        next_id += 1;
+        Uuid::from_u128(next_id)
+    };
+    let span_minutes = 30 * 24 * 60;
+    for i in 0..options.complaints {
+        let complaint_id = format!("cmp-{i:07}");
+        let filed_at = start
+            .checked_add(SignedDuration::from_mins(
+                (i as i64 * span_minutes) / options.complaints as i64,
+            ))
+            .expect("in range");
+        let severity = [
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ][random.below(4) as usize];
+        let amount = random.chance(70).then(|| AmountAtStake {
+            value: Money::from_units(random.below(40_000) as i64 + 1),
+            currency: ["EUR", "USD", "GBP"][random.below(3) as usize].into(),
+        });
+        let escalates_anyway = severity == Severity::Critical
+            || amount
+                .as_ref()
+                .is_some_and(|a| a.value > Money::from_units(100));
+        let vip = !escalates_anyway || random.chance(10);
+        let region = format!("region-{}", random.below(options.regions as u64));
+        events.push(Event {
+            id: id(),
+            source: "bench".into(),
+            complaint_id: complaint_id.clone(),
+            time: filed_at,
+            body: EventBody::Filed(ComplaintFiled {
+                customer_id: format!("cust-{}", random.below(options.complaints as u64 / 2 + 1)),
+                region: region.clone(),
+                category: "billing".into(),
+                channel: Channel::Web,
+                severity,
+                amount_at_stake: amount,
+                summary: None,
+                tags: Vec::new(),
+                vip,
+            }),
+        });
+        if random.chance(30) {
+            events.push(Event {
+                id: id(),
+                source: "bench".into(),
+                complaint_id: complaint_id.clone(),
+                time: filed_at,
+                body: EventBody::Assigned(ComplaintAssigned {
+                    assignee: "agent".into(),
+                    team: Some(format!("team-{}", random.below(5))),
+                }),
+            });
+        }
+        if random.chance(15) {
+            let due_at = filed_at
+                .checked_add(SignedDuration::from_hours(4))
+                .expect("in range");
+            events.push(Event {
+                id: id(),
+                source: "bench".into(),
+                complaint_id,
+                time: due_at,
+                body: EventBody::SlaBreached(SlaBreached {
+                    metric: SlaMetric::FirstResponse,
+                    policy: "standard".into(),
+                    region,
+                    due_at,
+                    target_seconds: 4 * 3600,
+                    met_at: None,
+                    late_by_seconds: None,
+                }),
+            });
+        }
+    }
+    events
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Builds the escalated complaints through `apply`, then measures rebuild and queries.
+pub fn run(options: &BenchOptions) -> BenchReport {
+    let start: Timestamp = "2025-01-01T00:00:00Z".parse().expect("valid");
+    let upstream = synthetic_upstream(options, start);
+
+    // Live: every event the projector writes is fed back right away, as the runner's
+    // stream would, and 30% of the escalated items are claimed by an operator.
+    let mut live =
+        EscalationProjector::new(EscalationConfig::default()).expect("default config is valid");
+    let mut log: Vec<Event> = Vec::with_capacity(upstream.len() * 2);
+    let mut random = Seeded(options.seed ^ 0xabcd);
+    let began = Instant::now();
+    for event in upstream {
+        let mut pending = vec![event];
+        while let Some(event) = pending.pop() {
+            log.push(event);
+            let event = log.last().expect("just pushed");
+            let is_raise = matches!(event.body, EventBody::EscalationRaised(_));
+            let (complaint_id, time) = (event.complaint_id.clone(), event.time);
+            let written = live.apply(log.len() as u64, event);
+            pending.extend(written.into_iter().filter_map(|effect| match effect {
+                Effect::AppendEvent { event, .. } => Some(event),
+                Effect::Publish { .. } => None,
+            }));
+            if is_raise && random.chance(30) {
+                if let Ok(claim) = live.prepare_claim(&complaint_id, "operator-1", None, time) {
+                    pending.push(claim.event);
+                }
+            }
+        }
+    }
+    let live_elapsed = began.elapsed();
+    let live_events = log.len();
+
+    let began = Instant::now();
+    let mut rebuilt = EscalationProjector::new(EscalationConfig::default()).expect("valid");
+    for (i, event) in log.iter().enumerate() {
+        rebuilt.apply(i as u64 + 1, event);
+    }
+    let rebuild_elapsed = began.elapsed();
+    drop(rebuilt);
+
+    let began = Instant::now();
+    let mut rebuilt = EscalationProjector::new(EscalationConfig::default()).expect("valid");
+    let mut rows = 0;
+    for (i, event) in log.iter().enumerate() {
+        rebuilt.apply(i as u64 + 1, event);
+        if i % 1000 == 999 {
+            rows += rebuilt.take_changes().len();
+        }
+    }
+    rows += rebuilt.take_changes().len();
+    let rebuild_with_rows_elapsed = began.elapsed();
+    drop(rebuilt);
+
+    // The SLA projector's answer, stood in for by an ordered map like the one it keeps.
+    let deadlines: BTreeMap<String, Timestamp> = (0..options.complaints)
+        .filter(|i| i % 4 != 0)
+        .map(|i| {
+            let offset = SignedDuration::from_mins((i as i64 * 7919) % (60 * 24 * 40));
+            (
+                format!("cmp-{i:07}"),
+                start.checked_add(offset).expect("in range"),
+            )
+        })
+        .collect();
+    let deadline_of = |id: &str| deadlines.get(id).copied();
+    let now = start
+        .checked_add(SignedDuration::from_hours(31 * 24))
+        .expect("in range");
+    let mut latencies = Vec::new();
+    let regions = options.regions as u64;
+    type Scenario<'a> = (
+        &'a str,
+        Box<dyn Fn(&mut Seeded, u8) -> QueueQuery + 'a>,
+        bool,
+    );
+    let page = options.page_size;
+    let scenarios: Vec<Scenario<'_>> = vec![
+        (
+            "first page",
+            Box::new(move |_, tier| QueueQuery {
+                tier,
+                limit: page,
+                ..QueueQuery::default()
+            }),
+            false,
+        ),
+        (
+            "first page + SLA deadlines",
+            Box::new(move |_, tier| QueueQuery {
+                tier,
+                limit: page,
+                ..QueueQuery::default()
+            }),
+            true,
+        ),
+        (
+            "region, unclaimed + deadlines",
+            Box::new(move |r, tier| QueueQuery {
+                tier,
+                limit: page,
+                region: Some(format!("region-{}", r.below(regions))),
+                claimed: Some(false),
+                ..QueueQuery::default()
+            }),
+            true,
+        ),
+        (
+            "team + reason vip",
+            Box::new(move |r, tier| QueueQuery {
+                tier,
+                limit: page,
+                team: Some(format!("team-{}", r.below(5))),
+                reason: Some("vip".into()),
+                ..QueueQuery::default()
+            }),
+            false,
+        ),
+    ];
+    for (name, make, with_deadlines) in &scenarios {
+        for tier in 2..=4u8 {
+            let mut samples = Vec::with_capacity(options.queries);
+            for _ in 0..options.queries {
+                let query = make(&mut random, tier);
+                let began = Instant::now();
+                let result = if *with_deadlines {
+                    live.queue(&query, now, Some(&deadline_of))
+                } else {
+                    live.queue(&query, now, None)
+                };
+                samples.push(began.elapsed());
+                assert!(result.is_ok(), "benchmark queries are valid");
+            }
+            samples.sort_unstable();
+            latencies.push(LatencySummary {
+                scenario: (*name).to_owned(),
+                tier,
+                p50: percentile(&samples, 0.50),
+                p99: percentile(&samples, 0.99),
+                max: *samples.last().expect("queries > 0"),
+            });
+        }
+    }
+
+    let rate = |events: usize, elapsed: Duration| events as f64 / elapsed.as_secs_f64().max(1e-9);
+    BenchReport {
+        complaints: options.complaints,
+        depths: live.depths(),
+        live_events,
+        live_events_per_sec: rate(live_events, live_elapsed),
+        rebuild_events: log.len(),
+        rebuild_events_per_sec: rate(log.len(), rebuild_elapsed),
+        rebuild_with_rows_events_per_sec: rate(log.len(), rebuild_with_rows_elapsed),
+        rows,
+        latencies,
+    }
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "escalation benchmark: {} complaints filed",
+            self.complaints
+        )?;
+        writeln!(
+            f,
+            "  queue depth per tier 1..4: {:?} (total {})",
+            self.depths,
+            self.depths.iter().sum::<usize>()
+        )?;
+        writeln!(
+            f,
+            "  live apply (incl. raises fed back, claims): {} events at {:.0} events/s",
+            self.live_events, self.live_events_per_sec
+        )?;
+        writeln!(
+            f,
+            "  rebuild apply only:                       {} events at {:.0} events/s",
+            self.rebuild_events, self.rebuild_events_per_sec
+        )?;
+        writeln!(
+            f,
+            "  rebuild + take_changes every 1000 events:  {:.0} events/s ({} row writes)",
+            self.rebuild_with_rows_events_per_sec, self.rows
+        )?;
+        writeln!(f, "  queue query latency (p50 / p99 / max):")?;
+        for l in &self.latencies {
+            writeln!(
+                f,
+                "    tier {} {:<32} {:>9.3?} / {:>9.3?} / {:>9.3?}",
+                l.tier, l.scenario, l.p50, l.p99, l.max
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_run_escalates_every_complaint_and_reports_figures() {
+        let report = run(&BenchOptions {
+            complaints: 300,
+            queries: 5,
+            ..BenchOptions::default()
+        });
+        assert_eq!(
+            report.depths.iter().sum::<usize>(),
+            300,
+            "every synthetic complaint escalates"
+        );
+        assert!(report.live_events > 300 && report.rebuild_events == report.live_events);
+        assert_eq!(report.latencies.len(), 12);
+        assert!(report.to_string().contains("tier 2 first page"));
+    }
+}

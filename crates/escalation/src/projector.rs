@@ -1,0 +1,696 @@
+//! The escalation projector: applies the log, raises and clears, keeps the queue index.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use plaint_events::{
+    own, subjects, ComplaintFiled, EscalationClaimed, EscalationCleared, EscalationRaised,
+    EscalationReleased, Event, EventBody, SlaBreached,
+};
+use plaint_projection::{Effect, Projection, ProjectionError, ViewChange, ViewMap, ViewRow};
+use serde::Serialize;
+
+use crate::config::{ConfigError, EscalationConfig, MAX_TIER};
+use crate::priority::{money_rank, PriorityKey, Urgency};
+use crate::rules::{self, ManualEscalation, SlaBreachFact};
+use crate::state::{
+    ClaimRecord, ComplaintRow, ComplaintStatus, CustomerFilings, HistoryEntry, QueueItem,
+    ReleaseRecord,
+};
+
+pub(crate) const COMPLAINT_ROWS: &str = "complaint/";
+pub(crate) const CUSTOMER_ROWS: &str = "customer/";
+
+/// `<prefix>.alerts.escalation.unclaimed.<region>`: an item waited unclaimed longer than
+/// `unclaimed_alert_after`. Kept apart from `<prefix>.escalations.<tier>.<region>` so that
+/// consumers of the escalation subjects see only raises.
+pub fn unclaimed_alert_subject(prefix: &str, region: &str) -> String {
+    format!("{prefix}.alerts.escalation.unclaimed.{region}")
+}
+
+/// The payload published on [`unclaimed_alert_subject`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnclaimedAlert<'a> {
+    #[serde(rename = "type")]
+    pub alert_type: &'static str,
+    pub complaint_id: &'a str,
+    pub tier: u8,
+    pub region: &'a str,
+    pub unclaimed_since: Timestamp,
+    pub waiting_seconds: i64,
+    pub alert_after_seconds: i64,
+    pub reasons: &'a [plaint_events::EscalationReason],
+    pub at: Timestamp,
+}
+
+/// What the queue index keeps per item, so that filters need not read the row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ItemSummary {
+    pub region: String,
+    pub team: Option<String>,
+    pub claimed_by: Option<String>,
+    pub reasons_mask: u8,
+    pub entered_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IndexEntry {
+    tier: u8,
+    key: PriorityKey,
+    summary: ItemSummary,
+    /// `Some(unclaimed_since)` while the item waits unclaimed.
+    unclaimed_since: Option<Timestamp>,
+}
+
+/// The escalation projector. See the crate documentation for the rules and the order.
+pub struct EscalationProjector {
+    pub(crate) config: EscalationConfig,
+    pub(crate) subject_prefix: String,
+    pub(crate) complaints: ViewMap<ComplaintRow>,
+    customers: ViewMap<CustomerFilings>,
+    /// Derived from the rows (rebuilt by `restore`): one ordered index per tier.
+    pub(crate) queues: [BTreeMap<PriorityKey, ItemSummary>; MAX_TIER as usize],
+    /// In memory only: unclaimed items this process has not alerted on yet, by the time
+    /// they became unclaimed. After a restart every unclaimed item is alerted once more
+    /// (with the same msg id, so within the stream's duplicate window it is absorbed).
+    awaiting_alert: BTreeSet<(Timestamp, String)>,
+    /// In memory only: the tier of a raise written but not yet seen back in the log, so
+    /// that events arriving in between do not write a second raise to the same tier.
+    pending_raise: BTreeMap<String, u8>,
+}
+
+impl std::fmt::Debug for EscalationProjector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EscalationProjector")
+            .field("complaints", &self.complaints.len())
+            .field(
+                "queued",
+                &self.queues.iter().map(|q| q.len()).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl EscalationProjector {
+    /// A projector with the default subject prefix `complaints`.
+    pub fn new(config: EscalationConfig) -> Result<EscalationProjector, ConfigError> {
+        config.validate()?;
+        Ok(EscalationProjector {
+            config,
+            subject_prefix: "complaints".into(),
+            complaints: ViewMap::new(),
+            customers: ViewMap::new(),
+            queues: Default::default(),
+            awaiting_alert: BTreeSet::new(),
+            pending_raise: BTreeMap::new(),
+        })
+    }
+
+    /// Uses `prefix` (plaint's `subject_prefix`) for every subject it emits.
+    pub fn with_subject_prefix(mut self, prefix: impl Into<String>) -> EscalationProjector {
+        self.subject_prefix = prefix.into();
+        self
+    }
+
+    pub fn config(&self) -> &EscalationConfig {
+        &self.config
+    }
+
+    /// Items in the queue of each tier (index 0 = tier 1).
+    pub fn depths(&self) -> [usize; MAX_TIER as usize] {
+        std::array::from_fn(|i| self.queues[i].len())
+    }
+
+    /// An item whose clear is on its way is already out of the queue index: it is
+    /// resolved, closed or withdrawn, and nobody should claim it or be alerted about it.
+    fn index_entry(
+        config: &EscalationConfig,
+        complaint_id: &str,
+        row: &ComplaintRow,
+    ) -> Option<IndexEntry> {
+        let item = row.queue.as_ref().filter(|q| !q.clear_requested)?;
+        let key = PriorityKey {
+            severity: Reverse(row.severity),
+            urgency: match row.breached_since {
+                Some(since) => Urgency::Breached { since },
+                None => Urgency::NotBreached,
+            },
+            money_rank: Reverse(money_rank(config, row.amount_at_stake.as_ref())),
+            filed_at: row.filed_at,
+            complaint_id: complaint_id.to_owned(),
+        };
+        let reasons_mask = item
+            .reasons
+            .iter()
+            .filter_map(|r| rules::rule_bit(&r.rule))
+            .fold(0, |a, b| a | b);
+        Some(IndexEntry {
+            tier: item.tier,
+            key,
+            summary: ItemSummary {
+                region: row.region.clone(),
+                team: row.team.clone(),
+                claimed_by: item.claim.as_ref().map(|c| c.by.clone()),
+                reasons_mask,
+                entered_at: item.entered_at,
+            },
+            unclaimed_since: item.claim.is_none().then_some(item.unclaimed_since),
+        })
+    }
+
+    fn reindex(
+        &mut self,
+        complaint_id: &str,
+        before: Option<IndexEntry>,
+        after: Option<IndexEntry>,
+    ) {
+        if before == after {
+            return;
+        }
+        let alert_before = before
+            .as_ref()
+            .and_then(|e| e.unclaimed_since.map(|t| (e.tier, t)));
+        let alert_after = after
+            .as_ref()
+            .and_then(|e| e.unclaimed_since.map(|t| (e.tier, t)));
+        if let Some(entry) = before {
+            self.queues[usize::from(entry.tier - 1)].remove(&entry.key);
+        }
+        if let Some(entry) = after {
+            self.queues[usize::from(entry.tier - 1)].insert(entry.key, entry.summary);
+        }
+        // Only a new waiting period (or a new tier) earns a new alert; a change of team or
+        // of breach state while waiting must not repeat one already sent.
+        if alert_before != alert_after {
+            if let Some((_, since)) = alert_before {
+                self.awaiting_alert
+                    .remove(&(since, complaint_id.to_owned()));
+            }
+            if let Some((_, since)) = alert_after {
+                self.awaiting_alert.insert((since, complaint_id.to_owned()));
+            }
+        }
+    }
+
+    /// Mutates a complaint's row and keeps the queue index in step with it.
+    fn update<R>(
+        &mut self,
+        complaint_id: &str,
+        change: impl FnOnce(&mut ComplaintRow) -> R,
+    ) -> Option<R> {
+        let config = &self.config;
+        let row = self.complaints.get_mut(complaint_id)?;
+        let before = Self::index_entry(config, complaint_id, row);
+        let result = change(row);
+        let after = Self::index_entry(config, complaint_id, row);
+        self.reindex(complaint_id, before, after);
+        Some(result)
+    }
+
+    fn own_event(
+        &self,
+        trigger: &Event,
+        region: &str,
+        id_parts: &[&str],
+        body: EventBody,
+    ) -> (String, Event) {
+        let event = Event {
+            id: own::event_id(id_parts),
+            source: own::source("escalation"),
+            complaint_id: trigger.complaint_id.clone(),
+            time: trigger.time,
+            body,
+        };
+        (
+            subjects::event(&self.subject_prefix, region, event.event_type()),
+            event,
+        )
+    }
+
+    /// Evaluates the rules of an open complaint and writes a raise when they ask for a
+    /// tier above where it stands (or is about to stand).
+    fn raise_if_needed(&mut self, trigger: &Event) -> Vec<Effect> {
+        let complaint_id = &trigger.complaint_id;
+        let Some(row) = self.complaints.get(complaint_id) else {
+            return Vec::new();
+        };
+        if row.status != ComplaintStatus::Open {
+            return Vec::new();
+        }
+        let reasons = rules::evaluate(&self.config, &row.rule_facts());
+        let Some(target) = rules::target_tier(&reasons) else {
+            return Vec::new();
+        };
+        let standing = row
+            .queue
+            .as_ref()
+            .filter(|q| !q.clear_requested)
+            .map(|q| q.tier);
+        let pending = self.pending_raise.get(complaint_id).copied();
+        if Some(target) <= standing.max(pending) {
+            return Vec::new();
+        }
+        let region = row.region.clone();
+        let trigger_id = trigger.id.to_string();
+        let (subject, event) = self.own_event(
+            trigger,
+            &region,
+            &[complaint_id, "raised", &target.to_string(), &trigger_id],
+            EventBody::EscalationRaised(EscalationRaised {
+                tier: target,
+                previous_tier: standing,
+                region: region.clone(),
+                reasons,
+            }),
+        );
+        self.pending_raise.insert(complaint_id.clone(), target);
+        let publish = Effect::Publish {
+            subject: subjects::escalation(&self.subject_prefix, target, &region),
+            msg_id: event.id.to_string(),
+            payload: event.to_wire(),
+        };
+        vec![Effect::AppendEvent { subject, event }, publish]
+    }
+
+    fn clear(&mut self, trigger: &Event, reason: ComplaintStatus) -> Vec<Effect> {
+        let complaint_id = &trigger.complaint_id;
+        let Some(row) = self.complaints.get(complaint_id) else {
+            return Vec::new();
+        };
+        let region = row.region.clone();
+        let trigger_id = trigger.id.to_string();
+        let (subject, event) = self.own_event(
+            trigger,
+            &region,
+            &[complaint_id, "cleared", &trigger_id],
+            EventBody::EscalationCleared(EscalationCleared {
+                reason: reason.as_str().to_owned(),
+            }),
+        );
+        vec![Effect::AppendEvent { subject, event }]
+    }
+
+    fn on_filed(&mut self, event: &Event, filed: &ComplaintFiled) -> Vec<Effect> {
+        if self.complaints.contains_key(&event.complaint_id) {
+            return Vec::new();
+        }
+        let window = self.config.repeat_complainant.window;
+        let filings = match self.customers.get_mut(&filed.customer_id) {
+            Some(filings) => filings,
+            None => {
+                self.customers
+                    .insert(filed.customer_id.clone(), CustomerFilings::default());
+                self.customers
+                    .get_mut(&filed.customer_id)
+                    .expect("just inserted")
+            }
+        };
+        let position = filings.filed_at.partition_point(|t| *t <= event.time);
+        filings.filed_at.insert(position, event.time);
+        let repeat_count = rules::filings_in_window(&filings.filed_at, event.time, window);
+        // Keep only what a future filing can still count; filings that arrive late with
+        // older times than this may see fewer predecessors than they had.
+        let newest = *filings.filed_at.last().expect("not empty");
+        let keep_after = newest.checked_sub(window).unwrap_or(Timestamp::MIN);
+        let stale = filings.filed_at.partition_point(|t| *t <= keep_after);
+        filings.filed_at.drain(..stale);
+        self.complaints.insert(
+            event.complaint_id.clone(),
+            ComplaintRow {
+                region: filed.region.clone(),
+                customer_id: filed.customer_id.clone(),
+                severity: filed.severity,
+                amount_at_stake: filed.amount_at_stake.clone(),
+                vip: filed.vip,
+                team: None,
+                filed_at: event.time,
+                status: ComplaintStatus::Open,
+                repeat_count,
+                reopen_count: 0,
+                sla_breach: None,
+                breached_since: None,
+                manual: None,
+                raise_count: 0,
+                queue: None,
+                history: Vec::new(),
+            },
+        );
+        self.raise_if_needed(event)
+    }
+
+    fn on_breached(&mut self, event: &Event, breach: &SlaBreached) -> Vec<Effect> {
+        let config = &self.config;
+        let Some(row) = self.complaints.get(&event.complaint_id) else {
+            return Vec::new();
+        };
+        if row.status != ComplaintStatus::Open {
+            return Vec::new();
+        }
+        // "Where it stands" is read from the rows only (queue tier, rule targets), never
+        // from the in-memory pending raise, so that a rebuild fixes the same tier.
+        let rule_target = rules::target_tier(&rules::evaluate(config, &row.rule_facts()));
+        let standing = row.queue_tier().max(rule_target).unwrap_or(1);
+        let breach_tier = rules::sla_breach_tier(config, standing);
+        self.update(&event.complaint_id, |row| {
+            row.breached_since = Some(
+                row.breached_since
+                    .map_or(breach.due_at, |t| t.min(breach.due_at)),
+            );
+            if let Some(tier) = breach_tier {
+                let fact = row.sla_breach.get_or_insert(SlaBreachFact {
+                    count: 0,
+                    tier,
+                    latest_metric: breach.metric,
+                    latest_due_at: breach.due_at,
+                });
+                fact.count += 1;
+                fact.tier = fact.tier.max(tier);
+                fact.latest_metric = breach.metric;
+                fact.latest_due_at = breach.due_at;
+            }
+        });
+        self.raise_if_needed(event)
+    }
+
+    fn on_terminal(&mut self, event: &Event, status: ComplaintStatus) -> Vec<Effect> {
+        let Some(needs_clear) = self.update(&event.complaint_id, |row| {
+            row.status = status;
+            match row.queue.as_mut() {
+                Some(item) if !item.clear_requested => {
+                    item.clear_requested = true;
+                    true
+                }
+                _ => false,
+            }
+        }) else {
+            return Vec::new();
+        };
+        // A raise still on its way is cleared when it comes back (see on_raised). A raise
+        // written before this clear lands before it and is cleared with the item, so it
+        // must not hold back a raise after a reopen.
+        if needs_clear {
+            self.pending_raise.remove(&event.complaint_id);
+            self.clear(event, status)
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn on_raised(&mut self, seq: u64, event: &Event, raised: &EscalationRaised) -> Vec<Effect> {
+        let complaint_id = &event.complaint_id;
+        if self
+            .pending_raise
+            .get(complaint_id)
+            .is_some_and(|tier| *tier <= raised.tier)
+        {
+            self.pending_raise.remove(complaint_id);
+        }
+        let Some(row) = self.complaints.get(complaint_id) else {
+            return Vec::new();
+        };
+        // A raise not above the current tier can only be written twice when a restart lost
+        // the pending marker; it changes nothing.
+        if row.queue_tier() >= Some(raised.tier) || !(1..=MAX_TIER).contains(&raised.tier) {
+            return Vec::new();
+        }
+        let needs_clear = row.status != ComplaintStatus::Open;
+        let status = row.status;
+        let already_clearing = self.update(complaint_id, |row| {
+            row.raise_count += 1;
+            let previous = row.queue.take();
+            let already_clearing = previous.as_ref().is_some_and(|q| q.clear_requested);
+            row.history.push(HistoryEntry::Raised {
+                seq,
+                at: event.time,
+                event_id: event.id,
+                tier: raised.tier,
+                previous_tier: previous.as_ref().map(|q| q.tier),
+                reasons: raised.reasons.clone(),
+                ended_claim_of: previous.and_then(|q| q.claim).map(|c| c.by),
+            });
+            row.queue = Some(QueueItem {
+                tier: raised.tier,
+                entered_at: event.time,
+                raised_event_id: event.id,
+                reasons: raised.reasons.clone(),
+                claim: None,
+                unclaimed_since: event.time,
+                last_release: None,
+                operator_events: 0,
+                clear_requested: already_clearing || needs_clear,
+            });
+            already_clearing
+        });
+        // A raise that arrives after the complaint was resolved, closed or withdrawn is
+        // cleared at once, unless a clear is already on its way.
+        if needs_clear && already_clearing == Some(false) {
+            return self.clear(event, status);
+        }
+        Vec::new()
+    }
+
+    fn on_claimed(&mut self, seq: u64, event: &Event, claimed: &EscalationClaimed) {
+        self.update(&event.complaint_id, |row| {
+            let Some(item) = row.queue.as_mut() else {
+                return;
+            };
+            // The log is the arbiter: the first claim in log order wins, and a reassign
+            // takes effect only from the holder it was prepared against.
+            let holder = item.claim.as_ref().map(|c| c.by.as_str());
+            let takes_effect = item.tier == claimed.tier
+                && holder != Some(claimed.by.as_str())
+                && holder == claimed.reassigned_from.as_deref();
+            if !takes_effect {
+                return;
+            }
+            item.claim = Some(ClaimRecord {
+                by: claimed.by.clone(),
+                at: event.time,
+                event_id: event.id,
+                reassigned_from: claimed.reassigned_from.clone(),
+            });
+            item.operator_events += 1;
+            row.history.push(HistoryEntry::Claimed {
+                seq,
+                at: event.time,
+                event_id: event.id,
+                by: claimed.by.clone(),
+                tier: claimed.tier,
+                reassigned_from: claimed.reassigned_from.clone(),
+            });
+        });
+    }
+
+    fn on_released(&mut self, seq: u64, event: &Event, released: &EscalationReleased) {
+        self.update(&event.complaint_id, |row| {
+            let Some(item) = row.queue.as_mut() else {
+                return;
+            };
+            if item.claim.as_ref().map(|c| c.by.as_str()) != Some(released.by.as_str()) {
+                return;
+            }
+            item.claim = None;
+            item.unclaimed_since = event.time;
+            item.last_release = Some(ReleaseRecord {
+                by: released.by.clone(),
+                reason: released.reason.clone(),
+                at: event.time,
+                event_id: event.id,
+            });
+            item.operator_events += 1;
+            row.history.push(HistoryEntry::Released {
+                seq,
+                at: event.time,
+                event_id: event.id,
+                by: released.by.clone(),
+                reason: released.reason.clone(),
+            });
+        });
+    }
+
+    fn on_cleared(&mut self, seq: u64, event: &Event, cleared: &EscalationCleared) {
+        self.update(&event.complaint_id, |row| {
+            if row.queue.take().is_some() {
+                row.history.push(HistoryEntry::Cleared {
+                    seq,
+                    at: event.time,
+                    event_id: event.id,
+                    reason: cleared.reason.clone(),
+                });
+            }
+        });
+    }
+
+    fn rebuild_indexes(&mut self) {
+        self.queues = Default::default();
+        self.awaiting_alert.clear();
+        let entries: Vec<(String, IndexEntry)> = self
+            .complaints
+            .iter()
+            .filter_map(|(id, row)| {
+                Self::index_entry(&self.config, id, row).map(|e| (id.clone(), e))
+            })
+            .collect();
+        for (id, entry) in entries {
+            self.reindex(&id, None, Some(entry));
+        }
+    }
+
+    /// All persisted rows in key order, as the runner would hold them (for digests and
+    /// rebuild comparisons in tests and tools).
+    pub fn rows(&self) -> Vec<ViewRow> {
+        fn json<T: Serialize>(value: &T) -> Vec<u8> {
+            serde_json::to_vec(value).expect("view values serialise infallibly")
+        }
+        let mut rows: Vec<ViewRow> = self
+            .complaints
+            .iter()
+            .map(|(k, v)| (format!("{COMPLAINT_ROWS}{k}").into_bytes(), json(v)))
+            .chain(
+                self.customers
+                    .iter()
+                    .map(|(k, v)| (format!("{CUSTOMER_ROWS}{k}").into_bytes(), json(v))),
+            )
+            .collect();
+        rows.sort();
+        rows
+    }
+}
+
+impl Projection for EscalationProjector {
+    fn name(&self) -> &'static str {
+        "escalation"
+    }
+
+    fn apply(&mut self, seq: u64, event: &Event) -> Vec<Effect> {
+        match &event.body {
+            EventBody::Filed(filed) => self.on_filed(event, filed),
+            EventBody::Assigned(assigned) => {
+                self.update(&event.complaint_id, |row| {
+                    if assigned.team.is_some() {
+                        row.team = assigned.team.clone();
+                    }
+                });
+                Vec::new()
+            }
+            EventBody::Escalated(escalated) => {
+                let escalation = ManualEscalation {
+                    tier: escalated.tier.clamp(1, MAX_TIER),
+                    by: escalated.by.clone(),
+                    reason: escalated.reason.clone(),
+                };
+                self.update(&event.complaint_id, |row| {
+                    if row
+                        .manual
+                        .as_ref()
+                        .is_none_or(|m| m.tier <= escalation.tier)
+                    {
+                        row.manual = Some(escalation);
+                    }
+                });
+                self.raise_if_needed(event)
+            }
+            EventBody::Reopened(_) => {
+                self.update(&event.complaint_id, |row| {
+                    row.status = ComplaintStatus::Open;
+                    row.reopen_count += 1;
+                });
+                self.raise_if_needed(event)
+            }
+            EventBody::Resolved(_) => self.on_terminal(event, ComplaintStatus::Resolved),
+            EventBody::Closed(_) => self.on_terminal(event, ComplaintStatus::Closed),
+            EventBody::Withdrawn(_) => self.on_terminal(event, ComplaintStatus::Withdrawn),
+            EventBody::SlaBreached(breach) => self.on_breached(event, breach),
+            EventBody::EscalationRaised(raised) => self.on_raised(seq, event, raised),
+            EventBody::EscalationClaimed(claimed) => {
+                self.on_claimed(seq, event, claimed);
+                Vec::new()
+            }
+            EventBody::EscalationReleased(released) => {
+                self.on_released(seq, event, released);
+                Vec::new()
+            }
+            EventBody::EscalationCleared(cleared) => {
+                self.on_cleared(seq, event, cleared);
+                Vec::new()
+            }
+            EventBody::Acknowledged(_)
+            | EventBody::CustomerContacted(_)
+            | EventBody::CallbackPromised(_)
+            | EventBody::AwaitingCustomer(_)
+            | EventBody::CustomerReplied(_) => Vec::new(),
+        }
+    }
+
+    fn tick(&mut self, now: Timestamp) -> Vec<Effect> {
+        let alert_after = self.config.unclaimed_alert_after;
+        let Some(threshold) = now.checked_sub(alert_after).ok() else {
+            return Vec::new();
+        };
+        let mut effects = Vec::new();
+        while let Some((since, complaint_id)) = self.awaiting_alert.first().cloned() {
+            if since > threshold {
+                break;
+            }
+            self.awaiting_alert.pop_first();
+            let Some(row) = self.complaints.get(&complaint_id) else {
+                continue;
+            };
+            let Some(item) = row.queue.as_ref().filter(|q| q.claim.is_none()) else {
+                continue;
+            };
+            let alert = UnclaimedAlert {
+                alert_type: "escalation.unclaimed",
+                complaint_id: &complaint_id,
+                tier: item.tier,
+                region: &row.region,
+                unclaimed_since: since,
+                waiting_seconds: now.duration_since(since).as_secs(),
+                alert_after_seconds: alert_after.as_secs(),
+                reasons: &item.reasons,
+                at: now,
+            };
+            let msg_id = own::event_id(&[
+                &complaint_id,
+                "unclaimed",
+                &item.tier.to_string(),
+                &since.to_string(),
+            ]);
+            effects.push(Effect::Publish {
+                subject: unclaimed_alert_subject(&self.subject_prefix, &row.region),
+                msg_id: msg_id.to_string(),
+                payload: serde_json::to_vec(&alert).expect("alerts serialise infallibly"),
+            });
+        }
+        effects
+    }
+
+    fn next_wakeup(&self) -> Option<Timestamp> {
+        let (since, _) = self.awaiting_alert.first()?;
+        since.checked_add(self.config.unclaimed_alert_after).ok()
+    }
+
+    fn take_changes(&mut self) -> Vec<ViewChange> {
+        let mut changes = self.complaints.take_changes(COMPLAINT_ROWS);
+        changes.extend(self.customers.take_changes(CUSTOMER_ROWS));
+        changes
+    }
+
+    fn restore(&mut self, rows: &mut dyn Iterator<Item = ViewRow>) -> Result<(), ProjectionError> {
+        self.complaints.clear();
+        self.customers.clear();
+        self.pending_raise.clear();
+        for row in rows {
+            if !self
+                .complaints
+                .restore_row("escalation", COMPLAINT_ROWS, &row)?
+            {
+                self.customers
+                    .restore_row("escalation", CUSTOMER_ROWS, &row)?;
+            }
+        }
+        self.rebuild_indexes();
+        Ok(())
+    }
+}

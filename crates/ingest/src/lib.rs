@@ -1,0 +1,473 @@
+//! From NATS JetStream into the log.
+//!
+//! - [`Topology`] and [`ensure_streams`]: the three streams of the contract
+//!   (`COMPLAINTS`, `COMPLAINTS_REJECTED`, `COMPLAINT_ALERTS`), created or updated
+//!   idempotently at start, with file storage and duplicate windows.
+//! - [`Ingester`]: the durable pull consumer loop. For each batch: decode and validate
+//!   every message ([`plaint_events::decode`] plus the subject checks), stage the valid ones
+//!   in the log (lifecycle, region, duplicates), commit and make durable, publish each
+//!   rejection to `complaints.rejected.<reason>` and await its ack, and only then ack the
+//!   batch (one AckAll on its last message). Nothing is acknowledged that is not durable
+//!   in the log or in the rejected stream.
+//! - [`IngestMetrics`]: counters an operator asks about (appended, duplicates, rejected by
+//!   reason, batches).
+//! - [`rejection_headers`]: how a rejection is described on the rejected stream.
+//!
+//! Only this crate acknowledges JetStream messages of the `COMPLAINTS` stream. It does not
+//! run projectors or serve queries.
+
+mod metrics;
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::{
+    jetstream::{self, consumer::pull, stream, Context},
+    HeaderMap,
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use plaint_events::{decode, subjects, EventType, Limits, RejectReason, Rejection, Timestamp};
+use plaint_log::{Candidate, ExpectedVersion, Log, LogError, Outcome};
+use tokio_util::sync::CancellationToken;
+
+pub use metrics::{IngestMetrics, MetricsSnapshot};
+
+/// Names and settings of the JetStream objects plaint uses.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Topology {
+    pub subject_prefix: String,
+    pub events_stream: String,
+    pub rejected_stream: String,
+    pub alerts_stream: String,
+    /// Durable name of the ingest consumer.
+    pub consumer: String,
+    /// JetStream's own duplicate window on `COMPLAINTS` (publish retries within it are
+    /// dropped by the server; the log's id index catches the rest, however late).
+    #[serde(with = "secs")]
+    pub duplicate_window: Duration,
+    /// Duplicate window of the alerts stream: alerts re-sent after a restart within it
+    /// reach nobody twice.
+    #[serde(with = "secs")]
+    pub alerts_duplicate_window: Duration,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Topology {
+            subject_prefix: "complaints".into(),
+            events_stream: "COMPLAINTS".into(),
+            rejected_stream: "COMPLAINTS_REJECTED".into(),
+            alerts_stream: "COMPLAINT_ALERTS".into(),
+            consumer: "plaint-ingest".into(),
+            duplicate_window: Duration::from_secs(120),
+            alerts_duplicate_window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs(u64::deserialize(d)?))
+    }
+}
+
+/// Tuning of the consumer loop.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Most messages handled (and committed as one segment) per batch.
+    pub batch_size: usize,
+    /// How long JetStream waits for an ack before redelivering.
+    pub ack_wait: Duration,
+    pub limits: Limits,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions { batch_size: 1000, ack_wait: Duration::from_secs(30), limits: Limits::default() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("cannot set up JetStream stream {stream}: {detail}. Is JetStream enabled on the server (`nats-server -js`) and does this user have permission?")]
+    Setup { stream: String, detail: String },
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// Creates or updates the contract's streams. Safe to call at every start and from
+/// several processes.
+pub async fn ensure_streams(js: &Context, topology: &Topology) -> Result<(), IngestError> {
+    let prefix = &topology.subject_prefix;
+    let configs = [
+        stream::Config {
+            name: topology.events_stream.clone(),
+            subjects: vec![subjects::events_wildcard(prefix)],
+            storage: stream::StorageType::File,
+            duplicate_window: topology.duplicate_window,
+            ..Default::default()
+        },
+        stream::Config {
+            name: topology.rejected_stream.clone(),
+            subjects: vec![subjects::rejected_wildcard(prefix)],
+            storage: stream::StorageType::File,
+            duplicate_window: topology.duplicate_window,
+            ..Default::default()
+        },
+        stream::Config {
+            name: topology.alerts_stream.clone(),
+            subjects: vec![subjects::alerts_wildcard(prefix), subjects::escalations_wildcard(prefix)],
+            storage: stream::StorageType::File,
+            duplicate_window: topology.alerts_duplicate_window,
+            ..Default::default()
+        },
+    ];
+    for config in configs {
+        let name = config.name.clone();
+        js.create_or_update_stream(config)
+            .await
+            .map_err(|e| IngestError::Setup { stream: name.clone(), detail: e.to_string() })?;
+    }
+    Ok(())
+}
+
+/// Headers that describe a rejection on `complaints.rejected.<reason>`. The payload is the
+/// original message, byte for byte.
+pub fn rejection_headers(rejection: &Rejection, original_subject: &str, stream_seq: u64) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("Plaint-Reject-Reason", rejection.reason.as_str());
+    // Header values cannot hold newlines; details are one line by construction, but a
+    // serde message may quote input, so flatten defensively.
+    let detail: String = rejection.detail.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    headers.insert("Plaint-Reject-Detail", detail.as_str());
+    headers.insert("Plaint-Original-Subject", original_subject);
+    headers.insert("Plaint-Original-Seq", stream_seq.to_string().as_str());
+    // Redelivery of the same poison message must not fill the rejected stream twice.
+    headers.insert("Nats-Msg-Id", format!("rejected-{stream_seq}").as_str());
+    headers
+}
+
+/// The ingest consumer. One per data directory.
+pub struct Ingester {
+    log: Log,
+    js: Context,
+    topology: Topology,
+    options: IngestOptions,
+    metrics: Arc<IngestMetrics>,
+}
+
+/// What happened to one message of a batch.
+enum Verdict {
+    Valid { event: plaint_events::Event, region: String },
+    Invalid(Rejection),
+}
+
+impl Ingester {
+    pub fn new(log: Log, js: Context, topology: Topology, options: IngestOptions) -> Self {
+        Ingester { log, js, topology, options, metrics: Arc::new(IngestMetrics::default()) }
+    }
+
+    pub fn metrics(&self) -> Arc<IngestMetrics> {
+        self.metrics.clone()
+    }
+
+    async fn consumer(&self) -> Result<jetstream::consumer::Consumer<pull::Config>, String> {
+        let stream = self.js.get_stream(&self.topology.events_stream).await.map_err(|e| e.to_string())?;
+        stream
+            .create_consumer(pull::Config {
+                durable_name: Some(self.topology.consumer.clone()),
+                description: Some("plaint ingest: JetStream → sled log".into()),
+                ack_policy: jetstream::consumer::AckPolicy::All,
+                ack_wait: self.options.ack_wait,
+                // The 2.9 default of 1,000 silently caps every pull.
+                max_ack_pending: (self.options.batch_size * 20) as i64,
+                filter_subject: subjects::events_wildcard(&self.topology.subject_prefix),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Consumes until `shutdown` is cancelled. A batch in progress when the signal comes is
+    /// finished (committed, acknowledged) before returning; a batch whose write cannot be
+    /// made durable is abandoned unacknowledged (JetStream redelivers it).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), IngestError> {
+        ensure_streams_with_retry(&self.js, &self.topology, &shutdown).await?;
+        let mut backoff = Duration::from_millis(200);
+        while !shutdown.is_cancelled() {
+            let consumer = match self.consumer().await {
+                Ok(c) => c,
+                Err(error) => {
+                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot reach the ingest consumer; is NATS up?");
+                    sleep_or_cancel(backoff, &shutdown).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            let messages = consumer
+                .stream()
+                .max_messages_per_batch(self.options.batch_size)
+                .heartbeat(Duration::from_secs(5))
+                .expires(Duration::from_secs(30))
+                .messages()
+                .await;
+            let messages = match messages {
+                Ok(m) => m,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start pulling messages; retrying");
+                    sleep_or_cancel(backoff, &shutdown).await;
+                    continue;
+                }
+            };
+            tracing::info!(consumer = %self.topology.consumer, "ingest consuming");
+            backoff = Duration::from_millis(200);
+            let mut chunks = messages.ready_chunks(self.options.batch_size);
+            loop {
+                let chunk = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    chunk = chunks.next() => chunk,
+                };
+                let Some(chunk) = chunk else { break };
+                let mut batch = Vec::with_capacity(chunk.len());
+                let mut broken = false;
+                for item in chunk {
+                    match item {
+                        Ok(message) => batch.push(message),
+                        Err(error) => {
+                            tracing::warn!(%error, "pull consumer error; reconnecting the consumer");
+                            broken = true;
+                        }
+                    }
+                }
+                if !batch.is_empty() {
+                    self.handle_batch(batch, &shutdown).await?;
+                }
+                if broken {
+                    break;
+                }
+            }
+        }
+        tracing::info!("ingest stopped");
+        Ok(())
+    }
+
+    /// Decodes, stores, reports and acknowledges one batch.
+    async fn handle_batch(&self, batch: Vec<jetstream::Message>, shutdown: &CancellationToken) -> Result<(), IngestError> {
+        let started = std::time::Instant::now();
+        let now = Timestamp::now();
+        let prefix = &self.topology.subject_prefix;
+        let verdicts: Vec<Verdict> =
+            batch.iter().map(|m| verdict(prefix, &m.subject, &m.payload, now, &self.options.limits)).collect();
+
+        // Stage and commit on a blocking thread: the commit fsyncs.
+        let outcomes = loop {
+            let log = self.log.clone();
+            let payloads: Vec<Bytes> = batch.iter().map(|m| m.payload.clone()).collect();
+            let staged = tokio::task::spawn_blocking({
+                let verdicts: Vec<Option<(plaint_events::Event, String)>> = verdicts
+                    .iter()
+                    .map(|v| match v {
+                        Verdict::Valid { event, region } => Some((event.clone(), region.clone())),
+                        Verdict::Invalid(_) => None,
+                    })
+                    .collect();
+                move || stage_and_commit(&log, &verdicts, &payloads)
+            })
+            .await
+            .expect("the staging task does not panic");
+            match staged {
+                Ok(outcomes) => break outcomes,
+                Err(LogError::NotDurable(error)) => {
+                    tracing::error!(%error, "batch written but not durable; not acknowledging until the disk accepts a sync");
+                    if !self.sync_until_durable(shutdown).await {
+                        return Ok(());
+                    }
+                    // The batch is in the log now; staging again turns it into duplicates,
+                    // which is exactly the outcome to report.
+                    continue;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot write the batch to the log; not acknowledging; retrying");
+                    self.metrics.storage_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if sleep_or_cancel(Duration::from_secs(1), shutdown).await {
+                        return Ok(());
+                    }
+                }
+            }
+        };
+
+        let mut rejections = Vec::new();
+        for ((message, verdict), outcome) in batch.iter().zip(&verdicts).zip(&outcomes) {
+            let rejection = match (verdict, outcome) {
+                (Verdict::Invalid(r), _) => Some(r.clone()),
+                (_, Some(Outcome::Rejected(r))) => Some(r.clone()),
+                (_, Some(Outcome::Appended(_))) => {
+                    self.metrics.appended.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    None
+                }
+                (_, Some(Outcome::Duplicate(_))) => {
+                    self.metrics.duplicates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    None
+                }
+                _ => None,
+            };
+            if let Some(rejection) = rejection {
+                self.metrics.record_rejection(rejection.reason);
+                let stream_seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+                tracing::debug!(reason = %rejection.reason, stream_seq, "event rejected");
+                rejections.push((rejection, message.subject.to_string(), stream_seq, message.payload.clone()));
+            }
+        }
+        if !self.publish_rejections(&rejections, shutdown).await {
+            return Ok(());
+        }
+        // AckAll: acknowledging the last message acknowledges the whole batch.
+        if let Some(last) = batch.last() {
+            if let Err(error) = last.ack().await {
+                // Not fatal: the batch is durable, a redelivery is a duplicate.
+                tracing::warn!(%error, "ack failed; the batch will be redelivered and deduplicated");
+            }
+        }
+        self.metrics.record_batch(batch.len(), started.elapsed());
+        Ok(())
+    }
+
+    async fn sync_until_durable(&self, shutdown: &CancellationToken) -> bool {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let log = self.log.clone();
+            match tokio::task::spawn_blocking(move || log.sync()).await.expect("sync task") {
+                Ok(()) => {
+                    tracing::info!("log durable again; resuming ingest");
+                    return true;
+                }
+                Err(error) => {
+                    self.metrics.storage_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(%error, "log still not durable");
+                }
+            }
+            if sleep_or_cancel(backoff, shutdown).await {
+                return false;
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Publishes rejections and waits for JetStream to acknowledge each, retrying until it
+    /// does: a rejection must be stored before its message is acknowledged.
+    async fn publish_rejections(&self, rejections: &[(Rejection, String, u64, Bytes)], shutdown: &CancellationToken) -> bool {
+        let prefix = &self.topology.subject_prefix;
+        for (rejection, subject, stream_seq, payload) in rejections {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let headers = rejection_headers(rejection, subject, *stream_seq);
+                let result = async {
+                    self.js
+                        .publish_with_headers(subjects::rejected(prefix, rejection.reason), headers, payload.clone())
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                .await;
+                match result {
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot store a rejection; retrying before acknowledging the batch");
+                        if sleep_or_cancel(backoff, shutdown).await {
+                            return false;
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Returns true if cancelled.
+async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(duration) => false,
+    }
+}
+
+async fn ensure_streams_with_retry(js: &Context, topology: &Topology, shutdown: &CancellationToken) -> Result<(), IngestError> {
+    let mut attempts = 0;
+    loop {
+        match ensure_streams(js, topology).await {
+            Ok(()) => return Ok(()),
+            Err(error) if attempts < 10 => {
+                attempts += 1;
+                tracing::warn!(%error, attempts, "stream setup failed; retrying");
+                if sleep_or_cancel(Duration::from_millis(500 * attempts), shutdown).await {
+                    return Ok(());
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// The stateless checks of one message: payload validation, then the subject: it must be
+/// `<prefix>.events.<region>.<kind>` with a valid region token and the kind of the
+/// event's type. (The region's match with the complaint is stateful: the log checks it.)
+fn verdict(prefix: &str, subject: &str, payload: &[u8], now: Timestamp, limits: &Limits) -> Verdict {
+    let event = match decode(payload, now, limits) {
+        Ok(e) => e,
+        Err(r) => return Verdict::Invalid(r),
+    };
+    let Some((region, kind)) = subjects::parse_event(prefix, subject) else {
+        return Verdict::Invalid(Rejection::new(
+            RejectReason::SchemaViolation,
+            format!("subject {subject:?} is not {prefix}.events.<region>.<kind>"),
+        ));
+    };
+    if !plaint_events::is_token(region) {
+        return Verdict::Invalid(Rejection::new(
+            RejectReason::SchemaViolation,
+            format!("region token {region:?} in the subject must match [a-z0-9_-]{{1,64}}"),
+        ));
+    }
+    let expected_kind = event.event_type().subject_kind();
+    if kind != expected_kind {
+        let hint = EventType::from_subject_kind(kind).map(|t| t.as_str()).unwrap_or("no known type");
+        return Verdict::Invalid(Rejection::new(
+            RejectReason::SubjectTypeMismatch,
+            format!("subject kind {kind:?} ({hint}) does not match type {}; publish it on {prefix}.events.{region}.{expected_kind}", event.event_type()),
+        ));
+    }
+    Verdict::Valid { region: region.to_owned(), event }
+}
+
+fn stage_and_commit(
+    log: &Log,
+    verdicts: &[Option<(plaint_events::Event, String)>],
+    payloads: &[Bytes],
+) -> Result<Vec<Option<Outcome>>, LogError> {
+    let writer = log.writer();
+    let mut pending = writer.begin();
+    let mut outcomes = Vec::with_capacity(verdicts.len());
+    for (verdict, payload) in verdicts.iter().zip(payloads) {
+        let outcome = match verdict {
+            Some((event, region)) => Some(writer.stage(
+                &mut pending,
+                Candidate { event, bytes: payload, subject_region: Some(region), expected: ExpectedVersion::Any },
+            )?),
+            None => None,
+        };
+        outcomes.push(outcome);
+    }
+    writer.commit(pending)?;
+    Ok(outcomes)
+}

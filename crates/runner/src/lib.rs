@@ -1,0 +1,400 @@
+//! The shell around every projector: it owns sled, the clock, batching, effects and
+//! checkpoints, so that projectors stay pure folds.
+//!
+//! - [`Runner`]: runs one [`Projection`] over the log. On start it restores the view from
+//!   its sled tree, catches up from the checkpoint in batches, then tails new appends and
+//!   calls `tick` when the projector's next wake-up comes due. Each batch commits the
+//!   changed view rows and the checkpoint in one `sled::Batch` (atomic), *after* the
+//!   batch's effects were carried out, so a crash repeats effects (all idempotent) but
+//!   never skips one.
+//! - [`ProjectorHandle`]: what the rest of the system holds: the projector (for queries,
+//!   behind a mutex never held across an await), its checkpoint and its name.
+//! - [`EffectSink`]: where effects go (NATS in `serve`, a vector in tests).
+//! - [`Clock`], [`SystemClock`], [`ManualClock`]: time is injected, so tests never sleep
+//!   for a deadline.
+//! - [`rebuild`] and [`view_digest`]: drop a view and replay the whole log into it (no
+//!   ticks, effects discarded), and the deterministic digest to compare views.
+//!
+//! What it does not do: decide anything about complaints. It never looks inside an event
+//! beyond decoding it.
+
+mod clock;
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use futures::future::BoxFuture;
+use plaint_log::Log;
+use plaint_projection::{digest_rows, Effect, Projection, ProjectionError};
+use tokio_util::sync::CancellationToken;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+
+/// The checkpoint row of a view tree. View keys never start with a zero byte.
+pub const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Log(#[from] plaint_log::LogError),
+    #[error("sled error in a view tree: {0}")]
+    Storage(#[from] sled::Error),
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error("entry {seq} of the log does not decode ({detail}); the log is damaged: run `plaint verify`")]
+    Undecodable { seq: u64, detail: String },
+}
+
+/// Carries out effects. `serve` publishes them to NATS; tests collect them.
+pub trait EffectSink: Send + Sync + 'static {
+    fn carry_out(&self, projector: &'static str, effects: Vec<Effect>) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// An [`EffectSink`] that drops everything (rebuilds, offline tools).
+#[derive(Debug, Default)]
+pub struct DiscardEffects;
+
+impl EffectSink for DiscardEffects {
+    fn carry_out(&self, _: &'static str, _: Vec<Effect>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// An [`EffectSink`] that records effects, for tests.
+#[derive(Debug, Default)]
+pub struct CollectEffects(pub Mutex<Vec<Effect>>);
+
+impl EffectSink for CollectEffects {
+    fn carry_out(&self, _: &'static str, effects: Vec<Effect>) -> BoxFuture<'_, Result<(), String>> {
+        self.0.lock().unwrap().extend(effects);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Tuning of a runner.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// Events applied per committed batch.
+    pub batch_size: usize,
+    /// Longest sleep when nothing happens (also bounds how late a tick can be if the
+    /// projector gives no wake-up time).
+    pub idle_tick: Duration,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions { batch_size: 2000, idle_tick: Duration::from_secs(1) }
+    }
+}
+
+/// A running projector as seen from outside.
+pub struct ProjectorHandle<P> {
+    pub name: &'static str,
+    pub projector: Arc<Mutex<P>>,
+    checkpoint: Arc<AtomicU64>,
+}
+
+impl<P> Clone for ProjectorHandle<P> {
+    fn clone(&self) -> Self {
+        ProjectorHandle { name: self.name, projector: self.projector.clone(), checkpoint: self.checkpoint.clone() }
+    }
+}
+
+impl<P> ProjectorHandle<P> {
+    /// Last sequence number applied and committed.
+    pub fn checkpoint(&self) -> u64 {
+        self.checkpoint.load(Ordering::Acquire)
+    }
+
+    /// Locks the projector for a query. Never hold this across an await.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, P> {
+        self.projector.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Type-erased status of a projector, for `plaint status`.
+pub trait ProjectorStatus: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn checkpoint(&self) -> u64;
+    /// Digest of the persisted view and the checkpoint it belongs to, taken at a batch
+    /// boundary.
+    fn digest(&self, log: &Log) -> Result<(String, u64), RunnerError>;
+}
+
+impl<P: Send> ProjectorStatus for ProjectorHandle<P> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn checkpoint(&self) -> u64 {
+        ProjectorHandle::checkpoint(self)
+    }
+    fn digest(&self, log: &Log) -> Result<(String, u64), RunnerError> {
+        let _projector = self.lock();
+        view_digest(log, self.name)
+    }
+}
+
+/// Applies the log from the handle's checkpoint to the head, in memory only: nothing is
+/// committed and effects are discarded. Offline queries use this to read views that are
+/// current without taking a running server's place (a later `serve` still applies, and
+/// carries out the effects of, these events).
+pub async fn catch_up_in_memory<P: Projection>(log: &Log, handle: &ProjectorHandle<P>) -> Result<u64, RunnerError> {
+    let from = handle.checkpoint() + 1;
+    let mut applied = 0;
+    let mut projector = handle.lock();
+    for item in log.read_range(from, log.last_seq()) {
+        let (seq, bytes) = item?;
+        let event = plaint_events::decode_stored(&bytes)
+            .map_err(|r| RunnerError::Undecodable { seq, detail: r.to_string() })?;
+        projector.apply(seq, &event);
+        handle.checkpoint.store(seq, Ordering::Release);
+        applied += 1;
+    }
+    Ok(applied)
+}
+
+/// The name of a projector's view tree.
+pub fn view_tree_name(projector: &str) -> String {
+    format!("view/{projector}")
+}
+
+/// Runs one projector.
+pub struct Runner<P: Projection> {
+    log: Log,
+    tree: sled::Tree,
+    handle: ProjectorHandle<P>,
+    sink: Arc<dyn EffectSink>,
+    clock: Arc<dyn Clock>,
+    options: RunnerOptions,
+}
+
+impl<P: Projection> Runner<P> {
+    /// Restores `projector` from its view tree in the log's database.
+    pub fn new(
+        log: Log,
+        mut projector: P,
+        sink: Arc<dyn EffectSink>,
+        clock: Arc<dyn Clock>,
+        options: RunnerOptions,
+    ) -> Result<Self, RunnerError> {
+        let name = projector.name();
+        let tree = log.db().open_tree(view_tree_name(name))?;
+        let checkpoint = read_checkpoint(&tree)?;
+        let mut rows = tree
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, _)| k.as_ref() != CHECKPOINT_KEY)
+            .map(|(k, v)| (k.to_vec(), v.to_vec()));
+        projector.restore(&mut rows)?;
+        if checkpoint > log.last_seq() {
+            // The view is ahead of the log: the log was truncated (repair). Start over.
+            tracing::warn!(projector = name, checkpoint, log_head = log.last_seq(), "view is ahead of the log; rebuilding it");
+            tree.clear()?;
+            return Self::new(log, projector_fresh(projector), sink, clock, options);
+        }
+        tracing::info!(projector = name, checkpoint, "projector restored");
+        let handle = ProjectorHandle {
+            name,
+            projector: Arc::new(Mutex::new(projector)),
+            checkpoint: Arc::new(AtomicU64::new(checkpoint)),
+        };
+        Ok(Runner { log, tree, handle, sink, clock, options })
+    }
+
+    pub fn handle(&self) -> ProjectorHandle<P> {
+        self.handle.clone()
+    }
+
+    /// Applies every entry after the checkpoint, batch by batch, without ticking. Returns
+    /// the number of events applied.
+    pub async fn catch_up(&self) -> Result<u64, RunnerError> {
+        let mut applied = 0;
+        loop {
+            let n = self.apply_batch().await?;
+            if n == 0 {
+                return Ok(applied);
+            }
+            applied += n;
+        }
+    }
+
+    /// One batch: read, decode, apply, carry out effects, commit rows + checkpoint.
+    async fn apply_batch(&self) -> Result<u64, RunnerError> {
+        let from = self.handle.checkpoint() + 1;
+        let head = self.log.last_seq();
+        if from > head {
+            return Ok(0);
+        }
+        let to = head.min(from + self.options.batch_size as u64 - 1);
+        let mut events = Vec::with_capacity((to - from + 1) as usize);
+        for item in self.log.read_range(from, to) {
+            let (seq, bytes) = item?;
+            let event = plaint_events::decode_stored(&bytes)
+                .map_err(|r| RunnerError::Undecodable { seq, detail: r.to_string() })?;
+            events.push((seq, event));
+        }
+        let (effects, changes) = {
+            let mut projector = self.handle.lock();
+            let mut effects = Vec::new();
+            for (seq, event) in &events {
+                effects.extend(projector.apply(*seq, event));
+            }
+            (effects, projector.take_changes())
+        };
+        self.deliver(effects).await;
+        // Commit under the projector's lock so a digest taken under the same lock sees
+        // rows and checkpoint of one batch boundary.
+        let _projector = self.handle.lock();
+        self.commit(changes, to)?;
+        Ok(events.len() as u64)
+    }
+
+    /// Carries out effects, retrying until they succeed: skipping one would lose an alert
+    /// or a breach record, and all of them are idempotent.
+    async fn deliver(&self, effects: Vec<Effect>) {
+        if effects.is_empty() {
+            return;
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.sink.carry_out(self.handle.name, effects.clone()).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(projector = self.handle.name, %error, retry_in_ms = backoff.as_millis() as u64, "effects not delivered; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn commit(&self, changes: Vec<plaint_projection::ViewChange>, checkpoint: u64) -> Result<(), RunnerError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in changes {
+            match value {
+                Some(v) => batch.insert(key, v),
+                None => batch.remove(key),
+            }
+        }
+        batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
+        self.tree.apply_batch(batch)?;
+        self.handle.checkpoint.store(checkpoint, Ordering::Release);
+        Ok(())
+    }
+
+    /// Catches up, then follows the log and the clock until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), RunnerError> {
+        let mut tail = self.log.subscribe();
+        let name = self.handle.name;
+        loop {
+            // Apply everything available before acting on time: a deadline must not fire
+            // for a complaint whose response is already in the log.
+            while self.apply_batch().await? > 0 {
+                if shutdown.is_cancelled() {
+                    return Ok(());
+                }
+            }
+            let now = self.clock.now();
+            let effects = self.handle.lock().tick(now);
+            self.deliver(effects).await;
+            let sleep_for = {
+                let wakeup = self.handle.lock().next_wakeup();
+                match wakeup {
+                    Some(at) => {
+                        let millis = at.duration_since(self.clock.now()).as_millis().max(0) as u64;
+                        Duration::from_millis(millis).min(self.options.idle_tick)
+                    }
+                    None => self.options.idle_tick,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    tracing::info!(projector = name, checkpoint = self.handle.checkpoint(), "projector stopped");
+                    return Ok(());
+                }
+                changed = tail.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                }
+                _ = self.clock.sleep(sleep_for) => {}
+            }
+        }
+    }
+}
+
+fn projector_fresh<P: Projection>(mut projector: P) -> P {
+    let mut empty = std::iter::empty();
+    // Restoring from no rows resets the state.
+    let _ = projector.restore(&mut empty);
+    projector
+}
+
+fn read_checkpoint(tree: &sled::Tree) -> Result<u64, RunnerError> {
+    Ok(tree
+        .get(CHECKPOINT_KEY)?
+        .and_then(|v| v.as_ref().try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0))
+}
+
+/// The digest of a view tree (rows only, not the checkpoint) and its checkpoint.
+pub fn view_digest(log: &Log, projector: &str) -> Result<(String, u64), RunnerError> {
+    let tree = log.db().open_tree(view_tree_name(projector))?;
+    let checkpoint = read_checkpoint(&tree)?;
+    let rows: Vec<(sled::IVec, sled::IVec)> =
+        tree.iter().filter_map(Result::ok).filter(|(k, _)| k.as_ref() != CHECKPOINT_KEY).collect();
+    Ok((digest_rows(rows.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))), checkpoint))
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RebuildReport {
+    pub projector: &'static str,
+    pub events: u64,
+    pub seconds: f64,
+    pub events_per_second: f64,
+    pub digest: String,
+    pub checkpoint: u64,
+}
+
+/// Drops the projector's view and replays the whole log into `fresh` (a projector built
+/// from config, with no state). No ticks; effects are discarded (their results are in the
+/// log already). `progress` is called with the sequence reached after each batch.
+pub async fn rebuild<P: Projection>(
+    log: &Log,
+    fresh: P,
+    options: RunnerOptions,
+    mut progress: impl FnMut(u64),
+) -> Result<RebuildReport, RunnerError> {
+    let name = fresh.name();
+    log.db().open_tree(view_tree_name(name))?.clear()?;
+    let started = Instant::now();
+    let runner = Runner::new(log.clone(), fresh, Arc::new(DiscardEffects), Arc::new(SystemClock), options)?;
+    let mut events = 0;
+    loop {
+        let n = runner.apply_batch().await?;
+        if n == 0 {
+            break;
+        }
+        events += n;
+        progress(runner.handle.checkpoint());
+    }
+    log.sync()?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (digest, checkpoint) = view_digest(log, name)?;
+    Ok(RebuildReport {
+        projector: name,
+        events,
+        seconds,
+        events_per_second: events as f64 / seconds.max(1e-9),
+        digest,
+        checkpoint,
+    })
+}
+

@@ -1,0 +1,224 @@
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream;
+use futures::future::BoxFuture;
+use plaint_complaints::ComplaintsProjector;
+use plaint_ingest::Ingester;
+use plaint_log::Log;
+use plaint_projection::{Effect, Projection};
+use plaint_runner::{Clock, EffectSink, ProjectorHandle, ProjectorStatus, Runner, RunnerOptions, SystemClock};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{api::Api, config::Config, nats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Log(#[from] plaint_log::LogError),
+    #[error(transparent)]
+    Runner(#[from] plaint_runner::RunnerError),
+    #[error(transparent)]
+    Connect(#[from] nats::ConnectError),
+    #[error(transparent)]
+    Ingest(#[from] plaint_ingest::IngestError),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Publishes projector effects to JetStream and waits for every ack.
+#[derive(Clone)]
+pub struct NatsEffects {
+    js: jetstream::Context,
+}
+
+impl NatsEffects {
+    pub fn new(js: jetstream::Context) -> Self {
+        NatsEffects { js }
+    }
+}
+
+impl EffectSink for NatsEffects {
+    fn carry_out(&self, projector: &'static str, effects: Vec<Effect>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let mut acks = Vec::with_capacity(effects.len());
+            for effect in effects {
+                let (subject, msg_id, payload) = match effect {
+                    Effect::Publish { subject, msg_id, payload } => (subject, msg_id, payload),
+                    Effect::AppendEvent { subject, event } => (subject, event.id.to_string(), event.to_wire()),
+                };
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", msg_id.as_str());
+                let ack = self
+                    .js
+                    .publish_with_headers(subject, headers, payload.into())
+                    .await
+                    .map_err(|e| format!("{projector}: publish failed: {e}"))?;
+                acks.push(ack);
+            }
+            for ack in acks {
+                ack.await.map_err(|e| format!("{projector}: publish not acknowledged: {e}"))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Everything a node runs, assembled but not yet started: used by `serve` and by tests
+/// that need to reach into the parts.
+pub struct Node {
+    pub config: Config,
+    pub log: Log,
+    pub complaints: ProjectorHandle<ComplaintsProjector>,
+    runners: Vec<BoxFuture<'static, Result<(), plaint_runner::RunnerError>>>,
+    statuses: Vec<Arc<dyn ProjectorStatus>>,
+}
+
+fn open_log(config: &Config) -> Result<Log, ServeError> {
+    std::fs::create_dir_all(&config.data)
+        .map_err(|source| ServeError::DataDir { path: config.data.display().to_string(), source })?;
+    Ok(Log::open(config.db_path(), config.log_options())?)
+}
+
+fn add_runner<P: Projection>(
+    runners: &mut Vec<BoxFuture<'static, Result<(), plaint_runner::RunnerError>>>,
+    statuses: &mut Vec<Arc<dyn ProjectorStatus>>,
+    log: &Log,
+    projector: P,
+    sink: Arc<dyn EffectSink>,
+    clock: Arc<dyn Clock>,
+    shutdown: &CancellationToken,
+) -> Result<ProjectorHandle<P>, ServeError> {
+    let runner = Runner::new(log.clone(), projector, sink, clock, RunnerOptions::default())?;
+    let handle = runner.handle();
+    statuses.push(Arc::new(handle.clone()));
+    let shutdown = shutdown.clone();
+    runners.push(Box::pin(runner.run(shutdown)));
+    Ok(handle)
+}
+
+impl Node {
+    /// Opens the log and restores every projector.
+    pub fn assemble(
+        config: Config,
+        sink: Arc<dyn EffectSink>,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+    ) -> Result<Node, ServeError> {
+        let log = open_log(&config)?;
+        let mut runners = Vec::new();
+        let mut statuses = Vec::new();
+        let complaints = add_runner(
+            &mut runners,
+            &mut statuses,
+            &log,
+            ComplaintsProjector::new(),
+            sink.clone(),
+            clock.clone(),
+            &shutdown,
+        )?;
+        Ok(Node { config, log, complaints, runners, statuses })
+    }
+
+    pub fn api(&self, ingest: Option<Arc<plaint_ingest::IngestMetrics>>, mode: &'static str) -> Api {
+        Api::new(
+            self.log.clone(),
+            self.complaints.clone(),
+            self.statuses.clone(),
+            ingest,
+            mode,
+            self.config.api.replay_page_bytes,
+        )
+    }
+}
+
+/// Runs ingest, the projectors and the API until `shutdown` is cancelled, then stops them
+/// in order: the ingester finishes its batch, the runners their batch, the API its
+/// requests; finally the log is flushed.
+pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
+    serve_with_clock(config, Arc::new(SystemClock), shutdown).await
+}
+
+pub async fn serve_with_clock(config: Config, clock: Arc<dyn Clock>, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let client = nats::connect(&config.nats).await?;
+    let js = nats::jetstream(client.clone(), &config.nats);
+    plaint_ingest::ensure_streams(&js, &config.topology).await?;
+    let sink: Arc<dyn EffectSink> = Arc::new(NatsEffects::new(js.clone()));
+    let node = {
+        let config = config.clone();
+        let shutdown = shutdown.clone();
+        tokio::task::spawn_blocking(move || Node::assemble(config, sink, clock, shutdown))
+            .await
+            .map_err(|e| ServeError::Other(e.to_string()))??
+    };
+    let ingester = Ingester::new(node.log.clone(), js.clone(), config.topology.clone(), config.ingest.options());
+    let api = node.api(Some(ingester.metrics()), "server");
+    let tracker = TaskTracker::new();
+    let failure = CancellationToken::new();
+    {
+        let shutdown = shutdown.clone();
+        let failure = failure.clone();
+        tracker.spawn(async move {
+            if let Err(error) = ingester.run(shutdown).await {
+                tracing::error!(%error, "ingest failed");
+                failure.cancel();
+            }
+        });
+    }
+    let Node { runners, log, .. } = node;
+    for runner in runners {
+        let failure = failure.clone();
+        tracker.spawn(async move {
+            if let Err(error) = runner.await {
+                tracing::error!(%error, "projector failed");
+                failure.cancel();
+            }
+        });
+    }
+    if config.api.enabled {
+        let client = client.clone();
+        let prefix = config.topology.subject_prefix.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(error) = crate::api::serve_api(client, api, &prefix, shutdown).await {
+                tracing::error!(%error, "API failed");
+            }
+        });
+    }
+    tracker.close();
+    tracing::info!(data = %config.data.display(), last_seq = log.last_seq(), "plaint serving");
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = failure.cancelled() => {
+            shutdown.cancel();
+        }
+    }
+    tracing::info!("shutting down");
+    if tokio::time::timeout(Duration::from_secs(30), tracker.wait()).await.is_err() {
+        tracing::warn!("tasks did not stop within 30 s");
+    }
+    let _ = client.flush().await;
+    let log_for_sync = log.clone();
+    tokio::task::spawn_blocking(move || log_for_sync.sync()).await.map_err(|e| ServeError::Other(e.to_string()))??;
+    tracing::info!(last_seq = log.last_seq(), "stopped");
+    if failure.is_cancelled() {
+        return Err(ServeError::Other("a component failed; see the log above".into()));
+    }
+    Ok(())
+}
+
+/// Opens a data directory for offline queries: the log plus every projector restored and
+/// brought up to the log's head *in memory only* (nothing is committed, no effects run,
+/// so a later `serve` still carries out whatever effects are due).
+pub async fn open_offline(config: Config) -> Result<Api, ServeError> {
+    let shutdown = CancellationToken::new();
+    let node = tokio::task::spawn_blocking(move || {
+        Node::assemble(config, Arc::new(plaint_runner::DiscardEffects), Arc::new(SystemClock), shutdown)
+    })
+    .await
+    .map_err(|e| ServeError::Other(e.to_string()))??;
+    // Runners are not started: the API reads the restored views. Bring them up to date.
+    plaint_runner::catch_up_in_memory(&node.log, &node.complaints).await?;
+    Ok(node.api(None, "offline"))
+}

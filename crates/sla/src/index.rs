@@ -1,0 +1,198 @@
+//! [`DeadlineIndex`]: every armed timer ordered by the time it fires.
+//!
+//! A timer is one deadline of one complaint: a clock metric (first response, resolution,
+//! periodic update) or one callback promise. Each armed timer has two entries: its warn
+//! time (the at-risk threshold) and its due time. Both live in ordered sets keyed by
+//! `(time, complaint slot, timer)`, so arming, disarming and firing are O(log n) and a tick
+//! only touches the entries that are due.
+//!
+//! Due entries are popped when they fire. Warn entries stay until the timer is disarmed,
+//! because they also answer "which items are at risk now" (every warn entry at or before
+//! `now`); a cursor remembers how far warnings have been sent, and warn entries armed
+//! behind the cursor (a clock resumed when it was already past its warn time) wait in a
+//! small pending list for the next tick.
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+
+/// Timer ids within a complaint: 0..=2 are the clock metrics, `CALLBACK_BASE + serial`
+/// the callback promises.
+pub(crate) const CALLBACK_BASE: u16 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeadlineKey {
+    pub at: i64,
+    pub slot: u32,
+    pub timer: u16,
+}
+
+impl DeadlineKey {
+    fn last_at(at: i64) -> DeadlineKey {
+        DeadlineKey {
+            at,
+            slot: u32::MAX,
+            timer: u16::MAX,
+        }
+    }
+}
+
+/// Warn and due entries of every armed timer.
+#[derive(Debug, Clone)]
+pub struct DeadlineIndex {
+    warn: BTreeSet<DeadlineKey>,
+    due: BTreeSet<DeadlineKey>,
+    /// Warn entries up to and including this key have been handed to a tick.
+    warned_through: DeadlineKey,
+    /// Warn entries armed at or behind the cursor since the last tick.
+    pending_warns: Vec<DeadlineKey>,
+}
+
+impl Default for DeadlineIndex {
+    fn default() -> Self {
+        DeadlineIndex {
+            warn: BTreeSet::new(),
+            due: BTreeSet::new(),
+            warned_through: DeadlineKey {
+                at: i64::MIN,
+                slot: 0,
+                timer: 0,
+            },
+            pending_warns: Vec::new(),
+        }
+    }
+}
+
+impl DeadlineIndex {
+    pub(crate) fn arm(&mut self, slot: u32, timer: u16, warn_at: i64, due_at: i64) {
+        let warn_key = DeadlineKey {
+            at: warn_at,
+            slot,
+            timer,
+        };
+        if self.warn.insert(warn_key) && warn_key <= self.warned_through {
+            self.pending_warns.push(warn_key);
+        }
+        self.due.insert(DeadlineKey {
+            at: due_at,
+            slot,
+            timer,
+        });
+    }
+
+    pub(crate) fn disarm(&mut self, slot: u32, timer: u16, warn_at: i64, due_at: i64) {
+        self.warn.remove(&DeadlineKey {
+            at: warn_at,
+            slot,
+            timer,
+        });
+        self.due.remove(&DeadlineKey {
+            at: due_at,
+            slot,
+            timer,
+        });
+    }
+
+    /// Warn entries that became due by `now` and were not handed out before, in key
+    /// order. Entries disarmed in the meantime are skipped.
+    pub(crate) fn take_warnings(&mut self, now: i64) -> Vec<DeadlineKey> {
+        let mut fired: Vec<DeadlineKey> = std::mem::take(&mut self.pending_warns)
+            .into_iter()
+            .filter(|key| key.at <= now && self.warn.contains(key))
+            .collect();
+        let until = DeadlineKey::last_at(now);
+        if until > self.warned_through {
+            fired.extend(
+                self.warn
+                    .range((Bound::Excluded(self.warned_through), Bound::Included(until)))
+                    .copied(),
+            );
+            self.warned_through = until;
+        }
+        fired.sort_unstable();
+        fired.dedup();
+        fired
+    }
+
+    /// Pops the due entries at or before `now`, in time order.
+    pub(crate) fn take_due(&mut self, now: i64) -> Vec<DeadlineKey> {
+        let mut fired = Vec::new();
+        while let Some(first) = self.due.first() {
+            if first.at > now {
+                break;
+            }
+            fired.push(self.due.pop_first().expect("first exists"));
+        }
+        fired
+    }
+
+    /// Every warn entry at or before `now`: the timers at risk or overdue.
+    pub(crate) fn warned_by(&self, now: i64) -> impl Iterator<Item = &DeadlineKey> {
+        self.warn.range(..=DeadlineKey::last_at(now))
+    }
+
+    /// The earliest time a tick would have something to do.
+    pub(crate) fn next_wakeup(&self) -> Option<i64> {
+        let pending = self.pending_warns.iter().map(|k| k.at).min();
+        let warn = self
+            .warn
+            .range((Bound::Excluded(self.warned_through), Bound::Unbounded))
+            .next()
+            .map(|k| k.at);
+        let due = self.due.first().map(|k| k.at);
+        [pending, warn, due].into_iter().flatten().min()
+    }
+
+    pub(crate) fn len(&self) -> (usize, usize) {
+        (self.warn.len(), self.due.len())
+    }
+
+    pub(crate) fn clear(&mut self) {
+        *self = DeadlineIndex::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_entries_fire_once_in_time_order() {
+        let mut index = DeadlineIndex::default();
+        index.arm(1, 0, 50, 100);
+        index.arm(2, 0, 20, 40);
+        assert_eq!(index.next_wakeup(), Some(20));
+        assert_eq!(
+            index
+                .take_due(100)
+                .iter()
+                .map(|k| k.slot)
+                .collect::<Vec<_>>(),
+            vec![2, 1]
+        );
+        assert!(index.take_due(1000).is_empty());
+    }
+
+    #[test]
+    fn warnings_are_handed_out_once_and_rearmed_ones_behind_the_cursor_later() {
+        let mut index = DeadlineIndex::default();
+        index.arm(1, 0, 50, 100);
+        assert!(index.take_warnings(49).is_empty());
+        assert_eq!(index.take_warnings(60).len(), 1);
+        assert!(index.take_warnings(70).is_empty());
+        // Disarmed and armed again with an earlier warn time (a new deadline).
+        index.disarm(1, 0, 50, 100);
+        index.arm(1, 0, 40, 200);
+        assert_eq!(index.next_wakeup(), Some(40));
+        assert_eq!(
+            index.take_warnings(70),
+            vec![DeadlineKey {
+                at: 40,
+                slot: 1,
+                timer: 0
+            }]
+        );
+        // Still listed as at risk, but not handed out again.
+        assert_eq!(index.warned_by(70).count(), 1);
+        assert!(index.take_warnings(80).is_empty());
+    }
+}

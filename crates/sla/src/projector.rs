@@ -1,0 +1,992 @@
+//! [`SlaProjector`]: the fold over the log, the timers, and the persisted rows.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use plaint_events::{own, subjects, Event, EventBody, EventType, SlaBreached, SlaMetric};
+use plaint_projection::{digest_rows, Effect, Projection, ProjectionError, ViewChange, ViewRow};
+use serde::Serialize;
+
+use crate::calendar::{Calendar, ALL_HOURS};
+use crate::config::{Compiled, SlaConfig, SlaConfigError, CLOCK_METRICS};
+use crate::index::{DeadlineIndex, DeadlineKey, CALLBACK_BASE};
+use crate::state::*;
+
+/// Key prefix of complaint rows in the projector's tree.
+pub(crate) const ROW_PREFIX: &str = "c/";
+
+/// Names interned to small indexes, so per-complaint state holds `u32`s.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Interner {
+    pub names: Vec<String>,
+    by_name: BTreeMap<String, u32>,
+}
+
+impl Interner {
+    pub(crate) fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&index) = self.by_name.get(name) {
+            return index;
+        }
+        let index = self.names.len() as u32;
+        self.names.push(name.to_string());
+        self.by_name.insert(name.to_string(), index);
+        index
+    }
+
+    pub(crate) fn find(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).copied()
+    }
+
+    pub(crate) fn name(&self, index: u32) -> &str {
+        &self.names[index as usize]
+    }
+}
+
+/// The SLA projector. See the crate documentation for the rules it applies.
+#[derive(Debug)]
+pub struct SlaProjector {
+    pub(crate) config: Compiled,
+    pub(crate) regions: Interner,
+    pub(crate) categories: Interner,
+    /// Business calendar of each interned region (its own, or `default`).
+    pub(crate) region_calendar: Vec<Option<u16>>,
+    pub(crate) complaints: Vec<Complaint>,
+    /// Complaint id → slot. A hash map with a fixed (unkeyed) hasher: it is only looked
+    /// up, never iterated, so it cannot make the output depend on hashing, and with a
+    /// million ids it is several times faster than an ordered map.
+    pub(crate) by_id: HashMap<Arc<str>, u32, BuildHasherDefault<DefaultHasher>>,
+    pub(crate) index: DeadlineIndex,
+    /// Open cycles whose breach is recorded, keyed by deadline (oldest = latest first).
+    pub(crate) open_breaches: BTreeSet<DeadlineKey>,
+    dirty: Vec<u32>,
+}
+
+/// A metric met after its deadline with no breach recorded yet; becomes a met-late
+/// `sla.breached` event.
+struct MetLate {
+    metric: SlaMetric,
+    due_at: i64,
+    met_at: i64,
+    target: i64,
+    promise: Option<u16>,
+}
+
+type TimerState = (Option<(i64, i64)>, Option<i64>);
+
+fn clock_state(clock: &Clock) -> TimerState {
+    (clock.armed(), clock.open_breach())
+}
+
+fn sync_timer(
+    index: &mut DeadlineIndex,
+    open_breaches: &mut BTreeSet<DeadlineKey>,
+    slot: u32,
+    timer: u16,
+    before: TimerState,
+    after: TimerState,
+) {
+    if before.0 != after.0 {
+        if let Some((warn_at, due_at)) = before.0 {
+            index.disarm(slot, timer, warn_at, due_at);
+        }
+        if let Some((warn_at, due_at)) = after.0 {
+            index.arm(slot, timer, warn_at, due_at);
+        }
+    }
+    if before.1 != after.1 {
+        if let Some(at) = before.1 {
+            open_breaches.remove(&DeadlineKey { at, slot, timer });
+        }
+        if let Some(at) = after.1 {
+            open_breaches.insert(DeadlineKey { at, slot, timer });
+        }
+    }
+}
+
+fn promise_state(promise: &Promise) -> TimerState {
+    (promise.armed(), promise.breached.then_some(promise.due_at))
+}
+
+/// The clock environments of a complaint's three metrics under its policy.
+fn envs<'a>(
+    config: &'a Compiled,
+    region_calendar: &[Option<u16>],
+    complaint: &Complaint,
+) -> [Option<ClockEnv<'a>>; 3] {
+    let policy = &config.policies[complaint.policy as usize];
+    std::array::from_fn(|i| {
+        let target = policy.targets[i]?;
+        let calendar: &Calendar = if target.business {
+            let index = region_calendar[complaint.region as usize]?;
+            &config.calendars[index as usize].1
+        } else {
+            &ALL_HOURS
+        };
+        Some(ClockEnv {
+            calendar,
+            target: target.seconds,
+            fraction: config.at_risk_fraction,
+        })
+    })
+}
+
+impl SlaProjector {
+    /// Validates the configuration (time zones, hours, targets, policies).
+    pub fn new(config: SlaConfig) -> Result<SlaProjector, SlaConfigError> {
+        Ok(SlaProjector {
+            config: config.compile()?,
+            regions: Interner::default(),
+            categories: Interner::default(),
+            region_calendar: Vec::new(),
+            complaints: Vec::new(),
+            by_id: HashMap::default(),
+            index: DeadlineIndex::default(),
+            open_breaches: BTreeSet::new(),
+            dirty: Vec::new(),
+        })
+    }
+
+    /// Number of complaints known (open or not).
+    pub fn complaint_count(&self) -> usize {
+        self.complaints.len()
+    }
+
+    /// Armed timers: (warn entries, due entries) in the deadline index.
+    pub fn armed_timers(&self) -> (usize, usize) {
+        self.index.len()
+    }
+
+    /// Every persisted row, in key order (what a rebuild must reproduce).
+    pub fn rows(&self) -> Vec<ViewRow> {
+        let mut rows: Vec<ViewRow> = self
+            .complaints
+            .iter()
+            .map(|complaint| (row_key(complaint), self.row_bytes(complaint)))
+            .collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        rows
+    }
+
+    /// The digest of all rows (see [`plaint_projection::digest_rows`]).
+    pub fn digest(&self) -> String {
+        let rows = self.rows();
+        digest_rows(rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+    }
+
+    fn intern_region(&mut self, region: &str) -> u32 {
+        let index = self.regions.intern(region);
+        if index as usize == self.region_calendar.len() {
+            let calendar = self
+                .config
+                .calendar_by_region
+                .get(region)
+                .copied()
+                .or(self.config.default_calendar);
+            self.region_calendar.push(calendar);
+        }
+        index
+    }
+
+    pub(crate) fn policy_name(&self, complaint: &Complaint) -> &str {
+        &self.config.policies[complaint.policy as usize].name
+    }
+
+    pub(crate) fn envs_of(&self, complaint: &Complaint) -> [Option<ClockEnv<'_>>; 3] {
+        envs(&self.config, &self.region_calendar, complaint)
+    }
+
+    fn on_filed(&mut self, event: &Event, filed: &plaint_events::ComplaintFiled) {
+        if self.by_id.contains_key(event.complaint_id.as_str()) {
+            return;
+        }
+        let region = self.intern_region(&filed.region);
+        let category = self.categories.intern(&filed.category);
+        let policy = self
+            .config
+            .policies
+            .iter()
+            .position(|p| {
+                p.matches.fits(
+                    filed.severity,
+                    &filed.category,
+                    &filed.region,
+                    filed.channel,
+                    filed.vip,
+                )
+            })
+            .unwrap_or(self.config.policies.len() - 1) as u16;
+        let at = event.time.as_second();
+        let id: Arc<str> = Arc::from(event.complaint_id.as_str());
+        let mut complaint = Complaint {
+            id: id.clone(),
+            filed_at: at,
+            last_event_at: at,
+            paused_since: NONE,
+            region,
+            category,
+            policy,
+            status: ComplaintStatus::Open,
+            dirty: true,
+            next_promise: 0,
+            clocks: [Clock::off(); 3],
+            promises: Vec::new(),
+            completed: Vec::new(),
+        };
+        let slot = self.complaints.len() as u32;
+        let environments = envs(&self.config, &self.region_calendar, &complaint);
+        for (i, env) in environments.into_iter().enumerate() {
+            if let Some(env) = env {
+                complaint.clocks[i].start_cycle(env, at);
+                sync_timer(
+                    &mut self.index,
+                    &mut self.open_breaches,
+                    slot,
+                    i as u16,
+                    (None, None),
+                    clock_state(&complaint.clocks[i]),
+                );
+            }
+        }
+        self.complaints.push(complaint);
+        self.by_id.insert(id, slot);
+        self.dirty.push(slot);
+    }
+
+    fn on_breach_recorded(&mut self, event: &Event, breach: &SlaBreached) {
+        // A met-late record describes a cycle that is already complete, whose outcome the
+        // met event decided by event time.
+        if breach.met_at.is_some() {
+            return;
+        }
+        let Some(&slot) = self.by_id.get(event.complaint_id.as_str()) else {
+            return;
+        };
+        let complaint = &mut self.complaints[slot as usize];
+        let due_at = breach.due_at.as_second();
+        let changed = match breach.metric {
+            SlaMetric::Callback => {
+                match complaint
+                    .promises
+                    .iter_mut()
+                    .find(|p| !p.breached && p.due_at == due_at)
+                {
+                    Some(promise) => {
+                        let before = promise_state(promise);
+                        promise.breached = true;
+                        let timer = CALLBACK_BASE + promise.serial;
+                        sync_timer(
+                            &mut self.index,
+                            &mut self.open_breaches,
+                            slot,
+                            timer,
+                            before,
+                            promise_state(promise),
+                        );
+                        true
+                    }
+                    None => false,
+                }
+            }
+            metric => {
+                let i = crate::config::clock_index(metric).expect("clock metric");
+                let clock = &mut complaint.clocks[i];
+                if clock.phase.is_open() && !clock.breached && clock.due_at == due_at {
+                    let before = clock_state(clock);
+                    clock.breached = true;
+                    sync_timer(
+                        &mut self.index,
+                        &mut self.open_breaches,
+                        slot,
+                        i as u16,
+                        before,
+                        clock_state(clock),
+                    );
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if changed && !complaint.dirty {
+            complaint.dirty = true;
+            self.dirty.push(slot);
+        }
+    }
+
+    fn on_update(&mut self, slot: u32, event: &Event, effects: &mut Vec<Effect>) {
+        let SlaProjector {
+            config,
+            regions,
+            complaints,
+            index,
+            open_breaches,
+            region_calendar,
+            dirty,
+            ..
+        } = self;
+        let complaint = &mut complaints[slot as usize];
+        let at = event.time.as_second().max(complaint.last_event_at);
+        complaint.last_event_at = at;
+        let environments = envs(config, region_calendar, complaint);
+        let policy = &config.policies[complaint.policy as usize];
+        let before: [TimerState; 3] = std::array::from_fn(|i| clock_state(&complaint.clocks[i]));
+        let mut met_late: Vec<MetLate> = Vec::new();
+
+        match &event.body {
+            EventBody::Acknowledged(_) => {
+                respond(
+                    complaint,
+                    &environments,
+                    policy.pausable[2],
+                    at,
+                    &mut met_late,
+                );
+            }
+            EventBody::CustomerContacted(_) => {
+                respond(
+                    complaint,
+                    &environments,
+                    policy.pausable[2],
+                    at,
+                    &mut met_late,
+                );
+                for promise in std::mem::take(&mut complaint.promises) {
+                    let record = promise.keep(at);
+                    if record.breached && !promise.breached {
+                        met_late.push(MetLate {
+                            metric: SlaMetric::Callback,
+                            due_at: promise.due_at,
+                            met_at: at,
+                            target: promise.due_at - promise.promised_at,
+                            promise: Some(promise.serial),
+                        });
+                    }
+                    let timer = CALLBACK_BASE + promise.serial;
+                    sync_timer(
+                        index,
+                        open_breaches,
+                        slot,
+                        timer,
+                        promise_state(&promise),
+                        (None, None),
+                    );
+                    complaint.completed.push(record);
+                }
+            }
+            EventBody::CallbackPromised(promised) => {
+                let serial = complaint.next_promise;
+                if policy.callback
+                    && complaint.status == ComplaintStatus::Open
+                    && serial < u16::MAX - CALLBACK_BASE
+                {
+                    complaint.next_promise += 1;
+                    let promise = Promise::new(
+                        serial,
+                        at,
+                        promised.due_by.as_second(),
+                        config.at_risk_fraction,
+                    );
+                    sync_timer(
+                        index,
+                        open_breaches,
+                        slot,
+                        CALLBACK_BASE + serial,
+                        (None, None),
+                        promise_state(&promise),
+                    );
+                    complaint.promises.push(promise);
+                }
+            }
+            EventBody::AwaitingCustomer(_) => {
+                if complaint.status == ComplaintStatus::Open && complaint.paused_since == NONE {
+                    complaint.paused_since = at;
+                    for (i, env) in environments.iter().enumerate() {
+                        if let (Some(env), true) = (env, policy.pausable[i]) {
+                            if complaint.clocks[i].phase == ClockPhase::Running {
+                                complaint.clocks[i].halt(*env, at, ClockPhase::Paused);
+                            }
+                        }
+                    }
+                }
+            }
+            EventBody::CustomerReplied(_) => {
+                if complaint.paused_since != NONE {
+                    complaint.paused_since = NONE;
+                    for (i, env) in environments.iter().enumerate() {
+                        if let Some(env) = env {
+                            if complaint.clocks[i].phase == ClockPhase::Paused {
+                                complaint.clocks[i].resume(*env, at);
+                            }
+                        }
+                    }
+                }
+            }
+            EventBody::Resolved(_) => {
+                if complaint.status == ComplaintStatus::Open {
+                    finish(complaint, &environments, at, &mut met_late);
+                    complaint.status = ComplaintStatus::Resolved;
+                }
+            }
+            EventBody::Closed(_) => {
+                if complaint.status == ComplaintStatus::Open {
+                    // Closing an open complaint resolves it (as a closed ticket is solved
+                    // in Zendesk).
+                    finish(complaint, &environments, at, &mut met_late);
+                }
+                if matches!(
+                    complaint.status,
+                    ComplaintStatus::Open | ComplaintStatus::Resolved
+                ) {
+                    complaint.status = ComplaintStatus::Closed;
+                    drop_unbroken_promises(complaint, index, open_breaches, slot, at);
+                }
+            }
+            EventBody::Withdrawn(_) => {
+                if complaint.status == ComplaintStatus::Open {
+                    for (i, env) in environments.iter().enumerate() {
+                        if let Some(env) = env {
+                            complaint.clocks[i].halt(*env, at, ClockPhase::Stopped);
+                        }
+                    }
+                    complaint.paused_since = NONE;
+                    complaint.status = ComplaintStatus::Withdrawn;
+                    drop_unbroken_promises(complaint, index, open_breaches, slot, at);
+                }
+            }
+            EventBody::Reopened(_) => {
+                if complaint.status != ComplaintStatus::Open {
+                    reopen(complaint, &environments, at);
+                }
+            }
+            _ => return,
+        }
+
+        for (i, before) in before.into_iter().enumerate() {
+            sync_timer(
+                index,
+                open_breaches,
+                slot,
+                i as u16,
+                before,
+                clock_state(&complaint.clocks[i]),
+            );
+        }
+        if !complaint.dirty {
+            complaint.dirty = true;
+            dirty.push(slot);
+        }
+        for late in met_late {
+            effects.extend(breach_effects(
+                &config.subject_prefix,
+                complaint,
+                regions.name(complaint.region),
+                &policy.name,
+                late.metric,
+                late.due_at,
+                late.target,
+                Some(late.met_at),
+                late.promise,
+            ));
+        }
+    }
+
+    fn row_bytes(&self, complaint: &Complaint) -> Vec<u8> {
+        let row = ComplaintRow {
+            region: self.regions.name(complaint.region).to_string(),
+            category: self.categories.name(complaint.category).to_string(),
+            policy: self.policy_name(complaint).to_string(),
+            status: complaint.status,
+            filed_at: ts(complaint.filed_at),
+            last_event_at: ts(complaint.last_event_at),
+            paused_since: opt_ts(complaint.paused_since),
+            first_response: ClockRow::from_clock(&complaint.clocks[0]),
+            resolution: ClockRow::from_clock(&complaint.clocks[1]),
+            periodic_update: ClockRow::from_clock(&complaint.clocks[2]),
+            next_promise: complaint.next_promise,
+            promises: complaint
+                .promises
+                .iter()
+                .map(|p| PromiseRow {
+                    serial: p.serial,
+                    promised_at: ts(p.promised_at),
+                    due_at: ts(p.due_at),
+                    breached: p.breached,
+                })
+                .collect(),
+            completed: complaint
+                .completed
+                .iter()
+                .map(RecordRow::from_record)
+                .collect(),
+        };
+        serde_json::to_vec(&row).expect("rows serialise infallibly")
+    }
+
+    fn restore_row(&mut self, id: &str, row: ComplaintRow) {
+        let region = self.intern_region(&row.region);
+        let category = self.categories.intern(&row.category);
+        // A policy removed from the configuration since: its complaints fall back to the
+        // default policy until `plaint rebuild sla` re-evaluates them.
+        let policy = self
+            .config
+            .policies
+            .iter()
+            .position(|p| p.name == row.policy)
+            .unwrap_or(self.config.policies.len() - 1) as u16;
+        let slot = self.complaints.len() as u32;
+        let id: Arc<str> = Arc::from(id);
+        let mut complaint = Complaint {
+            id: id.clone(),
+            filed_at: row.filed_at.as_second(),
+            last_event_at: row.last_event_at.as_second(),
+            paused_since: from_opt_ts(row.paused_since),
+            region,
+            category,
+            policy,
+            status: row.status,
+            dirty: false,
+            next_promise: row.next_promise,
+            clocks: [
+                row.first_response.to_clock(),
+                row.resolution.to_clock(),
+                row.periodic_update.to_clock(),
+            ],
+            promises: row
+                .promises
+                .iter()
+                .map(|p| Promise {
+                    breached: p.breached,
+                    ..Promise::new(
+                        p.serial,
+                        p.promised_at.as_second(),
+                        p.due_at.as_second(),
+                        self.config.at_risk_fraction,
+                    )
+                })
+                .collect(),
+            completed: row.completed.iter().map(RecordRow::to_record).collect(),
+        };
+        let environments = envs(&self.config, &self.region_calendar, &complaint);
+        for (i, env) in environments.into_iter().enumerate() {
+            match env {
+                Some(env) => complaint.clocks[i].schedule(env),
+                None => complaint.clocks[i] = Clock::off(),
+            }
+            sync_timer(
+                &mut self.index,
+                &mut self.open_breaches,
+                slot,
+                i as u16,
+                (None, None),
+                clock_state(&complaint.clocks[i]),
+            );
+        }
+        for promise in &complaint.promises {
+            let timer = CALLBACK_BASE + promise.serial;
+            sync_timer(
+                &mut self.index,
+                &mut self.open_breaches,
+                slot,
+                timer,
+                (None, None),
+                promise_state(promise),
+            );
+        }
+        self.complaints.push(complaint);
+        self.by_id.insert(id, slot);
+    }
+
+    /// The timer behind an index key: (metric, due, target, warn, promise serial).
+    fn timer(&self, key: &DeadlineKey) -> Option<(SlaMetric, i64, i64, i64, Option<u16>)> {
+        let complaint = &self.complaints[key.slot as usize];
+        if key.timer < CALLBACK_BASE {
+            let i = key.timer as usize;
+            let clock = &complaint.clocks[i];
+            let (warn_at, due_at) = clock.armed()?;
+            let target = self.config.policies[complaint.policy as usize].targets[i]?.seconds;
+            Some((CLOCK_METRICS[i], due_at, target, warn_at, None))
+        } else {
+            let serial = key.timer - CALLBACK_BASE;
+            let promise = complaint.promises.iter().find(|p| p.serial == serial)?;
+            let (warn_at, due_at) = promise.armed()?;
+            Some((
+                SlaMetric::Callback,
+                due_at,
+                due_at - promise.promised_at,
+                warn_at,
+                Some(serial),
+            ))
+        }
+    }
+}
+
+/// An update to the customer (acknowledged, customer_contacted): meets the first response
+/// and ends the current periodic-update cycle, starting the next one.
+fn respond(
+    complaint: &mut Complaint,
+    environments: &[Option<ClockEnv>; 3],
+    periodic_pausable: bool,
+    at: i64,
+    met_late: &mut Vec<MetLate>,
+) {
+    if let Some(env) = environments[0] {
+        meet_clock(complaint, 0, env, at, met_late);
+    }
+    if let Some(env) = environments[2] {
+        if matches!(
+            complaint.clocks[2].phase,
+            ClockPhase::Running | ClockPhase::Paused
+        ) {
+            meet_clock(complaint, 2, env, at, met_late);
+            complaint.clocks[2].start_cycle(env, at);
+            if complaint.paused_since != NONE && periodic_pausable {
+                complaint.clocks[2].halt(env, at, ClockPhase::Paused);
+            }
+        }
+    }
+}
+
+fn meet_clock(
+    complaint: &mut Complaint,
+    i: usize,
+    env: ClockEnv,
+    at: i64,
+    met_late: &mut Vec<MetLate>,
+) {
+    let clock = &mut complaint.clocks[i];
+    let breach_recorded = clock.breached;
+    if let Some(record) = clock.meet(env, CLOCK_METRICS[i], at) {
+        if record.breached && !breach_recorded {
+            met_late.push(MetLate {
+                metric: record.metric,
+                due_at: record.due_at,
+                met_at: at,
+                target: env.target,
+                promise: None,
+            });
+        }
+        complaint.completed.push(record);
+    }
+}
+
+/// Resolution (or closing an open complaint): the resolution is met, the last
+/// periodic-update cycle too (a resolution is an update to the customer), an unmet first
+/// response stops until a reopening.
+fn finish(
+    complaint: &mut Complaint,
+    environments: &[Option<ClockEnv>; 3],
+    at: i64,
+    met_late: &mut Vec<MetLate>,
+) {
+    if let Some(env) = environments[1] {
+        meet_clock(complaint, 1, env, at, met_late);
+    }
+    if let Some(env) = environments[2] {
+        meet_clock(complaint, 2, env, at, met_late);
+        complaint.clocks[2] = Clock {
+            phase: ClockPhase::Idle,
+            ..Clock::off()
+        };
+    }
+    if let Some(env) = environments[0] {
+        complaint.clocks[0].halt(env, at, ClockPhase::Stopped);
+    }
+    complaint.paused_since = NONE;
+}
+
+/// Reopening: resolution resumes with the time it had already used (its completed record
+/// is taken back), a stopped first response resumes, a new periodic-update cycle starts.
+fn reopen(complaint: &mut Complaint, environments: &[Option<ClockEnv>; 3], at: i64) {
+    complaint.status = ComplaintStatus::Open;
+    complaint.paused_since = NONE;
+    if let Some(env) = environments[0] {
+        complaint.clocks[0].resume(env, at);
+    }
+    if let Some(env) = environments[1] {
+        let clock = &mut complaint.clocks[1];
+        if clock.phase == ClockPhase::Met {
+            let taken_back = complaint
+                .completed
+                .iter()
+                .rposition(|r| r.metric == SlaMetric::Resolution);
+            match taken_back.map(|position| complaint.completed.remove(position)) {
+                Some(record) => {
+                    *clock = Clock {
+                        phase: ClockPhase::Stopped,
+                        breached: record.breached,
+                        started_at: record.started_at,
+                        used: record.used,
+                        due_at: if record.used >= env.target {
+                            record.due_at
+                        } else {
+                            NONE
+                        },
+                        ..Clock::off()
+                    };
+                    clock.resume(env, at);
+                }
+                None => clock.start_cycle(env, at),
+            }
+        } else {
+            clock.resume(env, at);
+        }
+    }
+    if let Some(env) = environments[2] {
+        if let Some(record) = complaint.clocks[2].abandon(SlaMetric::PeriodicUpdate) {
+            complaint.completed.push(record);
+        }
+        complaint.clocks[2].start_cycle(env, at);
+    }
+}
+
+/// Closing or withdrawing releases the promises not yet broken; broken ones stay breached.
+fn drop_unbroken_promises(
+    complaint: &mut Complaint,
+    index: &mut DeadlineIndex,
+    open_breaches: &mut BTreeSet<DeadlineKey>,
+    slot: u32,
+    at: i64,
+) {
+    complaint.promises.retain(|promise| {
+        let keep = promise.breached || promise.due_at <= at;
+        if !keep {
+            sync_timer(
+                index,
+                open_breaches,
+                slot,
+                CALLBACK_BASE + promise.serial,
+                promise_state(promise),
+                (None, None),
+            );
+        }
+        keep
+    });
+}
+
+fn row_key(complaint: &Complaint) -> Vec<u8> {
+    format!("{ROW_PREFIX}{}", complaint.id).into_bytes()
+}
+
+fn due_text(due_at: i64) -> String {
+    ts(due_at).to_string()
+}
+
+/// The id parts of a deadline: complaint, metric, deadline (and the promise for
+/// callbacks, since two promises may share a `due_by`).
+fn deadline_name(
+    complaint_id: &str,
+    metric: SlaMetric,
+    due_at: i64,
+    promise: Option<u16>,
+) -> Vec<String> {
+    let mut parts = vec![
+        complaint_id.to_string(),
+        metric.as_str().to_string(),
+        due_text(due_at),
+    ];
+    if let Some(serial) = promise {
+        parts.push(format!("promise-{serial}"));
+    }
+    parts
+}
+
+/// The `sla.breached` event (through the log) and the breach alert for one deadline.
+#[allow(clippy::too_many_arguments)]
+fn breach_effects(
+    prefix: &str,
+    complaint: &Complaint,
+    region: &str,
+    policy: &str,
+    metric: SlaMetric,
+    due_at: i64,
+    target: i64,
+    met_at: Option<i64>,
+    promise: Option<u16>,
+) -> [Effect; 2] {
+    let mut parts = deadline_name(&complaint.id, metric, due_at, promise);
+    // A distinct name for the met-late record: the timer may have written its own breach
+    // event for the same deadline, and the log rejects one id with two contents.
+    if met_at.is_some() {
+        parts.push("met_late".to_string());
+    }
+    let part_refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let id = own::event_id(&part_refs);
+    let event = Event {
+        id,
+        source: own::source("sla"),
+        complaint_id: complaint.id.to_string(),
+        time: ts(met_at.unwrap_or(due_at)),
+        body: EventBody::SlaBreached(SlaBreached {
+            metric,
+            policy: policy.to_string(),
+            region: region.to_string(),
+            due_at: ts(due_at),
+            target_seconds: target,
+            met_at: met_at.map(ts),
+            late_by_seconds: met_at.map(|m| m - due_at),
+        }),
+    };
+    let payload = event.to_wire();
+    [
+        Effect::AppendEvent {
+            subject: subjects::event(prefix, region, EventType::SlaBreached),
+            event,
+        },
+        Effect::Publish {
+            subject: subjects::sla_alert(prefix, "breached", region),
+            msg_id: id.to_string(),
+            payload,
+        },
+    ]
+}
+
+/// Payload of `<prefix>.alerts.sla.at_risk.<region>`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct AtRiskAlert {
+    pub complaint_id: String,
+    pub metric: SlaMetric,
+    pub policy: String,
+    pub region: String,
+    pub category: String,
+    /// When the at-risk threshold was crossed.
+    pub warn_at: Timestamp,
+    pub due_at: Timestamp,
+    pub target_seconds: i64,
+    pub at_risk_fraction: f64,
+}
+
+impl Projection for SlaProjector {
+    fn name(&self) -> &'static str {
+        "sla"
+    }
+
+    fn apply(&mut self, _seq: u64, event: &Event) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        match &event.body {
+            EventBody::Filed(filed) => self.on_filed(event, filed),
+            EventBody::SlaBreached(breach) => self.on_breach_recorded(event, breach),
+            EventBody::Acknowledged(_)
+            | EventBody::CustomerContacted(_)
+            | EventBody::CallbackPromised(_)
+            | EventBody::AwaitingCustomer(_)
+            | EventBody::CustomerReplied(_)
+            | EventBody::Resolved(_)
+            | EventBody::Reopened(_)
+            | EventBody::Closed(_)
+            | EventBody::Withdrawn(_) => {
+                if let Some(&slot) = self.by_id.get(event.complaint_id.as_str()) {
+                    self.on_update(slot, event, &mut effects);
+                }
+            }
+            _ => {}
+        }
+        effects
+    }
+
+    fn tick(&mut self, now: Timestamp) -> Vec<Effect> {
+        let now = now.as_second();
+        let mut effects = Vec::new();
+        let prefix = &self.config.subject_prefix;
+        for key in self.index.take_warnings(now) {
+            let Some((metric, due_at, target, warn_at, promise)) = self.timer(&key) else {
+                continue;
+            };
+            // Past the deadline a warning is pointless: the breach follows in this tick.
+            if due_at <= now {
+                continue;
+            }
+            let complaint = &self.complaints[key.slot as usize];
+            let region = self.regions.name(complaint.region);
+            let alert = AtRiskAlert {
+                complaint_id: complaint.id.to_string(),
+                metric,
+                policy: self.policy_name(complaint).to_string(),
+                region: region.to_string(),
+                category: self.categories.name(complaint.category).to_string(),
+                warn_at: ts(warn_at),
+                due_at: ts(due_at),
+                target_seconds: target,
+                at_risk_fraction: self.config.at_risk_fraction,
+            };
+            let mut parts = deadline_name(&complaint.id, metric, due_at, promise);
+            parts.push("at_risk".to_string());
+            let part_refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+            effects.push(Effect::Publish {
+                subject: subjects::sla_alert(prefix, "at_risk", region),
+                msg_id: own::event_id(&part_refs).to_string(),
+                payload: serde_json::to_vec(&alert).expect("alerts serialise infallibly"),
+            });
+        }
+        for key in self.index.take_due(now) {
+            let Some((metric, due_at, target, _, promise)) = self.timer(&key) else {
+                continue;
+            };
+            if due_at != key.at {
+                continue;
+            }
+            let complaint = &self.complaints[key.slot as usize];
+            effects.extend(breach_effects(
+                prefix,
+                complaint,
+                self.regions.name(complaint.region),
+                self.policy_name(complaint),
+                metric,
+                due_at,
+                target,
+                None,
+                promise,
+            ));
+        }
+        effects
+    }
+
+    fn next_wakeup(&self) -> Option<Timestamp> {
+        self.index.next_wakeup().map(ts)
+    }
+
+    fn take_changes(&mut self) -> Vec<ViewChange> {
+        let mut slots = std::mem::take(&mut self.dirty);
+        slots.sort_unstable_by(|a, b| {
+            self.complaints[*a as usize]
+                .id
+                .cmp(&self.complaints[*b as usize].id)
+        });
+        slots
+            .into_iter()
+            .map(|slot| {
+                let complaint = &self.complaints[slot as usize];
+                let change = (row_key(complaint), Some(self.row_bytes(complaint)));
+                self.complaints[slot as usize].dirty = false;
+                change
+            })
+            .collect()
+    }
+
+    fn restore(&mut self, rows: &mut dyn Iterator<Item = ViewRow>) -> Result<(), ProjectionError> {
+        self.regions = Interner::default();
+        self.categories = Interner::default();
+        self.region_calendar.clear();
+        self.complaints.clear();
+        self.by_id.clear();
+        self.index.clear();
+        self.open_breaches.clear();
+        self.dirty.clear();
+        for (key, value) in rows {
+            let Some(id) = key.strip_prefix(ROW_PREFIX.as_bytes()) else {
+                continue;
+            };
+            let id = String::from_utf8_lossy(id).into_owned();
+            let row: ComplaintRow =
+                serde_json::from_slice(&value).map_err(|source| ProjectionError::CorruptRow {
+                    projector: "sla",
+                    key: format!("{ROW_PREFIX}{id}"),
+                    source,
+                })?;
+            self.restore_row(&id, row);
+        }
+        Ok(())
+    }
+}

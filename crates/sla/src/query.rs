@@ -1,0 +1,347 @@
+//! Queries: open at-risk items, open breaches, one complaint's SLA state.
+
+use jiff::Timestamp;
+use plaint_events::SlaMetric;
+use serde::{Deserialize, Serialize};
+
+use crate::config::CLOCK_METRICS;
+use crate::index::{DeadlineKey, CALLBACK_BASE};
+use crate::projector::SlaProjector;
+use crate::state::*;
+
+/// Which items a query returns; every field given must match.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlaFilter {
+    pub region: Option<String>,
+    pub category: Option<String>,
+    pub policy: Option<String>,
+    pub metric: Option<SlaMetric>,
+    /// At most this many items (the latest first).
+    pub limit: Option<usize>,
+}
+
+/// One open deadline of one complaint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlaItem {
+    pub complaint_id: String,
+    pub region: String,
+    pub category: String,
+    pub policy: String,
+    pub metric: SlaMetric,
+    /// Set for callback promises: the promise's serial within the complaint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promise: Option<u16>,
+    pub started_at: Timestamp,
+    pub due_at: Timestamp,
+    /// Target in seconds of the metric's calendar.
+    pub target_seconds: i64,
+    /// Calendar seconds used by `now` (pauses excluded).
+    pub used_seconds: i64,
+    pub fraction_used: f64,
+    /// Wall-clock seconds since the deadline; 0 if it has not passed.
+    pub late_by_seconds: i64,
+    pub paused: bool,
+    /// The `sla.breached` event of this deadline is in the log.
+    pub breach_recorded: bool,
+}
+
+/// One metric of one complaint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSla {
+    pub metric: SlaMetric,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promise: Option<u16>,
+    /// `running`, `paused`, `stopped`, `met`, `idle` (periodic update between cycles), or
+    /// `pending` (callback promise).
+    pub state: String,
+    /// `24x7` or `business:<calendar>`.
+    pub calendar: String,
+    pub target_seconds: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<Timestamp>,
+    pub used_seconds: i64,
+    pub paused: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub met_at: Option<Timestamp>,
+    /// Breach recorded, or met after the deadline.
+    pub breached: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_by_seconds: Option<i64>,
+}
+
+/// A finished cycle of a metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletedCycle {
+    pub metric: SlaMetric,
+    pub started_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<Timestamp>,
+    /// Absent when the cycle ended unmet after its deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub met_at: Option<Timestamp>,
+    pub used_seconds: i64,
+    pub breached: bool,
+}
+
+/// One complaint's SLA state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComplaintSla {
+    pub complaint_id: String,
+    pub region: String,
+    pub category: String,
+    pub policy: String,
+    pub status: ComplaintStatus,
+    pub filed_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_since: Option<Timestamp>,
+    pub metrics: Vec<MetricSla>,
+    pub completed: Vec<CompletedCycle>,
+}
+
+struct Resolved {
+    region: Option<u32>,
+    category: Option<u32>,
+    policy: Option<u16>,
+}
+
+impl SlaProjector {
+    /// Resolves the filter's names; None if a name is unknown (nothing can match).
+    fn resolve(&self, filter: &SlaFilter) -> Option<Resolved> {
+        let region = match &filter.region {
+            Some(name) => Some(self.regions.find(name)?),
+            None => None,
+        };
+        let category = match &filter.category {
+            Some(name) => Some(self.categories.find(name)?),
+            None => None,
+        };
+        let policy = match &filter.policy {
+            Some(name) => Some(self.config.policies.iter().position(|p| &p.name == name)? as u16),
+            None => None,
+        };
+        Some(Resolved {
+            region,
+            category,
+            policy,
+        })
+    }
+
+    fn item(
+        &self,
+        key: &DeadlineKey,
+        filter: &SlaFilter,
+        resolved: &Resolved,
+        now: i64,
+    ) -> Option<SlaItem> {
+        let complaint = &self.complaints[key.slot as usize];
+        if resolved.region.is_some_and(|r| r != complaint.region)
+            || resolved.category.is_some_and(|c| c != complaint.category)
+            || resolved.policy.is_some_and(|p| p != complaint.policy)
+        {
+            return None;
+        }
+        let (metric, started_at, due_at, target, used, paused, breached, promise) =
+            if key.timer < CALLBACK_BASE {
+                let i = key.timer as usize;
+                let env = self.envs_of(complaint)[i]?;
+                let clock = &complaint.clocks[i];
+                (
+                    CLOCK_METRICS[i],
+                    clock.started_at,
+                    clock.due_at,
+                    env.target,
+                    clock.used_at(env, now),
+                    clock.phase != ClockPhase::Running,
+                    clock.breached,
+                    None,
+                )
+            } else {
+                let serial = key.timer - CALLBACK_BASE;
+                let promise = complaint.promises.iter().find(|p| p.serial == serial)?;
+                let target = promise.due_at - promise.promised_at;
+                let used = (now - promise.promised_at).max(0);
+                (
+                    SlaMetric::Callback,
+                    promise.promised_at,
+                    promise.due_at,
+                    target,
+                    used,
+                    false,
+                    promise.breached,
+                    Some(serial),
+                )
+            };
+        if filter.metric.is_some_and(|m| m != metric) {
+            return None;
+        }
+        Some(SlaItem {
+            complaint_id: complaint.id.to_string(),
+            region: self.regions.name(complaint.region).to_string(),
+            category: self.categories.name(complaint.category).to_string(),
+            policy: self.policy_name(complaint).to_string(),
+            metric,
+            promise,
+            started_at: ts(started_at),
+            due_at: ts(due_at),
+            target_seconds: target,
+            used_seconds: used,
+            fraction_used: if target > 0 {
+                used as f64 / target as f64
+            } else {
+                1.0
+            },
+            late_by_seconds: (now - due_at).max(0),
+            paused,
+            breach_recorded: breached,
+        })
+    }
+
+    fn sorted(mut items: Vec<SlaItem>, filter: &SlaFilter) -> Vec<SlaItem> {
+        // The latest first: the earliest deadline is the one overdue longest (or closest).
+        items.sort_by(|a, b| {
+            (a.due_at, &a.complaint_id, a.metric, a.promise).cmp(&(
+                b.due_at,
+                &b.complaint_id,
+                b.metric,
+                b.promise,
+            ))
+        });
+        if let Some(limit) = filter.limit {
+            items.truncate(limit);
+        }
+        items
+    }
+
+    /// Open deadlines past their at-risk threshold at `now` whose breach is not recorded,
+    /// including ones already overdue whose `sla.breached` event has not come back yet
+    /// (`late_by_seconds > 0`). Sorted by deadline: the latest first.
+    pub fn at_risk(&self, filter: &SlaFilter, now: Timestamp) -> Vec<SlaItem> {
+        let Some(resolved) = self.resolve(filter) else {
+            return Vec::new();
+        };
+        let now = now.as_second();
+        let items = self
+            .index
+            .warned_by(now)
+            .filter_map(|key| self.item(key, filter, &resolved, now))
+            .collect();
+        Self::sorted(items, filter)
+    }
+
+    /// Open deadlines whose breach is recorded and whose metric is not met yet, of
+    /// complaints that are open or resolved (closed and withdrawn ones are history: see the
+    /// compliance report). Sorted by how late, the latest first; `now` gives `late_by`.
+    pub fn breaches(&self, filter: &SlaFilter, now: Timestamp) -> Vec<SlaItem> {
+        let Some(resolved) = self.resolve(filter) else {
+            return Vec::new();
+        };
+        let now = now.as_second();
+        let items = self
+            .open_breaches
+            .iter()
+            .filter(|key| {
+                matches!(
+                    self.complaints[key.slot as usize].status,
+                    ComplaintStatus::Open | ComplaintStatus::Resolved
+                )
+            })
+            .filter_map(|key| self.item(key, filter, &resolved, now))
+            .collect();
+        Self::sorted(items, filter)
+    }
+
+    /// One complaint's SLA state at `now`: each metric's target, deadline, time used,
+    /// pause, met or breached; and its completed cycles.
+    pub fn complaint(&self, complaint_id: &str, now: Timestamp) -> Option<ComplaintSla> {
+        let &slot = self.by_id.get(complaint_id)?;
+        let complaint = &self.complaints[slot as usize];
+        let now = now.as_second();
+        let environments = self.envs_of(complaint);
+        let policy = &self.config.policies[complaint.policy as usize];
+        let mut metrics = Vec::new();
+        for (i, env) in environments.iter().enumerate() {
+            let (Some(env), Some(target)) = (env, policy.targets[i]) else {
+                continue;
+            };
+            let clock = &complaint.clocks[i];
+            let calendar = if target.business {
+                let index = self.region_calendar[complaint.region as usize].unwrap_or(0);
+                format!("business:{}", self.config.calendars[index as usize].0)
+            } else {
+                "24x7".to_string()
+            };
+            let late_by = if clock.phase == ClockPhase::Met {
+                (clock.breached && clock.due_at != NONE).then(|| clock.met_at - clock.due_at)
+            } else {
+                (clock.due_at != NONE && now > clock.due_at && clock.phase.is_open())
+                    .then(|| now - clock.due_at)
+            };
+            metrics.push(MetricSla {
+                metric: CLOCK_METRICS[i],
+                promise: None,
+                state: phase_name(clock.phase).to_string(),
+                calendar,
+                target_seconds: env.target,
+                started_at: opt_ts(clock.started_at),
+                due_at: opt_ts(clock.due_at),
+                used_seconds: clock.used_at(*env, now),
+                paused: clock.phase == ClockPhase::Paused,
+                met_at: opt_ts(clock.met_at),
+                breached: clock.breached,
+                late_by_seconds: late_by,
+            });
+        }
+        for promise in &complaint.promises {
+            metrics.push(MetricSla {
+                metric: SlaMetric::Callback,
+                promise: Some(promise.serial),
+                state: "pending".to_string(),
+                calendar: "24x7".to_string(),
+                target_seconds: promise.due_at - promise.promised_at,
+                started_at: Some(ts(promise.promised_at)),
+                due_at: Some(ts(promise.due_at)),
+                used_seconds: (now - promise.promised_at).max(0),
+                paused: false,
+                met_at: None,
+                breached: promise.breached,
+                late_by_seconds: (now > promise.due_at).then(|| now - promise.due_at),
+            });
+        }
+        Some(ComplaintSla {
+            complaint_id: complaint.id.to_string(),
+            region: self.regions.name(complaint.region).to_string(),
+            category: self.categories.name(complaint.category).to_string(),
+            policy: policy.name.clone(),
+            status: complaint.status,
+            filed_at: ts(complaint.filed_at),
+            paused_since: opt_ts(complaint.paused_since),
+            metrics,
+            completed: complaint
+                .completed
+                .iter()
+                .map(|r| CompletedCycle {
+                    metric: r.metric,
+                    started_at: ts(r.started_at),
+                    due_at: opt_ts(r.due_at),
+                    met_at: opt_ts(r.met_at),
+                    used_seconds: r.used,
+                    breached: r.breached,
+                })
+                .collect(),
+        })
+    }
+}
+
+fn phase_name(phase: ClockPhase) -> &'static str {
+    match phase {
+        ClockPhase::Off => "off",
+        ClockPhase::Idle => "idle",
+        ClockPhase::Running => "running",
+        ClockPhase::Paused => "paused",
+        ClockPhase::Stopped => "stopped",
+        ClockPhase::Met => "met",
+    }
+}

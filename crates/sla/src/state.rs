@@ -1,0 +1,446 @@
+//! Per-complaint SLA state, compact in memory, and its persisted row form.
+//!
+//! In memory every time is Unix seconds (`i64`, [`NONE`] for absent) and names are
+//! interned indexes, so that a million open complaints stay small. The row form
+//! ([`ComplaintRow`]) spells everything out (RFC 3339 times, names) so operators can read
+//! it and so that it does not depend on interning order.
+
+use jiff::Timestamp;
+use plaint_events::SlaMetric;
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::Calendar;
+
+/// An absent time.
+pub(crate) const NONE: i64 = i64::MIN;
+
+pub(crate) fn ts(seconds: i64) -> Timestamp {
+    Timestamp::from_second(seconds).unwrap_or(if seconds < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
+pub(crate) fn opt_ts(seconds: i64) -> Option<Timestamp> {
+    (seconds != NONE).then(|| ts(seconds))
+}
+
+pub(crate) fn from_opt_ts(value: Option<Timestamp>) -> i64 {
+    value.map_or(NONE, |t| t.as_second())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComplaintStatus {
+    Open,
+    Resolved,
+    Closed,
+    Withdrawn,
+}
+
+impl ComplaintStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComplaintStatus::Open => "open",
+            ComplaintStatus::Resolved => "resolved",
+            ComplaintStatus::Closed => "closed",
+            ComplaintStatus::Withdrawn => "withdrawn",
+        }
+    }
+}
+
+/// Where a metric's clock is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockPhase {
+    /// The policy has no target for this metric.
+    Off,
+    /// No cycle under way (periodic update while the complaint is not open).
+    Idle,
+    Running,
+    /// Paused while awaiting the customer.
+    Paused,
+    /// Stopped because the complaint is no longer open; resumes if it is reopened.
+    Stopped,
+    /// The single cycle of first response or resolution was met.
+    Met,
+}
+
+impl ClockPhase {
+    pub(crate) fn is_open(self) -> bool {
+        matches!(
+            self,
+            ClockPhase::Running | ClockPhase::Paused | ClockPhase::Stopped
+        )
+    }
+}
+
+/// What a clock is measured against.
+#[derive(Clone, Copy)]
+pub(crate) struct ClockEnv<'a> {
+    pub calendar: &'a Calendar,
+    pub target: i64,
+    pub fraction: f64,
+}
+
+impl ClockEnv<'_> {
+    /// Counted seconds at which the at-risk threshold is crossed.
+    fn warn_threshold(&self) -> i64 {
+        ((self.target as f64 * self.fraction).ceil() as i64).clamp(0, self.target)
+    }
+}
+
+/// One cycle of a time metric.
+///
+/// Invariant: `due_at` is set while the clock runs, and also after it stopped or paused
+/// once its target was used up (the deadline passed; the fact stays). `used` counts the
+/// calendar seconds before `since`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Clock {
+    pub phase: ClockPhase,
+    /// Breach recorded (its `sla.breached` event is in the log) or, once met, met late.
+    pub breached: bool,
+    pub started_at: i64,
+    pub used: i64,
+    pub since: i64,
+    pub due_at: i64,
+    pub met_at: i64,
+    /// Derived from the fields above (never persisted): when the at-risk threshold passes.
+    pub warn_at: i64,
+}
+
+/// A completed cycle, kept for compliance reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Record {
+    pub metric: SlaMetric,
+    pub breached: bool,
+    pub started_at: i64,
+    pub due_at: i64,
+    /// NONE when the cycle ended unmet (its deadline passed and the complaint moved on).
+    pub met_at: i64,
+    pub used: i64,
+}
+
+impl Record {
+    /// The instant a report files the outcome under.
+    pub(crate) fn outcome_at(&self) -> i64 {
+        if self.met_at != NONE {
+            self.met_at
+        } else {
+            self.due_at
+        }
+    }
+}
+
+impl Clock {
+    pub(crate) fn off() -> Clock {
+        Clock {
+            phase: ClockPhase::Off,
+            breached: false,
+            started_at: NONE,
+            used: 0,
+            since: NONE,
+            due_at: NONE,
+            met_at: NONE,
+            warn_at: NONE,
+        }
+    }
+
+    /// The timer's (warn, due) entries while it can still fire.
+    pub(crate) fn armed(&self) -> Option<(i64, i64)> {
+        (self.phase.is_open() && !self.breached && self.due_at != NONE)
+            .then_some((self.warn_at, self.due_at))
+    }
+
+    /// The deadline of a recorded breach of a cycle still open.
+    pub(crate) fn open_breach(&self) -> Option<i64> {
+        (self.phase.is_open() && self.breached && self.due_at != NONE).then_some(self.due_at)
+    }
+
+    pub(crate) fn start_cycle(&mut self, env: ClockEnv, at: i64) {
+        *self = Clock {
+            phase: ClockPhase::Running,
+            breached: false,
+            started_at: at,
+            used: 0,
+            since: at,
+            due_at: NONE,
+            met_at: NONE,
+            warn_at: NONE,
+        };
+        self.schedule(env);
+    }
+
+    /// Recomputes the deadline of a running clock; a clock whose target is used up keeps
+    /// the deadline it passed.
+    pub(crate) fn schedule(&mut self, env: ClockEnv) {
+        match self.phase {
+            ClockPhase::Running if self.used < env.target => {
+                self.due_at = env.calendar.add_counted(self.since, env.target - self.used);
+                let threshold = env.warn_threshold();
+                self.warn_at = if self.used >= threshold {
+                    self.since
+                } else {
+                    env.calendar.add_counted(self.since, threshold - self.used)
+                };
+            }
+            ClockPhase::Running | ClockPhase::Paused | ClockPhase::Stopped
+                if self.due_at != NONE =>
+            {
+                self.warn_at = self.due_at;
+            }
+            _ => {}
+        }
+    }
+
+    /// Counted seconds used by `now`.
+    pub(crate) fn used_at(&self, env: ClockEnv, now: i64) -> i64 {
+        if self.phase == ClockPhase::Running {
+            self.used + env.calendar.counted_between(self.since, now)
+        } else {
+            self.used
+        }
+    }
+
+    /// Pauses or stops a running or paused clock.
+    pub(crate) fn halt(&mut self, env: ClockEnv, at: i64, phase: ClockPhase) {
+        if !self.phase.is_open() {
+            return;
+        }
+        if self.phase == ClockPhase::Running {
+            self.used += env.calendar.counted_between(self.since, at);
+            self.since = NONE;
+        }
+        self.phase = phase;
+        if self.used < env.target {
+            self.due_at = NONE;
+            self.warn_at = NONE;
+        } else {
+            self.warn_at = self.due_at;
+        }
+    }
+
+    pub(crate) fn resume(&mut self, env: ClockEnv, at: i64) {
+        if matches!(self.phase, ClockPhase::Paused | ClockPhase::Stopped) {
+            self.phase = ClockPhase::Running;
+            self.since = at;
+            self.schedule(env);
+        }
+    }
+
+    /// Ends the cycle as met at `at`; returns its record (late if after the deadline).
+    pub(crate) fn meet(&mut self, env: ClockEnv, metric: SlaMetric, at: i64) -> Option<Record> {
+        if !self.phase.is_open() {
+            return None;
+        }
+        self.used = self.used_at(env, at);
+        self.since = NONE;
+        let late = self.due_at != NONE && at > self.due_at;
+        self.phase = ClockPhase::Met;
+        self.met_at = at;
+        self.breached = late;
+        Some(Record {
+            metric,
+            breached: late,
+            started_at: self.started_at,
+            due_at: self.due_at,
+            met_at: at,
+            used: self.used,
+        })
+    }
+
+    /// Ends a cycle that cannot be met any more (a periodic-update cycle interrupted by a
+    /// withdrawal); it counts only if its deadline had passed.
+    pub(crate) fn abandon(&mut self, metric: SlaMetric) -> Option<Record> {
+        let record = (self.phase.is_open() && self.due_at != NONE).then_some(Record {
+            metric,
+            breached: true,
+            started_at: self.started_at,
+            due_at: self.due_at,
+            met_at: NONE,
+            used: self.used,
+        });
+        *self = Clock {
+            phase: ClockPhase::Idle,
+            ..Clock::off()
+        };
+        record
+    }
+}
+
+/// A callback promise not yet kept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Promise {
+    pub serial: u16,
+    pub breached: bool,
+    pub promised_at: i64,
+    pub due_at: i64,
+    pub warn_at: i64,
+}
+
+impl Promise {
+    pub(crate) fn new(serial: u16, promised_at: i64, due_at: i64, fraction: f64) -> Promise {
+        let span = (due_at - promised_at).max(0);
+        let warn_at = promised_at + ((span as f64 * fraction).ceil() as i64).min(span);
+        Promise {
+            serial,
+            breached: false,
+            promised_at,
+            due_at,
+            warn_at,
+        }
+    }
+
+    pub(crate) fn armed(&self) -> Option<(i64, i64)> {
+        (!self.breached).then_some((self.warn_at, self.due_at))
+    }
+
+    pub(crate) fn keep(&self, at: i64) -> Record {
+        Record {
+            metric: SlaMetric::Callback,
+            breached: at > self.due_at,
+            started_at: self.promised_at,
+            due_at: self.due_at,
+            met_at: at,
+            used: at - self.promised_at,
+        }
+    }
+}
+
+/// One complaint's SLA state.
+#[derive(Debug, Clone)]
+pub(crate) struct Complaint {
+    pub id: std::sync::Arc<str>,
+    pub filed_at: i64,
+    /// Latest event time applied; earlier event times are read as this one, so clocks
+    /// never run backwards.
+    pub last_event_at: i64,
+    pub paused_since: i64,
+    pub region: u32,
+    pub category: u32,
+    pub policy: u16,
+    pub status: ComplaintStatus,
+    pub dirty: bool,
+    pub next_promise: u16,
+    pub clocks: [Clock; 3],
+    pub promises: Vec<Promise>,
+    pub completed: Vec<Record>,
+}
+
+// ---- persisted form ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ComplaintRow {
+    pub region: String,
+    pub category: String,
+    pub policy: String,
+    pub status: ComplaintStatus,
+    pub filed_at: Timestamp,
+    pub last_event_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_since: Option<Timestamp>,
+    pub first_response: ClockRow,
+    pub resolution: ClockRow,
+    pub periodic_update: ClockRow,
+    #[serde(default)]
+    pub next_promise: u16,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promises: Vec<PromiseRow>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub completed: Vec<RecordRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ClockRow {
+    pub phase: ClockPhase,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub breached: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub used_seconds: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_since: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub met_at: Option<Timestamp>,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PromiseRow {
+    pub serial: u16,
+    pub promised_at: Timestamp,
+    pub due_at: Timestamp,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub breached: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RecordRow {
+    pub metric: SlaMetric,
+    pub started_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub met_at: Option<Timestamp>,
+    pub used_seconds: i64,
+    pub breached: bool,
+}
+
+impl ClockRow {
+    pub(crate) fn from_clock(clock: &Clock) -> ClockRow {
+        ClockRow {
+            phase: clock.phase,
+            breached: clock.breached,
+            started_at: opt_ts(clock.started_at),
+            used_seconds: clock.used,
+            running_since: opt_ts(clock.since),
+            due_at: opt_ts(clock.due_at),
+            met_at: opt_ts(clock.met_at),
+        }
+    }
+
+    /// The clock without its derived warn time (the caller schedules it).
+    pub(crate) fn to_clock(&self) -> Clock {
+        Clock {
+            phase: self.phase,
+            breached: self.breached,
+            started_at: from_opt_ts(self.started_at),
+            used: self.used_seconds,
+            since: from_opt_ts(self.running_since),
+            due_at: from_opt_ts(self.due_at),
+            met_at: from_opt_ts(self.met_at),
+            warn_at: NONE,
+        }
+    }
+}
+
+impl RecordRow {
+    pub(crate) fn from_record(record: &Record) -> RecordRow {
+        RecordRow {
+            metric: record.metric,
+            started_at: ts(record.started_at),
+            due_at: opt_ts(record.due_at),
+            met_at: opt_ts(record.met_at),
+            used_seconds: record.used,
+            breached: record.breached,
+        }
+    }
+
+    pub(crate) fn to_record(&self) -> Record {
+        Record {
+            metric: self.metric,
+            breached: self.breached,
+            started_at: self.started_at.as_second(),
+            due_at: from_opt_ts(self.due_at),
+            met_at: from_opt_ts(self.met_at),
+            used: self.used_seconds,
+        }
+    }
+}
