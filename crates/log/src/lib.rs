@@ -514,44 +514,6 @@ impl Log {
         Ok(report)
     }
 
-    /// Removes every entry after `keep_last_seq` and rewrites the head. The repair tool for
-    /// a log that `verify` found damaged: the removed events are still in JetStream and
-    /// come back when the consumer is reset to redeliver them.
-    pub fn truncate_after(&self, keep_last_seq: u64) -> Result<u64, LogError> {
-        let _writer = self.writer();
-        let tree = &self.inner.tree;
-        let mut removed = 0u64;
-        let mut batch = sled::Batch::default();
-        let mut new_chain = [0u8; 32];
-        let mut segments = 0u64;
-        for item in tree.range(format::meta_key(0)..=format::meta_key(u64::MAX)) {
-            let (key, value) = item?;
-            let first_seq = format::seq_of_key(&key).unwrap_or(0);
-            let metas = format::decode_meta(&value).unwrap_or_default();
-            if first_seq > keep_last_seq {
-                batch.remove(key.clone());
-                batch.remove(&format::segment_key(first_seq)[..]);
-                removed += metas.len().max(1) as u64;
-                continue;
-            }
-            let last = first_seq + metas.len() as u64 - 1;
-            if last > keep_last_seq {
-                return Err(LogError::Corrupt {
-                    path: self.inner.path.clone(),
-                    seq: keep_last_seq,
-                    what: format!("can only truncate at a segment boundary; segment {first_seq}..={last} straddles it"),
-                });
-            }
-            new_chain = metas.last().map(|m| m.chain).unwrap_or(new_chain);
-            segments += 1;
-        }
-        let head = Head { last_seq: keep_last_seq, chain: new_chain, segments };
-        batch.insert(format::HEAD_KEY, head.encode());
-        tree.apply_batch(batch)?;
-        self.make_durable()?;
-        Ok(removed)
-    }
-
     fn make_durable(&self) -> Result<(), LogError> {
         self.inner.db.flush().map_err(|e| match e {
             sled::Error::Io(io) => LogError::NotDurable(io),
@@ -568,6 +530,51 @@ impl Log {
     pub fn sync(&self) -> Result<(), LogError> {
         self.make_durable()
     }
+}
+
+/// Repairs a damaged log in `path` (no other process may have it open): removes every
+/// segment that ends after `keep_last_seq` and rewrites the head to the end of what is
+/// kept. A segment straddling `keep_last_seq` is removed whole, so the log may end a
+/// little earlier than asked. Returns (last sequence kept, entries removed). The removed
+/// events are still in JetStream and come back when the ingest consumer redelivers them.
+pub fn repair_truncate(path: &Path, keep_last_seq: u64) -> Result<(u64, u64), LogError> {
+    let db = sled::Config::new().path(path).open().map_err(|source| LogError::Open { path: path.to_path_buf(), source })?;
+    let tree = db.open_tree("log")?;
+    let mut removed = 0u64;
+    let mut batch = sled::Batch::default();
+    let mut head = Head::EMPTY;
+    let mut truncating = false;
+    for item in tree.range(format::meta_key(0)..=format::meta_key(u64::MAX)) {
+        let (key, value) = item?;
+        let first_seq = format::seq_of_key(&key).unwrap_or(0);
+        let metas = format::decode_meta(&value);
+        let count = metas.as_ref().map_or(0, Vec::len) as u64;
+        let last = first_seq + count.max(1) - 1;
+        let readable = metas.is_some()
+            && tree.get(format::segment_key(first_seq))?.is_some_and(|s| SegmentView::parse(&s).is_some_and(|v| v.len() as u64 == count));
+        if truncating || last > keep_last_seq || !readable || first_seq != head.last_seq + 1 {
+            truncating = true;
+            batch.remove(key.clone());
+            batch.remove(&format::segment_key(first_seq)[..]);
+            removed += count;
+            continue;
+        }
+        head = Head {
+            last_seq: last,
+            chain: metas.and_then(|m| m.last().map(|m| m.chain)).unwrap_or(head.chain),
+            segments: head.segments + 1,
+        };
+    }
+    // Segments without index records (a torn write) go too.
+    for item in tree.range(format::segment_key(head.last_seq + 1)..=format::segment_key(u64::MAX)) {
+        let (key, _) = item?;
+        batch.remove(key);
+    }
+    batch.insert(format::HEAD_KEY, head.encode());
+    tree.apply_batch(batch)?;
+    db.flush()?;
+    syncfs(path).map_err(LogError::NotDurable)?;
+    Ok((head.last_seq, removed))
 }
 
 /// `syncfs(2)` on the filesystem holding the database: one call makes sled's log file and

@@ -213,14 +213,16 @@ fn a_damaged_last_segment_refuses_to_open_and_repair_truncates() {
     let err = Log::open(dir.path().join("plaint.sled"), LogOptions::default()).unwrap_err();
     assert!(matches!(err, LogError::Corrupt { seq: 2, .. }), "{err}");
     assert!(err.to_string().contains("plaint repair"), "the error names the recovery command: {err}");
-    // The repair path: open the raw database, truncate after the last good entry.
-    let db = sled::open(dir.path().join("plaint.sled")).unwrap();
-    let tree = db.open_tree("log").unwrap();
-    tree.remove(plaint_log::format::segment_key(2)).unwrap();
-    tree.remove(plaint_log::format::meta_key(2)).unwrap();
-    drop((tree, db));
-    let err = Log::open(dir.path().join("plaint.sled"), LogOptions::default()).unwrap_err();
-    assert!(matches!(err, LogError::Corrupt { .. }), "a head that runs past the data is refused: {err}");
+    // The repair path: truncate before the damaged entry; the log opens and verifies.
+    let (kept, removed) = plaint_log::repair_truncate(&dir.path().join("plaint.sled"), 1).unwrap();
+    assert_eq!((kept, removed), (1, 1));
+    let log = open(dir.path());
+    assert_eq!(log.last_seq(), 1);
+    assert!(log.verify(|_| {}).unwrap().problem.is_none());
+    // Appends continue the chain from the kept head.
+    append(&log, &[fixtures::filed("C-2", "eu", "billing", at(0))]);
+    assert_eq!(log.last_seq(), 2);
+    assert!(log.verify(|_| {}).unwrap().problem.is_none());
 }
 
 proptest! {

@@ -24,6 +24,16 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("replay", "one page of a filtered replay; request {\"filter\": ..., \"start\": N}"),
     ("verify", "walk the hash chain and indexes"),
     ("digest", "digest of a projector's view; request {\"projector\": ...}"),
+    ("sla.at_risk", "open deadlines at risk or passed; request {\"filter\": SlaFilter}"),
+    ("sla.breaches", "open breaches; request {\"filter\": SlaFilter}"),
+    ("sla.complaint", "one complaint's SLA state; request {\"id\": ...}"),
+    ("sla.compliance", "compliance report; request {\"query\": ComplianceQuery, \"format\": \"json|table|csv\"}"),
+    ("escalation.queue", "one page of a tier's queue; request QueueQuery"),
+    ("escalation.history", "one complaint's escalation history; request {\"id\": ...}"),
+    ("escalation.stats", "queue depths, oldest items, median time to claim"),
+    ("escalation.claim", "claim an escalated complaint; request {\"id\", \"by\", \"tier\"?}"),
+    ("escalation.release", "release a claim; request {\"id\", \"by\", \"reason\"}"),
+    ("escalation.reassign", "reassign a claim; request {\"id\", \"to\"}"),
 ];
 
 /// A reply: the body plus, for paged commands, where the next page starts.
@@ -34,7 +44,7 @@ pub struct ApiReply {
 }
 
 impl ApiReply {
-    fn json<T: Serialize>(value: &T) -> Result<ApiReply, ApiError> {
+    pub(crate) fn json<T: Serialize>(value: &T) -> Result<ApiReply, ApiError> {
         let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))?;
         Ok(ApiReply { body: body.into(), next_seq: None })
     }
@@ -150,27 +160,52 @@ pub struct DigestReply {
     pub checkpoint: u64,
 }
 
+/// The projectors' handles, for queries.
+#[derive(Clone)]
+pub struct Views {
+    pub complaints: ProjectorHandle<ComplaintsProjector>,
+    pub sla: ProjectorHandle<plaint_sla::SlaProjector>,
+    pub escalation: ProjectorHandle<plaint_escalation::EscalationProjector>,
+    pub all: Vec<Arc<dyn ProjectorStatus>>,
+}
+
 /// The handlers' shared state: the log and the projectors' handles.
 #[derive(Clone)]
 pub struct Api {
-    log: Log,
+    pub(crate) log: Log,
+    pub(crate) views: Views,
     complaints: ProjectorHandle<ComplaintsProjector>,
     projectors: Vec<Arc<dyn ProjectorStatus>>,
     ingest: Option<Arc<IngestMetrics>>,
     mode: &'static str,
     replay_page_bytes: usize,
+    pub(crate) clock: Arc<dyn plaint_runner::Clock>,
+    /// Where operator commands are mirrored so JetStream keeps a complete record (None
+    /// offline).
+    pub(crate) js: Option<async_nats::jetstream::Context>,
 }
 
 impl Api {
     pub fn new(
         log: Log,
-        complaints: ProjectorHandle<ComplaintsProjector>,
-        projectors: Vec<Arc<dyn ProjectorStatus>>,
+        views: Views,
         ingest: Option<Arc<IngestMetrics>>,
         mode: &'static str,
         replay_page_bytes: usize,
+        clock: Arc<dyn plaint_runner::Clock>,
+        js: Option<async_nats::jetstream::Context>,
     ) -> Self {
-        Api { log, complaints, projectors, ingest, mode, replay_page_bytes }
+        Api {
+            log,
+            complaints: views.complaints.clone(),
+            projectors: views.all.clone(),
+            views,
+            ingest,
+            mode,
+            replay_page_bytes,
+            clock,
+            js,
+        }
     }
 
     pub fn log(&self) -> &Log {
@@ -214,6 +249,9 @@ impl Api {
                 let (digest, checkpoint) =
                     projector.digest(&self.log).map_err(|e| ApiError::internal(e.to_string()))?;
                 ApiReply::json(&DigestReply { projector: req.projector, digest, checkpoint })
+            }
+            other if other.starts_with("sla.") || other.starts_with("escalation.") => {
+                self.handle_view(other, request)
             }
             other => Err(ApiError::not_found(format!(
                 "unknown command {other:?}; commands: {}",
@@ -268,7 +306,7 @@ impl Api {
     }
 }
 
-fn parse<'a, T: Deserialize<'a>>(request: &'a [u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<'a, T: Deserialize<'a>>(request: &'a [u8]) -> Result<T, ApiError> {
     let request = if request.is_empty() { b"{}".as_slice() } else { request };
     serde_json::from_slice(request).map_err(|e| ApiError::bad_request(format!("request is not valid: {e}")))
 }

@@ -16,10 +16,11 @@ pub mod config;
 pub mod nats;
 pub mod replay;
 mod serve;
+pub mod views;
 
 pub use api::{Api, ApiError, ApiReply};
 pub use config::Config;
-pub use serve::{open_offline, serve, NatsEffects, Node};
+pub use serve::{open_offline, projectors as serve_projectors, serve, serve_with_clock, NatsEffects, Node};
 
 /// `<prefix>.api`
 pub fn api_subject(prefix: &str) -> String {

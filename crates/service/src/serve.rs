@@ -9,7 +9,14 @@ use plaint_projection::{Effect, Projection};
 use plaint_runner::{Clock, EffectSink, ProjectorHandle, ProjectorStatus, Runner, RunnerOptions, SystemClock};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{api::Api, config::Config, nats};
+use plaint_escalation::EscalationProjector;
+use plaint_sla::SlaProjector;
+
+use crate::{
+    api::{Api, Views},
+    config::Config,
+    nats,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -23,6 +30,8 @@ pub enum ServeError {
     Ingest(#[from] plaint_ingest::IngestError),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error("invalid configuration {0}; see deploy/plaint.toml")]
+    Config(String),
     #[error("{0}")]
     Other(String),
 }
@@ -70,9 +79,28 @@ impl EffectSink for NatsEffects {
 pub struct Node {
     pub config: Config,
     pub log: Log,
-    pub complaints: ProjectorHandle<ComplaintsProjector>,
+    pub views: Views,
+    pub clock: Arc<dyn Clock>,
     runners: Vec<BoxFuture<'static, Result<(), plaint_runner::RunnerError>>>,
-    statuses: Vec<Arc<dyn ProjectorStatus>>,
+}
+
+/// Builds the projectors from their config sections.
+pub fn projectors(config: &Config) -> Result<(SlaProjector, EscalationProjector), ServeError> {
+    let prefix = &config.topology.subject_prefix;
+    let mut sla: plaint_sla::SlaConfig = match &config.sla {
+        Some(v) => v.clone().try_into().map_err(|e| ServeError::Config(format!("[sla]: {e}")))?,
+        None => Default::default(),
+    };
+    sla.subject_prefix = prefix.clone();
+    let sla = SlaProjector::new(sla).map_err(|e| ServeError::Config(format!("[sla]: {e}")))?;
+    let escalation: plaint_escalation::EscalationConfig = match &config.escalation {
+        Some(v) => v.clone().try_into().map_err(|e| ServeError::Config(format!("[escalation]: {e}")))?,
+        None => Default::default(),
+    };
+    let escalation = EscalationProjector::new(escalation)
+        .map_err(|e| ServeError::Config(format!("[escalation]: {e}")))?
+        .with_subject_prefix(prefix.clone());
+    Ok((sla, escalation))
 }
 
 fn open_log(config: &Config) -> Result<Log, ServeError> {
@@ -106,30 +134,42 @@ impl Node {
         clock: Arc<dyn Clock>,
         shutdown: CancellationToken,
     ) -> Result<Node, ServeError> {
+        let (sla, escalation) = projectors(&config)?;
         let log = open_log(&config)?;
         let mut runners = Vec::new();
-        let mut statuses = Vec::new();
-        let complaints = add_runner(
-            &mut runners,
-            &mut statuses,
-            &log,
-            ComplaintsProjector::new(),
-            sink.clone(),
-            clock.clone(),
-            &shutdown,
-        )?;
-        Ok(Node { config, log, complaints, runners, statuses })
+        let mut all = Vec::new();
+        let (r, a) = (&mut runners, &mut all);
+        let complaints = add_runner(r, a, &log, ComplaintsProjector::new(), sink.clone(), clock.clone(), &shutdown)?;
+        let sla = add_runner(r, a, &log, sla, sink.clone(), clock.clone(), &shutdown)?;
+        let escalation = add_runner(r, a, &log, escalation, sink.clone(), clock.clone(), &shutdown)?;
+        let views = Views { complaints, sla, escalation, all };
+        Ok(Node { config, log, views, clock, runners })
     }
 
-    pub fn api(&self, ingest: Option<Arc<plaint_ingest::IngestMetrics>>, mode: &'static str) -> Api {
+    pub fn api(
+        &self,
+        ingest: Option<Arc<plaint_ingest::IngestMetrics>>,
+        mode: &'static str,
+        js: Option<jetstream::Context>,
+    ) -> Api {
         Api::new(
             self.log.clone(),
-            self.complaints.clone(),
-            self.statuses.clone(),
+            self.views.clone(),
             ingest,
             mode,
             self.config.api.replay_page_bytes,
+            self.clock.clone(),
+            js,
         )
+    }
+
+    /// Brings every view up to the log's head in memory (offline queries).
+    pub async fn catch_up_in_memory(&self) -> Result<(), plaint_runner::RunnerError> {
+        let v = &self.views;
+        plaint_runner::catch_up_in_memory(&self.log, &v.complaints).await?;
+        plaint_runner::catch_up_in_memory(&self.log, &v.sla).await?;
+        plaint_runner::catch_up_in_memory(&self.log, &v.escalation).await?;
+        Ok(())
     }
 }
 
@@ -153,7 +193,7 @@ pub async fn serve_with_clock(config: Config, clock: Arc<dyn Clock>, shutdown: C
             .map_err(|e| ServeError::Other(e.to_string()))??
     };
     let ingester = Ingester::new(node.log.clone(), js.clone(), config.topology.clone(), config.ingest.options());
-    let api = node.api(Some(ingester.metrics()), "server");
+    let api = node.api(Some(ingester.metrics()), "server", Some(js.clone()));
     let tracker = TaskTracker::new();
     let failure = CancellationToken::new();
     {
@@ -219,6 +259,6 @@ pub async fn open_offline(config: Config) -> Result<Api, ServeError> {
     .await
     .map_err(|e| ServeError::Other(e.to_string()))??;
     // Runners are not started: the API reads the restored views. Bring them up to date.
-    plaint_runner::catch_up_in_memory(&node.log, &node.complaints).await?;
-    Ok(node.api(None, "offline"))
+    node.catch_up_in_memory().await?;
+    Ok(node.api(None, "offline", None))
 }

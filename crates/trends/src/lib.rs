@@ -1,1 +1,104 @@
-//! plaint-trends (work in progress).
+//! plaint-trends: early, rare and self-explaining alerts on rising complaint counts.
+//!
+//! A company with regions everywhere may get one complaint about a vendor's shipment in
+//! each of many regions; each region sees an isolated case, only the aggregate shows the
+//! trend. This crate counts `complaint.filed` events per (region, category) and per
+//! (region, tracked tag such as `vendor:acme`) per bucket of event time, predicts the
+//! expected counts, and reports what rises above them, once per episode.
+//!
+//! # Main types
+//! - [`TrendsProjector`] (name `trends`, from [`TrendsConfig`]): the `Projection`. Turns
+//!   events into bucket counts, closes buckets on the event-time watermark, publishes
+//!   [`TrendAlert`]s as `Effect::Publish` on `<prefix>.alerts.trends.<region|all>.<series>`
+//!   with `Nats-Msg-Id = message_id`. Queries: [`TrendsProjector::active`],
+//!   [`TrendsProjector::series`], [`TrendsProjector::model`].
+//! - [`TrendEngine`]: the detection core on count matrices (`counts[series][region]` per
+//!   closed bucket -> alert messages). The projector and the benchmark both use it.
+//! - [`model`]: the expected-count model of a series total; [`stats`]: NB tails, CUSUM
+//!   increments, the seeded generator; [`benchmark`]: the generator, scenarios, scoring and
+//!   EARS C2 baseline of the trends benchmark (`examples/trends_benchmark.rs`).
+//!
+//! # Method (choices and rules)
+//! - **Buckets** are UTC days (or hours) of event time. A bucket closes when the newest
+//!   event time seen is `allowed_lateness` past its end; only event time is used, never a
+//!   clock, so a live run and a rebuild behave identically. A complaint for a closed bucket
+//!   still counts (it updates the stored count, so later windows and fits see it); an alert
+//!   whose window contains such complaints says so (`late_events`, `late_data`). Older than
+//!   the kept history: not counted (see the `meta` row).
+//! - **Expected counts** `mu[r,c,t] = share[r,c] * level * M[c,t]`. `M` is a log-linear
+//!   Poisson regression of the series total on day of week, a trend (after 26 weeks) and
+//!   two annual harmonics (after a year; hourly: hour-of-day harmonics), fitted weekly by
+//!   IRLS on up to 730 buckets, leaving out the last 7 buckets and every bucket that was in
+//!   an alert episode, with outbreak-resistant weights (standardised residuals beyond 2.5
+//!   weigh `(2.5/z)^2`, Farrington/Noufaily style). `share` is the region's part of the
+//!   total (180-bucket half-life weights, counts capped near their expectation), pooled
+//!   toward the region's share of all categories by empirical Bayes, so a cell with one
+//!   complaint a month borrows strength from its region. A region whose whole volume is
+//!   improbably high (p < 0.01) in a bucket has its other series' expectations scaled by
+//!   that jump (leave-one-out), so a reporting surge is not a trend in every category.
+//!   Dispersions: per series for cells (pooled over regions), and a model-misfit variance
+//!   for totals, both estimated from the fit residuals.
+//! - **Cell detectors**: a negative-binomial upper-tail test (mid-p) of the last 1, 2 and 3
+//!   buckets (kind `spike`), and a Höhle–Paul NB likelihood-ratio CUSUM for a 1.5x rise
+//!   (kind `sustained`).
+//! - **Series detectors** (per category and per tracked tag): an expectation-based subset
+//!   scan over regions (exact maximum by the linear-time subset scanning property) on
+//!   windows of 1, 3, 7 and 14 buckets, subsets of two or more regions, each region capped
+//!   at four standard deviations of excess so one region cannot carry it (kind
+//!   `cross_region`, or `drift` if it covers 80 % of the regions); and an NB-CUSUM on the
+//!   total for a 1.2x rise (kind `drift`).
+//! - **Thresholds** come from the false-alarm budget (`cell_false_alarms_per_region_month`,
+//!   `cross_region_false_alarms_per_series_year`): 75 % of the cell budget to the spike
+//!   tests (Bonferroni over the series of a region and the three windows), 25 % to the
+//!   CUSUM, whose threshold is found by simulating the in-control statistic; 75 % of the
+//!   series budget to the scan, whose thresholds are simulated from the fitted model
+//!   (including share and model-misfit uncertainty, exponential tail beyond the 0.99
+//!   quantile) every 91 buckets, one series at a time; 25 % to the total's CUSUM. They are
+//!   part of the persisted state and shown by [`TrendsProjector::model`].
+//! - **Episodes**: alarms on the same scope (cell, or series) within 7 buckets form one
+//!   episode, with a deterministic id (UUIDv5 of scope and first bucket) and messages
+//!   `started` (revision 0), `updated` (only when the score grows 1.5x, regions join or
+//!   the kind changes) and `ended` (after 7 quiet buckets). A series episode subsumes
+//!   the cell alarms of the regions it names. An episode still alarming after 28 buckets,
+//!   or a sustained one that goes quiet while still clearly above its old level, is a new
+//!   level: the baseline is raised and the episode ends with a note, so a level shift is
+//!   one alert, not one a week.
+//! - **Persistence**: rows `engine/NNNN` (the engine state as JSON, 256 KiB chunks: counts
+//!   history, models, shares, thresholds, CUSUMs, episodes), `open/<bucket>` (counts of
+//!   buckets not closed yet, by name, so event order within a bucket does not matter) and
+//!   `meta` (watermark, late and dropped counts). All of it is a function of the event
+//!   sequence; a changed configuration needs `plaint rebuild trends`.
+//!
+//! # What it does not do
+//! No clocks, I/O or async: the runner carries out the effects. It does not re-send on its
+//! own: a rebuild re-emits the same messages with the same `Nats-Msg-Id`s, and only the
+//! stream's duplicate window (or the runner suppressing effects during a rebuild) keeps
+//! them from reaching subscribers twice. It does not model holidays (dips never alert,
+//! since every test is one-sided, but a holiday is not predicted either), nor interactions
+//! of weekday and hour in hourly buckets.
+
+pub mod alert;
+pub mod benchmark;
+pub mod config;
+pub mod engine;
+pub mod model;
+mod projector;
+pub mod stats;
+
+pub use alert::{
+    AlertKind, AlertStatus, AlertWindow, ColumnModelView, Dimension, ModelView, RegionCount,
+    SeriesPoint, SeriesView, TrendAlert, TrendFilter,
+};
+pub use config::TrendsConfig;
+pub use engine::{BucketInput, BucketKind, ColumnId, EngineAlert, EngineConfig, TrendEngine};
+pub use projector::{series_token, TrendsProjector};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum TrendsError {
+    #[error("invalid [trends] configuration: {0}; fix the value in the config file")]
+    Config(String),
+}
+
+#[cfg(test)]
+mod tests;

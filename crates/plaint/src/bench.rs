@@ -1,0 +1,311 @@
+//! `plaint bench`: plaint's rates beside the raw limits of its building blocks, measured
+//! in the same run on the same machine, so every figure can be read as a ratio.
+//!
+//! It starts its own `nats-server -js` on a free loopback port with a temporary store (the
+//! machine's own server is never touched) and a temporary sled database, and prints:
+//! - raw limits: JetStream async publish; bare pull consume with one AckAll per batch;
+//!   bare sled (one key per event + a UUID index tree, batch + flush);
+//! - plaint: durable ingest (JetStream → log, acknowledged) with `fsync` and `flush`
+//!   durability; publish → durable latency percentiles at a fixed offered rate; offline
+//!   replay to a sink; rebuild rate of each projector.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer::pull};
+use bytes::Bytes;
+use clap::Args;
+use futures::StreamExt;
+use plaint_log::{Durability, Log, LogOptions};
+use plaint_service::Config;
+use tokio_util::sync::CancellationToken;
+
+use crate::{demo, publish::Publisher};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Events for the throughput runs.
+    #[arg(long, default_value_t = 200_000)]
+    events: usize,
+    /// Offered rate (events/s) of the latency run.
+    #[arg(long, default_value_t = 5000)]
+    latency_rate: u64,
+    /// Seconds of the latency run.
+    #[arg(long, default_value_t = 10)]
+    latency_seconds: u64,
+    /// Skip the runs that need nats-server (storage and projector figures only).
+    #[arg(long)]
+    no_nats: bool,
+}
+
+struct Row {
+    what: String,
+    rate: f64,
+    note: String,
+}
+
+fn rate(n: usize, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+fn events_for(n: usize) -> Vec<demo::DemoEvent> {
+    // About five events per complaint; cut to exactly n.
+    let mut events = demo::generate(n / 4 + 10, 60, 42, jiff::Timestamp::now());
+    events.truncate(n);
+    events
+}
+
+pub async fn run(_config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
+    let events = events_for(args.events);
+    let n = events.len();
+    let avg = events.iter().map(|e| e.bytes.len()).sum::<usize>() / n.max(1);
+    println!("plaint bench: {n} demo events, {avg} bytes on average, {} cores", std::thread::available_parallelism().map_or(1, |p| p.get()));
+    let mut rows = Vec::new();
+    rows.push(bare_sled(&events)?);
+    let dir = tempfile::tempdir()?;
+    if !args.no_nats {
+        let server = plaint_testkit::NatsServer::start();
+        let client = async_nats::connect(server.url()).await?;
+        let js = jetstream::ContextBuilder::new().max_ack_inflight(4096).build(client.clone());
+        let mut config = Config::default();
+        config.nats.url = server.url();
+        plaint_ingest::ensure_streams(&js, &config.topology).await?;
+        rows.push(publish_all(&js, &events, &config.topology.subject_prefix).await?);
+        rows.push(bare_consume(&js, n).await?);
+        for durability in [Durability::Fsync, Durability::Flush] {
+            let data = dir.path().join(format!("ingest-{durability:?}"));
+            rows.push(durable_ingest(&js, &config, &data, durability, n).await?);
+        }
+        rows.extend(latency(&js, &config, dir.path(), args.latency_rate, args.latency_seconds).await?);
+    }
+    // Replay and rebuild over a log with the events, written through the log API.
+    let log = Log::open(dir.path().join("offline.sled"), LogOptions { durability: Durability::Flush, ..Default::default() })?;
+    rows.push(append_direct(&log, &events)?);
+    rows.push(replay(&log)?);
+    rows.extend(rebuilds(&log).await?);
+    println!();
+    println!("{:<58} {:>14}  note", "measure", "events/s");
+    for r in &rows {
+        println!("{:<58} {:>14.0}  {}", r.what, r.rate, r.note);
+    }
+    Ok(())
+}
+
+fn bare_sled(events: &[demo::DemoEvent]) -> anyhow::Result<Row> {
+    let dir = tempfile::tempdir()?;
+    let db = sled::Config::new().path(dir.path()).cache_capacity(128 << 20).mode(sled::Mode::HighThroughput).open()?;
+    let log = db.open_tree("log")?;
+    let ids = db.open_tree("ids")?;
+    let started = Instant::now();
+    for (chunk_no, chunk) in events.chunks(1000).enumerate() {
+        let mut lb = sled::Batch::default();
+        let mut ib = sled::Batch::default();
+        for (i, e) in chunk.iter().enumerate() {
+            let seq = (chunk_no * 1000 + i + 1) as u64;
+            lb.insert(&seq.to_be_bytes(), e.bytes.as_slice());
+            ib.insert(e.id.as_bytes(), &seq.to_be_bytes());
+        }
+        log.apply_batch(lb)?;
+        ids.apply_batch(ib)?;
+        db.flush()?;
+    }
+    Ok(Row {
+        what: "raw: sled key per event + id index tree, batch 1000 + flush".into(),
+        rate: rate(events.len(), started.elapsed()),
+        note: "the naive layout (no fsync)".into(),
+    })
+}
+
+async fn publish_all(js: &jetstream::Context, events: &[demo::DemoEvent], prefix: &str) -> anyhow::Result<Row> {
+    let mut publisher = Publisher::new(js.clone(), 1024);
+    let started = Instant::now();
+    for e in events {
+        let subject = e.subject.replacen("complaints.", &format!("{prefix}."), 1);
+        publisher.send(subject, Some(&e.id), Bytes::from(e.bytes.clone())).await?;
+    }
+    let stats = publisher.finish().await?;
+    Ok(Row {
+        what: "raw: JetStream async publish, window 1024, Nats-Msg-Id".into(),
+        rate: rate(stats.accepted as usize, started.elapsed()),
+        note: format!("{} accepted", stats.accepted),
+    })
+}
+
+async fn bare_consume(js: &jetstream::Context, n: usize) -> anyhow::Result<Row> {
+    let stream = js.get_stream("COMPLAINTS").await?;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("bench-bare".into()),
+            ack_policy: jetstream::consumer::AckPolicy::All,
+            max_ack_pending: 50_000,
+            ..Default::default()
+        })
+        .await?;
+    let started = Instant::now();
+    let mut seen = 0usize;
+    let mut messages = consumer.stream().max_messages_per_batch(1000).messages().await?.ready_chunks(1000);
+    while seen < n {
+        let Some(chunk) = tokio::time::timeout(Duration::from_secs(30), messages.next()).await.context("bare consume stalled")? else { break };
+        let last = chunk.into_iter().filter_map(Result::ok).inspect(|_| seen += 1).last();
+        if let Some(last) = last {
+            last.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+    }
+    Ok(Row {
+        what: "raw: JetStream pull consume, batch 1000, one AckAll per batch".into(),
+        rate: rate(seen, started.elapsed()),
+        note: String::new(),
+    })
+}
+
+async fn durable_ingest(js: &jetstream::Context, config: &Config, data: &std::path::Path, durability: Durability, n: usize) -> anyhow::Result<Row> {
+    let log = Log::open(data, LogOptions { durability, ..Default::default() })?;
+    let mut topology = config.topology.clone();
+    topology.consumer = format!("bench-ingest-{durability:?}").to_lowercase();
+    let ingester = plaint_ingest::Ingester::new(log.clone(), js.clone(), topology, config.ingest.options());
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let task = tokio::spawn(ingester.run(shutdown.clone()));
+    let mut tail = log.subscribe();
+    while log.last_seq() < n as u64 {
+        tokio::time::timeout(Duration::from_secs(60), tail.changed()).await.context("ingest stalled")??;
+    }
+    let elapsed = started.elapsed();
+    shutdown.cancel();
+    task.await??;
+    Ok(Row {
+        what: format!("plaint: durable ingest JetStream → log, durability {durability:?}").to_lowercase(),
+        rate: rate(n, elapsed),
+        note: "acked only after the batch is durable".into(),
+    })
+}
+
+async fn latency(js: &jetstream::Context, config: &Config, dir: &std::path::Path, offered: u64, seconds: u64) -> anyhow::Result<Vec<Row>> {
+    let count = (offered * seconds) as usize;
+    let mut topology = config.topology.clone();
+    topology.subject_prefix = "benchlat".into();
+    topology.events_stream = "BENCH_LATENCY".into();
+    topology.rejected_stream = "BENCH_LATENCY_REJECTED".into();
+    topology.alerts_stream = "BENCH_LATENCY_ALERTS".into();
+    plaint_ingest::ensure_streams(js, &topology).await?;
+    let log = Log::open(dir.join("latency.sled"), LogOptions::default())?;
+    let ingester = plaint_ingest::Ingester::new(log.clone(), js.clone(), topology, config.ingest.options());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(ingester.run(shutdown.clone()));
+    let events = events_for(count);
+    let sent_at: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::new(std::sync::Mutex::new(Vec::with_capacity(count)));
+    // Watch commits: each commit makes seqs up to the new head durable.
+    let watcher = {
+        let log = log.clone();
+        let sent_at = sent_at.clone();
+        let total = events.len() as u64;
+        tokio::spawn(async move {
+            let mut tail = log.subscribe();
+            let mut latencies = Vec::with_capacity(total as usize);
+            let mut done = 0u64;
+            while done < total {
+                if tokio::time::timeout(Duration::from_secs(30), tail.changed()).await.is_err() {
+                    break;
+                }
+                let head = *tail.borrow_and_update();
+                let now = Instant::now();
+                let sent = sent_at.lock().unwrap();
+                for seq in done + 1..=head.min(sent.len() as u64) {
+                    latencies.push(now.duration_since(sent[(seq - 1) as usize]));
+                }
+                done = head;
+            }
+            latencies
+        })
+    };
+    let mut publisher = Publisher::new(js.clone(), 4096);
+    let started = Instant::now();
+    for (i, e) in events.iter().enumerate() {
+        let due = started + Duration::from_secs_f64(i as f64 / offered as f64);
+        tokio::time::sleep_until(due.into()).await;
+        sent_at.lock().unwrap().push(Instant::now());
+        let subject = e.subject.replacen("complaints.", "benchlat.", 1);
+        publisher.send(subject, Some(&e.id), Bytes::from(e.bytes.clone())).await?;
+    }
+    publisher.finish().await?;
+    let mut latencies = watcher.await?;
+    shutdown.cancel();
+    task.await??;
+    latencies.sort();
+    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    Ok(vec![Row {
+        what: format!("plaint: publish → durable latency at {offered}/s offered (fsync)"),
+        rate: offered as f64,
+        note: format!("p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} events", pct(0.5), pct(0.99), pct(1.0), latencies.len()),
+    }])
+}
+
+fn append_direct(log: &Log, events: &[demo::DemoEvent]) -> anyhow::Result<Row> {
+    let started = Instant::now();
+    let mut appended = 0;
+    for chunk in events.chunks(1000) {
+        let decoded: Vec<_> = chunk.iter().map(|e| plaint_events::decode_stored(&e.bytes)).collect();
+        let writer = log.writer();
+        let mut batch = writer.begin();
+        for (e, d) in chunk.iter().zip(&decoded) {
+            let Ok(event) = d else { continue };
+            let outcome = writer.stage(
+                &mut batch,
+                plaint_log::Candidate { event, bytes: &e.bytes, subject_region: None, expected: plaint_log::ExpectedVersion::Any },
+            )?;
+            if matches!(outcome, plaint_log::Outcome::Appended(_)) {
+                appended += 1;
+            }
+        }
+        writer.commit(batch)?;
+    }
+    Ok(Row {
+        what: "plaint: log append without NATS (decode + stage + commit), flush".into(),
+        rate: rate(appended, started.elapsed()),
+        note: "segment per batch + in-memory indexes".into(),
+    })
+}
+
+fn replay(log: &Log) -> anyhow::Result<Row> {
+    let started = Instant::now();
+    let filter = plaint_service::replay::ReplayFilter::default();
+    let mut start = 1;
+    let mut events = 0u64;
+    let mut bytes = 0usize;
+    loop {
+        let page = plaint_service::replay::page(log, &filter, start, 4 << 20)?;
+        events += page.events;
+        bytes += page.lines.len();
+        match page.next_seq {
+            Some(next) => start = next,
+            None => break,
+        }
+    }
+    Ok(Row {
+        what: "plaint: offline replay to a sink (NDJSON lines built)".into(),
+        rate: rate(events as usize, started.elapsed()),
+        note: format!("{} MB of output", bytes / 1_000_000),
+    })
+}
+
+async fn rebuilds(log: &Log) -> anyhow::Result<Vec<Row>> {
+    let config = Config::default();
+    let (sla, escalation) = plaint_service::serve_projectors(&config)?;
+    let opts = plaint_runner::RunnerOptions::default;
+    let reports = vec![
+        plaint_runner::rebuild(log, plaint_complaints::ComplaintsProjector::new(), opts(), |_| {}).await?,
+        plaint_runner::rebuild(log, sla, opts(), |_| {}).await?,
+        plaint_runner::rebuild(log, escalation, opts(), |_| {}).await?,
+    ];
+    Ok(reports
+        .into_iter()
+        .map(|r| Row {
+            what: format!("plaint: rebuild of the {} view (decode + apply + commit)", r.projector),
+            rate: r.events_per_second,
+            note: format!("{} events", r.events),
+        })
+        .collect())
+}

@@ -1,0 +1,209 @@
+//! API handlers of the SLA and escalation projectors.
+
+use std::time::{Duration, Instant};
+
+use plaint_escalation::{CommandError, PreparedCommand, QueueQuery};
+use plaint_log::{Candidate, ExpectedVersion, Outcome};
+use plaint_sla::{ComplianceQuery, SlaFilter};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{parse, Api, ApiError, ApiReply};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct FilterRequest {
+    filter: SlaFilter,
+}
+
+#[derive(Debug, Deserialize)]
+struct IdRequest {
+    id: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ComplianceRequest {
+    query: ComplianceQuery,
+    format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ClaimRequest {
+    id: String,
+    by: String,
+    tier: Option<u8>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReleaseRequest {
+    id: String,
+    by: String,
+    reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReassignRequest {
+    id: String,
+    to: String,
+}
+
+/// The answer to an operator command.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CommandReply {
+    /// Sequence number of the event in the log (absent when a retry found it applied).
+    pub seq: Option<u64>,
+    pub event_id: String,
+    pub event_type: String,
+    pub complaint_id: String,
+    pub already_applied: bool,
+}
+
+fn command_error(e: CommandError) -> ApiError {
+    let code = match e {
+        CommandError::UnknownComplaint(..) | CommandError::NotInQueue { .. } => 404,
+        CommandError::AlreadyClaimed { .. } | CommandError::NotClaimedBy { .. } | CommandError::NotClaimed { .. } | CommandError::WrongTier { .. } => 409,
+        _ => 400,
+    };
+    ApiError { code, message: format!("{} ({})", e, e.code()) }
+}
+
+impl Api {
+    pub(crate) fn handle_view(&self, command: &str, request: &[u8]) -> Result<ApiReply, ApiError> {
+        let now = self.clock.now();
+        match command {
+            "sla.at_risk" => {
+                let req: FilterRequest = parse(request)?;
+                ApiReply::json(&self.views.sla.lock().at_risk(&req.filter, now))
+            }
+            "sla.breaches" => {
+                let req: FilterRequest = parse(request)?;
+                ApiReply::json(&self.views.sla.lock().breaches(&req.filter, now))
+            }
+            "sla.complaint" => {
+                let req: IdRequest = parse(request)?;
+                let state = self.views.sla.lock().complaint(&req.id, now);
+                match state {
+                    Some(s) => ApiReply::json(&s),
+                    None => Err(ApiError::not_found(format!("the SLA view has no complaint {:?}", req.id))),
+                }
+            }
+            "sla.compliance" => {
+                let req: ComplianceRequest = parse(request)?;
+                let report = self.views.sla.lock().compliance(&req.query);
+                let body = match req.format.as_deref().unwrap_or("json") {
+                    "json" => report.to_json(),
+                    "table" => report.to_table(),
+                    "csv" => report.to_csv(),
+                    other => return Err(ApiError::bad_request(format!("format {other:?}: use json, table or csv"))),
+                };
+                Ok(ApiReply { body: body.into(), next_seq: None })
+            }
+            "escalation.queue" => {
+                let query: QueueQuery = parse(request)?;
+                let escalation = self.views.escalation.lock();
+                let sla = self.views.sla.lock();
+                let next_deadline = |id: &str| -> Option<plaint_events::Timestamp> {
+                    sla.complaint(id, now)?.metrics.iter().filter(|m| !m.breached).filter_map(|m| m.due_at).min()
+                };
+                let page = escalation.queue(&query, now, Some(&next_deadline)).map_err(command_error)?;
+                ApiReply::json(&page)
+            }
+            "escalation.history" => {
+                let req: IdRequest = parse(request)?;
+                match self.views.escalation.lock().history(&req.id) {
+                    Some(h) => ApiReply::json(&h),
+                    None => Err(ApiError::not_found(format!("complaint {:?} was never escalated", req.id))),
+                }
+            }
+            "escalation.stats" => ApiReply::json(&self.views.escalation.lock().stats(now)),
+            "escalation.claim" => {
+                let req: ClaimRequest = parse(request)?;
+                self.operator_command(&req.id, |p| p.prepare_claim(&req.id, &req.by, req.tier, now))
+            }
+            "escalation.release" => {
+                let req: ReleaseRequest = parse(request)?;
+                self.operator_command(&req.id, |p| p.prepare_release(&req.id, &req.by, &req.reason, now))
+            }
+            "escalation.reassign" => {
+                let req: ReassignRequest = parse(request)?;
+                self.operator_command(&req.id, |p| p.prepare_reassign(&req.id, &req.to, now))
+            }
+            other => Err(ApiError::not_found(format!("unknown command {other:?}"))),
+        }
+    }
+
+    /// Prepares an operator command against the escalation view and appends it with the
+    /// complaint's stream version as the expected version. If another writer got there
+    /// first, waits for the view to see that write and decides again, so of two operators
+    /// claiming at once exactly one succeeds and the other hears who holds the item.
+    fn operator_command(
+        &self,
+        complaint_id: &str,
+        prepare: impl Fn(&plaint_escalation::EscalationProjector) -> Result<PreparedCommand, CommandError>,
+    ) -> Result<ApiReply, ApiError> {
+        for _attempt in 0..5 {
+            self.wait_for_escalation_view(Duration::from_secs(5));
+            let version = self
+                .log
+                .stream(complaint_id)
+                .map(|s| s.version())
+                .ok_or_else(|| ApiError::not_found(format!("no complaint {complaint_id:?} in the log")))?;
+            let prepared = prepare(&self.views.escalation.lock()).map_err(command_error)?;
+            let event = &prepared.event;
+            let reply = |seq| CommandReply {
+                seq,
+                event_id: event.id.to_string(),
+                event_type: event.event_type().as_str().to_owned(),
+                complaint_id: complaint_id.to_owned(),
+                already_applied: seq.is_none(),
+            };
+            if prepared.already_applied {
+                return ApiReply::json(&reply(None));
+            }
+            let bytes = event.to_wire();
+            let outcome = self.log.writer().append_one(Candidate {
+                event,
+                bytes: &bytes,
+                subject_region: None,
+                expected: ExpectedVersion::Exactly(version),
+            })?;
+            match outcome {
+                Outcome::Appended(seq) | Outcome::Duplicate(seq) => {
+                    self.mirror(&prepared.subject, event.id.to_string(), bytes);
+                    return ApiReply::json(&reply(Some(seq)));
+                }
+                Outcome::VersionConflict { .. } => continue,
+                Outcome::Rejected(r) => return Err(ApiError::conflict(r.to_string())),
+            }
+        }
+        Err(ApiError { code: 503, message: "the complaint changed five times while deciding; try again".into() })
+    }
+
+    fn wait_for_escalation_view(&self, at_most: Duration) {
+        let deadline = Instant::now() + at_most;
+        while self.views.escalation.checkpoint() < self.log.last_seq() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Publishes an event written directly to the log to JetStream too, so the stream
+    /// stays a complete record; the ingester sees it as a duplicate.
+    fn mirror(&self, subject: &str, msg_id: String, bytes: Vec<u8>) {
+        let Some(js) = &self.js else { return };
+        let js = js.clone();
+        let subject = subject.to_owned();
+        let handle = tokio::runtime::Handle::current();
+        handle.spawn(async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", msg_id.as_str());
+            match js.publish_with_headers(subject, headers, bytes.into()).await {
+                Ok(ack) => {
+                    if let Err(error) = ack.await {
+                        tracing::warn!(%error, "operator command not mirrored to JetStream");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "operator command not mirrored to JetStream"),
+            }
+        });
+    }
+}

@@ -1,0 +1,38 @@
+//! The trend-detection benchmark (see `plaint_trends::benchmark`).
+//!
+//! `cargo run --release -p plaint-trends --example trends_benchmark -- --seeds 20 [--quick] [--phi 1.5]`
+
+use plaint_trends::benchmark::{run, BenchConfig};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let mut cfg = if args.iter().any(|a| a == "--quick") {
+        BenchConfig::quick()
+    } else {
+        BenchConfig::full(20)
+    };
+    if let Some(seeds) = value("--seeds") {
+        cfg.seeds = seeds.parse().expect("--seeds takes a number");
+    }
+    if let Some(phi) = value("--phi") {
+        cfg.phi = phi.parse().expect("--phi takes a number");
+    }
+    if let Some(regions) = value("--regions") {
+        cfg.regions = regions.parse().expect("--regions takes a number");
+    }
+    if let Some(categories) = value("--categories") {
+        cfg.categories = categories.parse().expect("--categories takes a number");
+    }
+    let started = std::time::Instant::now();
+    let report = run(&cfg, |line| {
+        eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64())
+    });
+    print!("{}", report.table);
+    eprintln!("total {:.1}s", started.elapsed().as_secs_f64());
+}
