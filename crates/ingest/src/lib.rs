@@ -155,6 +155,10 @@ pub fn rejection_headers(rejection: &Rejection, original_subject: &str, stream_s
     headers
 }
 
+/// How long one pull request waits for messages; also the longest a graceful shutdown
+/// waits for a quiet stream.
+const PULL_EXPIRES: Duration = Duration::from_millis(1000);
+
 /// The ingest consumer. One per data directory.
 pub struct Ingester {
     log: Log,
@@ -212,45 +216,46 @@ impl Ingester {
                     continue;
                 }
             };
-            let messages = consumer
-                .stream()
-                .max_messages_per_batch(self.options.batch_size)
-                .heartbeat(Duration::from_secs(5))
-                .expires(Duration::from_secs(30))
-                .messages()
-                .await;
-            let messages = match messages {
-                Ok(m) => m,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot start pulling messages; retrying");
-                    sleep_or_cancel(backoff, &shutdown).await;
-                    continue;
-                }
-            };
             tracing::info!(consumer = %self.topology.consumer, "ingest consuming");
             backoff = Duration::from_millis(200);
-            let mut chunks = messages.ready_chunks(self.options.batch_size);
-            loop {
-                let chunk = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    chunk = chunks.next() => chunk,
+            // One pull request at a time, each read to its end: when shutdown comes, no
+            // message is left delivered-but-unread (it would wait `ack_wait` for
+            // redelivery). Within a request, whatever has arrived is handled as one batch,
+            // so a busy stream gives full batches and a quiet one low latency.
+            while !shutdown.is_cancelled() {
+                let request = consumer
+                    .batch()
+                    .max_messages(self.options.batch_size)
+                    .expires(PULL_EXPIRES)
+                    .messages()
+                    .await;
+                let request = match request {
+                    Ok(r) => r,
+                    Err(error) => {
+                        tracing::warn!(%error, "pull request failed; is NATS up? re-creating the consumer");
+                        sleep_or_cancel(backoff, &shutdown).await;
+                        break;
+                    }
                 };
-                let Some(chunk) = chunk else { break };
-                let mut batch = Vec::with_capacity(chunk.len());
+                let mut chunks = request.ready_chunks(self.options.batch_size);
                 let mut broken = false;
-                for item in chunk {
-                    match item {
-                        Ok(message) => batch.push(message),
-                        Err(error) => {
-                            tracing::warn!(%error, "pull consumer error; reconnecting the consumer");
-                            broken = true;
+                while let Some(chunk) = chunks.next().await {
+                    let mut batch = Vec::with_capacity(chunk.len());
+                    for item in chunk {
+                        match item {
+                            Ok(message) => batch.push(message),
+                            Err(error) => {
+                                tracing::warn!(%error, "pull consumer error; re-creating the consumer");
+                                broken = true;
+                            }
                         }
                     }
-                }
-                if !batch.is_empty() {
-                    self.handle_batch(batch, &shutdown).await?;
+                    if !batch.is_empty() {
+                        self.handle_batch(batch, &shutdown).await?;
+                    }
                 }
                 if broken {
+                    sleep_or_cancel(backoff, &shutdown).await;
                     break;
                 }
             }

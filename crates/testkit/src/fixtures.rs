@@ -40,7 +40,7 @@ pub fn filed(complaint: &str, region: &str, category: &str, time: Timestamp) -> 
             "category": category,
             "channel": "email",
             "severity": "medium",
-            "amount_at_stake": {"value": "120.50", "currency": "EUR"},
+            "amount_at_stake": {"value": "20.00", "currency": "EUR"},
             "summary": "The parcel arrived broken.",
             "tags": ["vendor:acme"],
         }),

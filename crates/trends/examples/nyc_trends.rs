@@ -103,7 +103,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         used += 1;
         for effect in projector.apply(seq as u64 + 1, &event) {
             if let Effect::Publish { payload, .. } = effect {
-                messages.push(serde_json::from_slice(&payload)?);
+                match serde_json::from_slice(&payload) {
+                    Ok(m) => messages.push(m),
+                    Err(e) => eprintln!(
+                        "unreadable alert ({e}): {}",
+                        String::from_utf8_lossy(&payload)
+                    ),
+                }
             }
         }
     }

@@ -1040,7 +1040,9 @@ impl TrendEngine {
                 }
                 // Mid-p: with sparse cells the plain tail probability is far below its
                 // nominal level, which would leave most of the budget unused.
-                let p = nb_upper_tail(sx, sm, phi) - 0.5 * nb_ln_pmf(sx, sm, phi).exp();
+                // Floored so that -log10(p) stays finite (JSON has no infinity).
+                let p =
+                    (nb_upper_tail(sx, sm, phi) - 0.5 * nb_ln_pmf(sx, sm, phi).exp()).max(1e-300);
                 if p < spike_alpha && best.as_ref().is_none_or(|b| p < b.p_value) {
                     best = Some(Alarm {
                         kind: AlertKind::Spike,
@@ -1081,10 +1083,16 @@ impl TrendEngine {
         let rslot = (t % RECENT as u64) as usize;
         let n_regions = self.regions.len();
         let (phi, misfit) = (self.columns[c].phi_cell, self.columns[c].misfit);
-        let x_total = f64::from(self.columns[c].totals[slot] & COUNT_MASK);
-        let e_total: f64 = (0..n_regions)
-            .map(|r| f64::from(self.cells[c][r].expected[rslot]).max(0.0))
-            .sum();
+        // Each region's count enters the total capped like in the scan, so one region's
+        // spike (a cell alert already) does not also raise a drift of the whole series.
+        let (mut x_total, mut e_total) = (0.0, 0.0);
+        for r in 0..n_regions {
+            let cell = &self.cells[c][r];
+            let e = f64::from(cell.expected[rslot]).max(0.0);
+            let x = f64::from(cell.counts[slot] & COUNT_MASK);
+            x_total += x.min(e + 4.0 * (phi * e).sqrt() + 2.0);
+            e_total += e;
+        }
         let column = &mut self.columns[c];
         if column.cusum == 0.0 {
             column.cusum_since = t;
@@ -1267,9 +1275,9 @@ impl TrendEngine {
             series: column.id.name.clone(),
             regions,
             window,
-            score: round3(alarm.score),
-            threshold: round3(alarm.threshold),
-            p_value: alarm.p_value,
+            score: round3(finite(alarm.score)),
+            threshold: round3(finite(alarm.threshold)),
+            p_value: finite(alarm.p_value),
             detector: alarm.detector.clone(),
             examples,
             started_at: self.bucket_start(t),
@@ -1289,6 +1297,28 @@ impl TrendEngine {
         alarm: Alarm,
     ) -> Option<EngineAlert> {
         let gap = self.config.episode_gap as u64;
+        let ongoing = match region {
+            Some(r) => self.cells[c][r].episode.as_ref(),
+            None => self.columns[c].episode.as_ref(),
+        }
+        .filter(|ep| t - ep.last_alarm <= gap);
+        // A message names every region of the episode so far (counts over this alarm's
+        // window), not only the ones of the latest alarm.
+        let mut alarm = alarm;
+        let new_regions: Vec<usize> = match ongoing {
+            Some(ep) => alarm
+                .regions
+                .iter()
+                .copied()
+                .filter(|r| !ep.regions.contains(r))
+                .collect(),
+            None => alarm.regions.clone(),
+        };
+        if let Some(ep) = ongoing {
+            let mut union: BTreeSet<usize> = ep.regions.clone();
+            union.extend(alarm.regions.iter().copied());
+            alarm.regions = union.into_iter().collect();
+        }
         let mut alert = self.build_alert(c, region, &alarm, t);
         let scope = self.scope_key(c, region);
         let ratio = alarm.score / alarm.threshold.max(1e-9);
@@ -1299,7 +1329,7 @@ impl TrendEngine {
         let (episode, publish) = match existing {
             Some(mut ep) if t - ep.last_alarm <= gap => {
                 ep.last_alarm = t;
-                let grew = alarm.regions.iter().any(|r| !ep.regions.contains(r));
+                let grew = !new_regions.is_empty();
                 let stronger = ratio > ep.best_ratio * 1.5;
                 let kind_changed = alarm.kind != ep.last.kind;
                 ep.regions.extend(alarm.regions.iter().copied());
@@ -1633,6 +1663,15 @@ fn term_names(f: &Features) -> Vec<String> {
     names
 }
 
+/// JSON has no NaN or infinity: extreme values are clamped, NaN becomes 0.
+fn finite(x: f64) -> f64 {
+    if x.is_nan() {
+        0.0
+    } else {
+        x.clamp(-1e300, 1e300)
+    }
+}
+
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -1675,14 +1714,29 @@ pub fn best_subset(
     min_excess: f64,
     order: &mut Vec<usize>,
 ) -> (f64, usize) {
-    order.clear();
-    order.extend((0..observed.len()).filter(|&r| expected[r] > 0.0));
     let capped = |r: usize| observed[r].min(expected[r] + 4.0 * (phi * expected[r]).sqrt() + 2.0);
-    order.sort_unstable_by(|&a, &b| {
-        (capped(b) / expected[b])
-            .total_cmp(&(capped(a) / expected[a]))
-            .then(a.cmp(&b))
-    });
+    // Only regions above expectation can extend an optimal prefix beyond two, so only
+    // they are sorted (plus the best two of the rest, for the minimum size).
+    let mut above: Vec<(f64, usize)> = Vec::with_capacity(observed.len());
+    let mut rest: Vec<(f64, usize)> = Vec::new();
+    for r in 0..observed.len() {
+        if expected[r] > 0.0 {
+            let ratio = capped(r) / expected[r];
+            if ratio > 1.0 {
+                above.push((ratio, r));
+            } else {
+                rest.push((ratio, r));
+            }
+        }
+    }
+    let by_ratio = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    above.sort_unstable_by(by_ratio);
+    if above.len() < 2 {
+        rest.sort_unstable_by(by_ratio);
+        above.extend(rest.iter().take(2 - above.len()));
+    }
+    order.clear();
+    order.extend(above.iter().map(|&(_, r)| r));
     let (mut c, mut b) = (0.0, 0.0);
     let (mut best, mut best_k) = (0.0, 0);
     for (k, &r) in order.iter().enumerate() {

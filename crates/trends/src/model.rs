@@ -129,7 +129,7 @@ pub fn fit(
     };
     let mut robust = vec![1.0; y.len()];
     let mut phi = 1.0;
-    for round in 0..3 {
+    for round in 0..2 {
         beta = irls(&rows, &y, &robust, beta, p)?;
         let fitted: Vec<f64> = rows.iter().map(|r| eta(r, &beta).exp()).collect();
         let (num, den) = y
@@ -140,7 +140,7 @@ pub fn fit(
                 (n + w * (y - m).powi(2) / m.max(1e-9), d + w)
             });
         phi = (num / (den - p as f64).max(1.0)).max(1.0);
-        if round == 2 {
+        if round == 1 {
             break;
         }
         for ((w, y), m) in robust.iter_mut().zip(&y).zip(&fitted) {

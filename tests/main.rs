@@ -1,0 +1,13 @@
+//! plaint's integration tests: real `nats-server -js` processes on free ports with temp
+//! stores (see `plaint_testkit::NatsServer`), real sled databases in temp dirs.
+//! Every await has a timeout; nothing sleeps waiting for a deadline.
+
+/// Shared harness: a node (nats-server + plaint serve in-process) and helpers.
+mod support;
+
+/// Ingest: ordering, gaplessness, idempotency, redelivery, restart.
+mod ingest;
+/// One test per rejection reason, poison messages in the middle of a batch.
+mod rejections;
+/// Replay filters, offline vs online, rebuild digests, the NATS API.
+mod queries;
