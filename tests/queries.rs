@@ -116,7 +116,7 @@ async fn rebuilt_views_have_the_live_digest() {
     let n = history(&node).await;
     node.wait_for_head(n as u64).await;
     let mut live = Vec::new();
-    for projector in ["complaints", "sla", "escalation"] {
+    for projector in ["complaints", "sla", "escalation", "trends"] {
         let reply = node.api("digest", json!({"projector": projector})).await.unwrap();
         live.push((projector, reply["digest"].as_str().unwrap().to_owned(), reply["checkpoint"].as_u64().unwrap()));
     }
@@ -124,11 +124,12 @@ async fn rebuilt_views_have_the_live_digest() {
     node.stop().await;
     let log = node.open_log();
     assert_eq!(log.last_seq(), head);
-    let (sla, escalation) = plaint_service::serve_projectors(&node.config).unwrap();
+    let p = plaint_service::serve_projectors(&node.config).unwrap();
     let rebuilt = [
         plaint_runner::rebuild(&log, plaint_complaints::ComplaintsProjector::new(), Default::default(), |_| {}).await.unwrap(),
-        plaint_runner::rebuild(&log, sla, Default::default(), |_| {}).await.unwrap(),
-        plaint_runner::rebuild(&log, escalation, Default::default(), |_| {}).await.unwrap(),
+        plaint_runner::rebuild(&log, p.sla, Default::default(), |_| {}).await.unwrap(),
+        plaint_runner::rebuild(&log, p.escalation, Default::default(), |_| {}).await.unwrap(),
+        plaint_runner::rebuild(&log, p.trends, Default::default(), |_| {}).await.unwrap(),
     ];
     for ((name, digest, checkpoint), report) in live.into_iter().zip(rebuilt) {
         assert_eq!(report.projector, name);

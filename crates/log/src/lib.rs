@@ -418,10 +418,10 @@ impl Log {
     }
 
     /// Every entry with `from <= seq <= to`, in order, as owned bytes.
-    pub fn read_range(&self, from: u64, to: u64) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
+    pub fn read_range(&self, from: u64, to: u64) -> impl Iterator<Item = EntryResult> + '_ {
         self.segments(from)
             .take_while(move |s| s.as_ref().map(|s| s.first_seq <= to).unwrap_or(true))
-            .flat_map(move |segment| -> Box<dyn Iterator<Item = Result<(u64, Vec<u8>), LogError>>> {
+            .flat_map(move |segment| -> Box<dyn Iterator<Item = EntryResult>> {
                 match segment {
                     Err(e) => Box::new(std::iter::once(Err(e))),
                     Ok(segment) => {
@@ -597,6 +597,9 @@ fn syncfs(path: &Path) -> std::io::Result<()> {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// One entry read from the log: its sequence number and bytes.
+pub type EntryResult = Result<(u64, Vec<u8>), LogError>;
 
 /// A complaint's stream as the log sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -293,12 +293,13 @@ fn replay(log: &Log) -> anyhow::Result<Row> {
 
 async fn rebuilds(log: &Log) -> anyhow::Result<Vec<Row>> {
     let config = Config::default();
-    let (sla, escalation) = plaint_service::serve_projectors(&config)?;
+    let p = plaint_service::serve_projectors(&config)?;
     let opts = plaint_runner::RunnerOptions::default;
     let reports = vec![
         plaint_runner::rebuild(log, plaint_complaints::ComplaintsProjector::new(), opts(), |_| {}).await?,
-        plaint_runner::rebuild(log, sla, opts(), |_| {}).await?,
-        plaint_runner::rebuild(log, escalation, opts(), |_| {}).await?,
+        plaint_runner::rebuild(log, p.sla, opts(), |_| {}).await?,
+        plaint_runner::rebuild(log, p.escalation, opts(), |_| {}).await?,
+        plaint_runner::rebuild(log, p.trends, opts(), |_| {}).await?,
     ];
     Ok(reports
         .into_iter()

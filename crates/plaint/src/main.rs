@@ -56,7 +56,7 @@ enum Command {
     Replay(ReplayArgs),
     /// Drop a projector's view and rebuild it from the log (offline: stop `serve` first).
     Rebuild {
-        /// complaints, sla, escalation, or all.
+        /// complaints, sla, escalation, trends, or all.
         projector: String,
     },
     /// Log head, chain head, projector checkpoints and lag, complaint counts.
@@ -92,6 +92,11 @@ enum Command {
     Escalation {
         #[command(subcommand)]
         command: EscalationCommand,
+    },
+    /// Trend alerts: active episodes, one series observed vs expected, the model.
+    Trends {
+        #[command(subcommand)]
+        command: TrendsCommand,
     },
     /// Benchmarks: ingest, replay and rebuild rates beside the raw limits of NATS and sled.
     Bench(bench::BenchArgs),
@@ -248,6 +253,25 @@ enum SlaCommand {
         #[command(flatten)]
         filter: SlaFilterArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TrendsCommand {
+    /// Open trend episodes, newest first.
+    Active {
+        #[arg(long)]
+        region: Option<String>,
+        /// A category, or a tracked tag such as vendor:acme.
+        #[arg(long)]
+        series: Option<String>,
+        /// spike, sustained, cross_region or drift.
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// One series (region x category or tag): observed vs expected and the detector statistic, as JSON ready to plot.
+    Series { region: String, series: String },
+    /// The configured model, fitted terms and thresholds.
+    Model,
 }
 
 #[derive(Debug, Subcommand)]
@@ -451,6 +475,20 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Escalation { command } => {
             let t = target(&cli, matches, &config).await?;
             escalation(&t, command, cli.json).await
+        }
+        Command::Trends { command } => {
+            let t = target(&cli, matches, &config).await?;
+            let value = match command {
+                TrendsCommand::Active { region, series, kind } => {
+                    t.call_json("trends.active", json!({"filter": {"region": region, "series": series, "kind": kind}})).await?
+                }
+                TrendsCommand::Series { region, series } => {
+                    t.call_json("trends.series", json!({"region": region, "series": series})).await?
+                }
+                TrendsCommand::Model => t.call_json("trends.model", json!({})).await?,
+            };
+            print_json(&value);
+            Ok(())
         }
         Command::Bench(args) => bench::run(&config, args).await,
     }
@@ -674,20 +712,21 @@ async fn publisher_send(p: &mut publish::Publisher, subject: &str, id: Option<&s
 
 async fn rebuild(config: &Config, projector: &str, json_out: bool) -> anyhow::Result<()> {
     let names: Vec<&str> = match projector {
-        "all" => vec!["complaints", "sla", "escalation"],
-        one @ ("complaints" | "sla" | "escalation") => vec![one],
-        other => bail!("no projector named {other:?}; use complaints, sla, escalation or all"),
+        "all" => vec!["complaints", "sla", "escalation", "trends"],
+        one @ ("complaints" | "sla" | "escalation" | "trends") => vec![one],
+        other => bail!("no projector named {other:?}; use complaints, sla, escalation, trends or all"),
     };
     let log = plaint_log::Log::open(config.db_path(), config.log_options())?;
     for name in names {
         let bar = progress_bar(Some(log.last_seq()), &format!("rebuilding {name}"));
         let options = plaint_runner::RunnerOptions::default();
         let progress = |seq| bar.set_position(seq);
-        let (sla, escalation) = plaint_service::serve_projectors(config)?;
+        let projectors = plaint_service::serve_projectors(config)?;
         let report = match name {
             "complaints" => plaint_runner::rebuild(&log, plaint_complaints::ComplaintsProjector::new(), options, progress).await?,
-            "sla" => plaint_runner::rebuild(&log, sla, options, progress).await?,
-            _ => plaint_runner::rebuild(&log, escalation, options, progress).await?,
+            "sla" => plaint_runner::rebuild(&log, projectors.sla, options, progress).await?,
+            "trends" => plaint_runner::rebuild(&log, projectors.trends, options, progress).await?,
+            _ => plaint_runner::rebuild(&log, projectors.escalation, options, progress).await?,
         };
         bar.finish_and_clear();
         if json_out {

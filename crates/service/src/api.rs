@@ -34,6 +34,9 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("escalation.claim", "claim an escalated complaint; request {\"id\", \"by\", \"tier\"?}"),
     ("escalation.release", "release a claim; request {\"id\", \"by\", \"reason\"}"),
     ("escalation.reassign", "reassign a claim; request {\"id\", \"to\"}"),
+    ("trends.active", "open trend episodes; request {\"filter\": {\"region\"?, \"series\"?, \"kind\"?}}"),
+    ("trends.series", "observed vs expected of one series; request {\"region\", \"series\"}"),
+    ("trends.model", "the fitted model and thresholds"),
 ];
 
 /// A reply: the body plus, for paged commands, where the next page starts.
@@ -166,6 +169,7 @@ pub struct Views {
     pub complaints: ProjectorHandle<ComplaintsProjector>,
     pub sla: ProjectorHandle<plaint_sla::SlaProjector>,
     pub escalation: ProjectorHandle<plaint_escalation::EscalationProjector>,
+    pub trends: ProjectorHandle<plaint_trends::TrendsProjector>,
     pub all: Vec<Arc<dyn ProjectorStatus>>,
 }
 
@@ -250,7 +254,7 @@ impl Api {
                     projector.digest(&self.log).map_err(|e| ApiError::internal(e.to_string()))?;
                 ApiReply::json(&DigestReply { projector: req.projector, digest, checkpoint })
             }
-            other if other.starts_with("sla.") || other.starts_with("escalation.") => {
+            other if other.starts_with("sla.") || other.starts_with("escalation.") || other.starts_with("trends.") => {
                 self.handle_view(other, request)
             }
             other => Err(ApiError::not_found(format!(

@@ -260,8 +260,10 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_example_parses() {
+    fn the_shipped_example_parses_and_its_projectors_validate() {
         let text = include_str!("../../../deploy/plaint.toml");
-        Config::parse(Path::new("deploy/plaint.toml"), text).unwrap();
+        let config = Config::parse(Path::new("deploy/plaint.toml"), text).unwrap();
+        assert!(config.sla.is_some() && config.escalation.is_some() && config.trends.is_some());
+        crate::serve_projectors(&config).unwrap();
     }
 }

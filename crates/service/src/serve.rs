@@ -11,6 +11,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use plaint_escalation::EscalationProjector;
 use plaint_sla::SlaProjector;
+use plaint_trends::TrendsProjector;
 
 use crate::{
     api::{Api, Views},
@@ -84,8 +85,15 @@ pub struct Node {
     runners: Vec<BoxFuture<'static, Result<(), plaint_runner::RunnerError>>>,
 }
 
+/// The configured projectors, built from their config sections.
+pub struct Projectors {
+    pub sla: SlaProjector,
+    pub escalation: EscalationProjector,
+    pub trends: TrendsProjector,
+}
+
 /// Builds the projectors from their config sections.
-pub fn projectors(config: &Config) -> Result<(SlaProjector, EscalationProjector), ServeError> {
+pub fn projectors(config: &Config) -> Result<Projectors, ServeError> {
     let prefix = &config.topology.subject_prefix;
     let mut sla: plaint_sla::SlaConfig = match &config.sla {
         Some(v) => v.clone().try_into().map_err(|e| ServeError::Config(format!("[sla]: {e}")))?,
@@ -100,7 +108,13 @@ pub fn projectors(config: &Config) -> Result<(SlaProjector, EscalationProjector)
     let escalation = EscalationProjector::new(escalation)
         .map_err(|e| ServeError::Config(format!("[escalation]: {e}")))?
         .with_subject_prefix(prefix.clone());
-    Ok((sla, escalation))
+    let mut trends: plaint_trends::TrendsConfig = match &config.trends {
+        Some(v) => v.clone().try_into().map_err(|e| ServeError::Config(format!("[trends]: {e}")))?,
+        None => Default::default(),
+    };
+    trends.subject_prefix = prefix.clone();
+    let trends = TrendsProjector::new(trends).map_err(|e| ServeError::Config(format!("[trends]: {e}")))?;
+    Ok(Projectors { sla, escalation, trends })
 }
 
 fn open_log(config: &Config) -> Result<Log, ServeError> {
@@ -134,7 +148,7 @@ impl Node {
         clock: Arc<dyn Clock>,
         shutdown: CancellationToken,
     ) -> Result<Node, ServeError> {
-        let (sla, escalation) = projectors(&config)?;
+        let Projectors { sla, escalation, trends } = projectors(&config)?;
         let log = open_log(&config)?;
         let mut runners = Vec::new();
         let mut all = Vec::new();
@@ -142,7 +156,8 @@ impl Node {
         let complaints = add_runner(r, a, &log, ComplaintsProjector::new(), sink.clone(), clock.clone(), &shutdown)?;
         let sla = add_runner(r, a, &log, sla, sink.clone(), clock.clone(), &shutdown)?;
         let escalation = add_runner(r, a, &log, escalation, sink.clone(), clock.clone(), &shutdown)?;
-        let views = Views { complaints, sla, escalation, all };
+        let trends = add_runner(r, a, &log, trends, sink.clone(), clock.clone(), &shutdown)?;
+        let views = Views { complaints, sla, escalation, trends, all };
         Ok(Node { config, log, views, clock, runners })
     }
 
@@ -169,6 +184,7 @@ impl Node {
         plaint_runner::catch_up_in_memory(&self.log, &v.complaints).await?;
         plaint_runner::catch_up_in_memory(&self.log, &v.sla).await?;
         plaint_runner::catch_up_in_memory(&self.log, &v.escalation).await?;
+        plaint_runner::catch_up_in_memory(&self.log, &v.trends).await?;
         Ok(())
     }
 }

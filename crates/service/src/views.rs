@@ -1,4 +1,4 @@
-//! API handlers of the SLA and escalation projectors.
+//! API handlers of the SLA, escalation and trends projectors.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,18 @@ struct IdRequest {
 struct ComplianceRequest {
     query: ComplianceQuery,
     format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct TrendsActiveRequest {
+    filter: plaint_trends::TrendFilter,
+}
+
+#[derive(Debug, Deserialize)]
+struct SeriesRequest {
+    region: String,
+    series: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +140,21 @@ impl Api {
                 let req: ReassignRequest = parse(request)?;
                 self.operator_command(&req.id, |p| p.prepare_reassign(&req.id, &req.to, now))
             }
+            "trends.active" => {
+                let req: TrendsActiveRequest = parse(request)?;
+                ApiReply::json(&self.views.trends.lock().active(&req.filter))
+            }
+            "trends.series" => {
+                let req: SeriesRequest = parse(request)?;
+                match self.views.trends.lock().series(&req.region, &req.series) {
+                    Some(s) => ApiReply::json(&s),
+                    None => Err(ApiError::not_found(format!(
+                        "no series {:?} in region {:?}; series are categories or tracked tags like vendor:acme",
+                        req.series, req.region
+                    ))),
+                }
+            }
+            "trends.model" => ApiReply::json(&self.views.trends.lock().model()),
             other => Err(ApiError::not_found(format!("unknown command {other:?}"))),
         }
     }
