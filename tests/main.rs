@@ -11,3 +11,9 @@ mod ingest;
 mod rejections;
 /// Replay filters, offline vs online, rebuild digests, the NATS API.
 mod queries;
+/// SLA: a scripted scenario's alerts and breach events, restart, rebuild.
+mod sla;
+/// Escalation: a scripted day's queues, concurrent claims, restart, rebuild.
+mod escalation;
+/// Trends: imported history plus an injected multi-region rise.
+mod trends;

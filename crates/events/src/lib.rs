@@ -1,7 +1,7 @@
 //! Complaint events as plaint understands them.
 //!
 //! Every message on an events subject is a CloudEvents 1.0 JSON object (see
-//! `docs/contract.md`). This crate turns those bytes into typed Rust values and decides,
+//! the "Contract" section of README.md). This crate turns those bytes into typed Rust values and decides,
 //! without any I/O, whether they may enter the log.
 //!
 //! - [`Event`], [`EventBody`] and one struct per `data` shape ([`ComplaintFiled`],

@@ -170,7 +170,7 @@ pub struct Ingester {
 
 /// What happened to one message of a batch.
 enum Verdict {
-    Valid { event: plaint_events::Event, region: String },
+    Valid { event: Box<plaint_events::Event>, region: String },
     Invalid(Rejection),
 }
 
@@ -269,25 +269,36 @@ impl Ingester {
         let started = std::time::Instant::now();
         let now = Timestamp::now();
         let prefix = &self.topology.subject_prefix;
-        let verdicts: Vec<Verdict> =
-            batch.iter().map(|m| verdict(prefix, &m.subject, &m.payload, now, &self.options.limits)).collect();
+        // Valid events go to the log; the stateless rejections stay here.
+        let mut valid: Vec<Option<(plaint_events::Event, String)>> = Vec::with_capacity(batch.len());
+        let mut invalid: Vec<Option<Rejection>> = Vec::with_capacity(batch.len());
+        for m in &batch {
+            match verdict(prefix, &m.subject, &m.payload, now, &self.options.limits) {
+                Verdict::Valid { event, region } => {
+                    valid.push(Some((*event, region)));
+                    invalid.push(None);
+                }
+                Verdict::Invalid(r) => {
+                    valid.push(None);
+                    invalid.push(Some(r));
+                }
+            }
+        }
+        let payloads: Vec<Bytes> = batch.iter().map(|m| m.payload.clone()).collect();
 
         // Stage and commit on a blocking thread: the commit fsyncs.
         let outcomes = loop {
             let log = self.log.clone();
-            let payloads: Vec<Bytes> = batch.iter().map(|m| m.payload.clone()).collect();
-            let staged = tokio::task::spawn_blocking({
-                let verdicts: Vec<Option<(plaint_events::Event, String)>> = verdicts
-                    .iter()
-                    .map(|v| match v {
-                        Verdict::Valid { event, region } => Some((event.clone(), region.clone())),
-                        Verdict::Invalid(_) => None,
-                    })
-                    .collect();
-                move || stage_and_commit(&log, &verdicts, &payloads)
+            let (returned, staged) = tokio::task::spawn_blocking({
+                let payloads = payloads.clone();
+                move || {
+                    let result = stage_and_commit(&log, &valid, &payloads);
+                    (valid, result)
+                }
             })
             .await
             .expect("the staging task does not panic");
+            valid = returned;
             match staged {
                 Ok(outcomes) => break outcomes,
                 Err(LogError::NotDurable(error)) => {
@@ -310,9 +321,9 @@ impl Ingester {
         };
 
         let mut rejections = Vec::new();
-        for ((message, verdict), outcome) in batch.iter().zip(&verdicts).zip(&outcomes) {
-            let rejection = match (verdict, outcome) {
-                (Verdict::Invalid(r), _) => Some(r.clone()),
+        for ((message, invalid), outcome) in batch.iter().zip(invalid).zip(&outcomes) {
+            let rejection = match (invalid, outcome) {
+                (Some(r), _) => Some(r),
                 (_, Some(Outcome::Rejected(r))) => Some(r.clone()),
                 (_, Some(Outcome::Appended(_))) => {
                     self.metrics.appended.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -452,7 +463,7 @@ fn verdict(prefix: &str, subject: &str, payload: &[u8], now: Timestamp, limits: 
             format!("subject kind {kind:?} ({hint}) does not match type {}; publish it on {prefix}.events.{region}.{expected_kind}", event.event_type()),
         ));
     }
-    Verdict::Valid { region: region.to_owned(), event }
+    Verdict::Valid { region: region.to_owned(), event: Box::new(event) }
 }
 
 fn stage_and_commit(

@@ -2,7 +2,7 @@
 //!
 //! Why in memory: a sled tree keyed by random UUIDs costs one random B-tree insert per
 //! event and cut durable ingest from ~100k/s to ~26k/s on the reference machine (see
-//! `docs/storage.md`). The index records themselves are durable (they are written in the
+//! ARCHITECTURE.md, "Storage"). The index records themselves are durable (they are written in the
 //! same atomic batch as the events), so these maps are a cache that is always complete.
 
 use std::collections::HashMap;

@@ -23,7 +23,7 @@
 //! are checked here, where the stream state lives. What it does not do: decode or
 //! validate JSON ([`plaint_events::decode`] does), talk to NATS, run projectors.
 //!
-//! The layout is described in [`format`]; why it looks like that is in `docs/storage.md`.
+//! The layout is described in [`format`]; why it looks like that is in ARCHITECTURE.md ("Storage").
 
 pub mod format;
 mod index;

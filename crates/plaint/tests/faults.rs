@@ -283,7 +283,6 @@ impl Node {
     async fn wait_drained(&self) -> Value {
         let started = Instant::now();
         let mut last_head = None;
-        let mut last = (None, Value::Null);
         loop {
             let backlog = self.consumer_backlog().await;
             let status = self.api("status", json!({})).await;
@@ -299,12 +298,10 @@ impl Node {
             } else {
                 last_head = None;
             }
-            last = (backlog, status.unwrap_or(Value::Null));
             assert!(
                 started.elapsed() < DRAIN_WAIT,
-                "ingest did not drain within {DRAIN_WAIT:?}: consumer (pending, ack pending) {:?}, status {}; serve stderr:\n{}",
-                last.0,
-                last.1,
+                "ingest did not drain within {DRAIN_WAIT:?}: consumer (pending, ack pending) {backlog:?}, status {}; serve stderr:\n{}",
+                status.unwrap_or(Value::Null),
                 self.stderr_tail()
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
