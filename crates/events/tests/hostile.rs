@@ -757,30 +757,30 @@ fn arb_json_mutation() -> impl Strategy<Value = JsonMutation> {
     ]
 }
 
+/// Bytes that change how a JSON parser or UTF-8 decoder sees what follows.
+const INTERESTING_BYTES: &[&[u8]] = &[
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"\"",
+    b"\\",
+    b",",
+    b":",
+    b"\0",
+    b"\xff",
+    b"\xc3",
+    b"\xed\xa0\x80",
+    b"\xef\xbb\xbf",
+    b"\\u0000",
+    b"\\ud800",
+    b"1e999",
+    b"null",
+];
+
 fn arb_byte_mutation() -> impl Strategy<Value = ByteMutation> {
     let interesting = prop_oneof![
-        proptest::sample::select(
-            &[
-                &b"{"[..],
-                b"}",
-                b"[",
-                b"]",
-                b"\"",
-                b"\\",
-                b",",
-                b":",
-                b"\0",
-                b"\xff",
-                b"\xc3",
-                b"\xed\xa0\x80",
-                b"\xef\xbb\xbf",
-                b"\\u0000",
-                b"\\ud800",
-                b"1e999",
-                b"null",
-            ][..]
-        )
-        .prop_map(<[u8]>::to_vec),
+        proptest::sample::select(INTERESTING_BYTES).prop_map(<[u8]>::to_vec),
         proptest::collection::vec(any::<u8>(), 1..8),
     ];
     prop_oneof![

@@ -11,7 +11,8 @@
 //!   behind a mutex never held across an await), its checkpoint and its name.
 //! - [`EffectSink`]: where effects go (NATS in `serve`, a vector in tests).
 //! - [`Clock`], [`SystemClock`], [`ManualClock`]: time is injected, so tests never sleep
-//!   for a deadline.
+//!   for a deadline; [`JumpGuardClock`] keeps wall-clock jumps from firing timers en masse
+//!   or stalling them.
 //! - [`rebuild`] and [`view_digest`]: drop a view and replay the whole log into it (no
 //!   ticks, effects discarded), and the deterministic digest to compare views.
 //!
@@ -33,7 +34,7 @@ use plaint_log::Log;
 use plaint_projection::{digest_rows, Effect, Projection, ProjectionError};
 use tokio_util::sync::CancellationToken;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, InstantMonotonic, JumpGuardClock, ManualClock, Monotonic, SystemClock};
 
 /// The checkpoint row of a view tree. View keys never start with a zero byte.
 pub const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";

@@ -193,7 +193,7 @@ impl Node {
 /// in order: the ingester finishes its batch, the runners their batch, the API its
 /// requests; finally the log is flushed.
 pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
-    serve_with_clock(config, Arc::new(SystemClock), shutdown).await
+    serve_with_clock(config, Arc::new(plaint_runner::JumpGuardClock::new(SystemClock)), shutdown).await
 }
 
 pub async fn serve_with_clock(config: Config, clock: Arc<dyn Clock>, shutdown: CancellationToken) -> Result<(), ServeError> {
