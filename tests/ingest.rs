@@ -35,7 +35,12 @@ async fn ten_thousand_events_arrive_once_in_publish_order_gapless() {
         let mut acks = Vec::new();
         for (region, event) in window {
             let subject = fixtures::subject(region, event);
-            acks.push(node.js.publish(subject, fixtures::bytes(event).into()).await.unwrap());
+            acks.push(
+                node.js
+                    .publish(subject, fixtures::bytes(event).into())
+                    .await
+                    .unwrap(),
+            );
         }
         for ack in acks {
             stream_order.push(ack.await.unwrap().sequence);
@@ -49,7 +54,10 @@ async fn ten_thousand_events_arrive_once_in_publish_order_gapless() {
     for (i, (seq, event)) in entries.iter().enumerate() {
         assert_eq!(*seq, i as u64 + 1, "gapless from 1");
         // Publish order = JetStream stream order, since each publish was sent in turn.
-        assert_eq!(event["id"], published[i].1["id"], "log order is publish order at {seq}");
+        assert_eq!(
+            event["id"], published[i].1["id"],
+            "log order is publish order at {seq}"
+        );
     }
     assert!(stream_order.windows(2).all(|w| w[0] < w[1]));
     assert!(log.verify(|_| {}).unwrap().problem.is_none());
@@ -72,16 +80,25 @@ async fn the_same_event_twice_and_a_full_redelivery_are_no_ops() {
 
     // Force JetStream to redeliver everything: delete the durable consumer; serve recreates
     // it at the start of the stream.
-    node.js.delete_consumer_from_stream("plaint-ingest", "COMPLAINTS").await.unwrap();
+    node.js
+        .delete_consumer_from_stream("plaint-ingest", "COMPLAINTS")
+        .await
+        .unwrap();
     node.start();
     node.publish("eu", &fixtures::contacted("C-1", at(2))).await;
     let status = node.wait_for_head(3).await;
-    assert_eq!(status["ingest"]["duplicates"], 4, "all four earlier messages came back as duplicates");
+    assert_eq!(
+        status["ingest"]["duplicates"], 4,
+        "all four earlier messages came back as duplicates"
+    );
     node.stop().await;
     let log = node.open_log();
     let entries = stored(&log);
     assert_eq!(entries.len(), 3);
-    assert!(node.rejected().await.is_empty(), "duplicates are not rejections");
+    assert!(
+        node.rejected().await.is_empty(),
+        "duplicates are not rejections"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +143,11 @@ async fn stop_and_restart_mid_stream_loses_nothing_and_doubles_nothing() {
         let js = node.js.clone();
         tokio::spawn(async move {
             for e in first {
-                js.publish(fixtures::subject("eu", &e), fixtures::bytes(&e).into()).await.unwrap().await.unwrap();
+                js.publish(fixtures::subject("eu", &e), fixtures::bytes(&e).into())
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
             }
         })
     };
@@ -141,19 +162,35 @@ async fn stop_and_restart_mid_stream_loses_nothing_and_doubles_nothing() {
     node.start();
     let status = node.wait_for_head(6000).await;
     assert!(head_at_stop >= 500);
-    let complaints = status["projectors"].as_array().unwrap().iter().find(|p| p["name"] == "complaints").unwrap();
+    let complaints = status["projectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "complaints")
+        .unwrap();
     assert_eq!(complaints["checkpoint"], 6000);
-    assert_eq!(status["complaints"]["total"], 6000, "each complaint applied once");
+    assert_eq!(
+        status["complaints"]["total"], 6000,
+        "each complaint applied once"
+    );
     node.stop().await;
     let log = node.open_log();
     let entries = stored(&log);
     assert_eq!(entries.len(), 6000);
-    let logged: HashSet<String> = entries.iter().map(|(_, e)| e["id"].as_str().unwrap().to_owned()).collect();
+    let logged: HashSet<String> = entries
+        .iter()
+        .map(|(_, e)| e["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(logged, ids);
     // The projector resumed from its checkpoint: its view equals a fresh rebuild.
     let (live, _) = plaint_runner::view_digest(&log, "complaints").unwrap();
-    let rebuilt = plaint_runner::rebuild(&log, plaint_complaints::ComplaintsProjector::new(), Default::default(), |_| {})
-        .await
-        .unwrap();
+    let rebuilt = plaint_runner::rebuild(
+        &log,
+        plaint_complaints::ComplaintsProjector::new(),
+        Default::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(live, rebuilt.digest);
 }

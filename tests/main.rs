@@ -5,15 +5,17 @@
 /// Shared harness: a node (nats-server + plaint serve in-process) and helpers.
 mod support;
 
-/// Ingest: ordering, gaplessness, idempotency, redelivery, restart.
-mod ingest;
-/// One test per rejection reason, poison messages in the middle of a batch.
-mod rejections;
-/// Replay filters, offline vs online, rebuild digests, the NATS API.
-mod queries;
-/// SLA: a scripted scenario's alerts and breach events, restart, rebuild.
-mod sla;
 /// Escalation: a scripted day's queues, concurrent claims, restart, rebuild.
 mod escalation;
+/// Ingest: ordering, gaplessness, idempotency, redelivery, restart.
+mod ingest;
+/// Replay filters, offline vs online, rebuild digests, the NATS API.
+mod queries;
+/// One test per rejection reason, poison messages in the middle of a batch.
+mod rejections;
+/// deploy/nats-server.conf: each role may do what the file says and is refused the rest.
+mod security;
+/// SLA: a scripted scenario's alerts and breach events, restart, rebuild.
+mod sla;
 /// Trends: imported history plus an injected multi-region rise.
 mod trends;

@@ -13,9 +13,11 @@ use crate::support::Node;
 async fn assert_rejected(subject: &str, payload: Vec<u8>, reason: &str) {
     let mut node = Node::new().await;
     node.start();
-    node.publish("eu", &fixtures::filed("C-1", "eu", "billing", at(0))).await;
+    node.publish("eu", &fixtures::filed("C-1", "eu", "billing", at(0)))
+        .await;
     node.publish_raw(subject, payload.clone()).await;
-    node.publish("eu", &fixtures::acknowledged("C-1", at(5))).await;
+    node.publish("eu", &fixtures::acknowledged("C-1", at(5)))
+        .await;
     node.wait_for_rejected(1).await;
     let status = node.wait_for_head(2).await;
     let rejected = node.rejected().await;
@@ -24,8 +26,15 @@ async fn assert_rejected(subject: &str, payload: Vec<u8>, reason: &str) {
     assert_eq!(got_reason, reason, "detail: {detail}");
     assert!(!detail.is_empty(), "a rejection says why");
     assert_eq!(original_subject, subject);
-    assert_eq!(original.as_ref(), payload.as_slice(), "payload preserved byte for byte");
-    assert_eq!(status["log"]["last_seq"], 2, "the valid event after the poison message is in");
+    assert_eq!(
+        original.as_ref(),
+        payload.as_slice(),
+        "payload preserved byte for byte"
+    );
+    assert_eq!(
+        status["log"]["last_seq"], 2,
+        "the valid event after the poison message is in"
+    );
     assert_eq!(status["ingest"]["rejected"][reason], 1);
     node.stop().await;
 }
@@ -38,7 +47,12 @@ const ACK_SUBJECT: &str = "complaints.events.eu.acknowledged";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json() {
-    assert_rejected(ACK_SUBJECT, b"{\"specversion\": \"1.0\", \"id\": ".to_vec(), "malformed_json").await;
+    assert_rejected(
+        ACK_SUBJECT,
+        b"{\"specversion\": \"1.0\", \"id\": ".to_vec(),
+        "malformed_json",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,18 +81,33 @@ async fn schema_violation() {
 async fn unknown_type() {
     let mut event = ack_of("C-1");
     event["type"] = "complaint.teleported".into();
-    assert_rejected("complaints.events.eu.teleported", fixtures::bytes(&event), "unknown_type").await;
+    assert_rejected(
+        "complaints.events.eu.teleported",
+        fixtures::bytes(&event),
+        "unknown_type",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_complaint() {
-    assert_rejected(ACK_SUBJECT, fixtures::bytes(&ack_of("C-404")), "unknown_complaint").await;
+    assert_rejected(
+        ACK_SUBJECT,
+        fixtures::bytes(&ack_of("C-404")),
+        "unknown_complaint",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_violation() {
     let again = fixtures::filed("C-1", "eu", "billing", at(1));
-    assert_rejected("complaints.events.eu.filed", fixtures::bytes(&again), "lifecycle_violation").await;
+    assert_rejected(
+        "complaints.events.eu.filed",
+        fixtures::bytes(&again),
+        "lifecycle_violation",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +120,8 @@ async fn conflicting_duplicate() {
     let mut other = filed.clone();
     other["data"]["category"] = "delivery".into();
     node.publish("eu", &other).await;
-    node.publish("eu", &fixtures::acknowledged("C-1", at(5))).await;
+    node.publish("eu", &fixtures::acknowledged("C-1", at(5)))
+        .await;
     node.wait_for_rejected(1).await;
     node.wait_for_head(2).await;
     let rejected = node.rejected().await;
@@ -102,12 +132,22 @@ async fn conflicting_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subject_region_mismatch() {
-    assert_rejected("complaints.events.us.acknowledged", fixtures::bytes(&ack_of("C-1")), "subject_region_mismatch").await;
+    assert_rejected(
+        "complaints.events.us.acknowledged",
+        fixtures::bytes(&ack_of("C-1")),
+        "subject_region_mismatch",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subject_type_mismatch() {
-    assert_rejected("complaints.events.eu.resolved", fixtures::bytes(&ack_of("C-1")), "subject_type_mismatch").await;
+    assert_rejected(
+        "complaints.events.eu.resolved",
+        fixtures::bytes(&ack_of("C-1")),
+        "subject_type_mismatch",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,10 +162,17 @@ async fn old_events_are_never_rejected_for_their_age() {
     let mut node = Node::new().await;
     node.start();
     let long_ago: jiff::Timestamp = "1999-01-04T09:00:00Z".parse().unwrap();
-    node.publish("eu", &fixtures::filed("C-OLD", "eu", "billing", long_ago)).await;
+    node.publish("eu", &fixtures::filed("C-OLD", "eu", "billing", long_ago))
+        .await;
     node.wait_for_head(1).await;
-    let complaint = node.api("complaint", serde_json::json!({"id": "C-OLD"})).await.unwrap();
-    assert_eq!(complaint["history"][0]["seq"], 1, "the 1999 event is in the log");
+    let complaint = node
+        .api("complaint", serde_json::json!({"id": "C-OLD"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        complaint["history"][0]["seq"], 1,
+        "the 1999 event is in the log"
+    );
     assert!(node.rejected().await.is_empty());
     node.stop().await;
 }

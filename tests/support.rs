@@ -38,8 +38,17 @@ impl Node {
         adjust(&mut config);
         let client = async_nats::connect(server.url()).await.unwrap();
         let js = jetstream::new(client.clone());
-        plaint_ingest::ensure_streams(&js, &config.topology).await.unwrap();
-        Node { server, data, config, client, js, serving: None }
+        plaint_ingest::ensure_streams(&js, &config.topology)
+            .await
+            .unwrap();
+        Node {
+            server,
+            data,
+            config,
+            client,
+            js,
+            serving: None,
+        }
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -49,7 +58,9 @@ impl Node {
     /// Starts serving with a manual clock at the fixtures' epoch (`fixtures::at(0)`), so
     /// projector timers fire only when a test moves the clock.
     pub fn start(&mut self) {
-        self.start_with_clock(Arc::new(plaint_runner::ManualClock::new(plaint_testkit::fixtures::at(0))));
+        self.start_with_clock(Arc::new(plaint_runner::ManualClock::new(
+            plaint_testkit::fixtures::at(0),
+        )));
     }
 
     #[allow(dead_code)]
@@ -63,7 +74,9 @@ impl Node {
         let config = self.config.clone();
         let token = shutdown.clone();
         let task = tokio::spawn(async move {
-            plaint_service::serve_with_clock(config, clock, token).await.expect("serve");
+            plaint_service::serve_with_clock(config, clock, token)
+                .await
+                .expect("serve");
         });
         self.serving = Some((shutdown, task));
     }
@@ -72,25 +85,41 @@ impl Node {
     pub async fn stop(&mut self) {
         if let Some((shutdown, task)) = self.serving.take() {
             shutdown.cancel();
-            tokio::time::timeout(WAIT, task).await.expect("serve stops in time").expect("serve task");
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("serve stops in time")
+                .expect("serve task");
         }
     }
 
     /// Publishes one event on its contract subject and waits for the JetStream ack.
     pub async fn publish(&self, region: &str, event: &Value) {
-        self.publish_raw(&plaint_testkit::fixtures::subject(region, event), plaint_testkit::fixtures::bytes(event)).await;
+        self.publish_raw(
+            &plaint_testkit::fixtures::subject(region, event),
+            plaint_testkit::fixtures::bytes(event),
+        )
+        .await;
     }
 
     pub async fn publish_raw(&self, subject: &str, payload: Vec<u8>) {
         tokio::time::timeout(WAIT, async {
-            self.js.publish(subject.to_owned(), Bytes::from(payload)).await.unwrap().await.unwrap();
+            self.js
+                .publish(subject.to_owned(), Bytes::from(payload))
+                .await
+                .unwrap()
+                .await
+                .unwrap();
         })
         .await
         .expect("publish acked in time");
     }
 
     /// Calls the running server's API.
-    pub async fn api(&self, command: &str, request: Value) -> Result<Value, plaint_service::ApiError> {
+    pub async fn api(
+        &self,
+        command: &str,
+        request: Value,
+    ) -> Result<Value, plaint_service::ApiError> {
         let reply = plaint_service::api::call(
             &self.client,
             &self.config.topology.subject_prefix,
@@ -110,20 +139,31 @@ impl Node {
         loop {
             if let Ok(status) = self.api("status", serde_json::json!({})).await {
                 let head = status["log"]["last_seq"].as_u64().unwrap_or(0);
-                let caught_up = status["projectors"].as_array().unwrap().iter().all(|p| p["lag"] == 0);
+                let caught_up = status["projectors"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|p| p["lag"] == 0);
                 if head >= seq && caught_up {
                     return status;
                 }
                 last = status;
             }
-            assert!(tokio::time::Instant::now() < deadline, "log head did not reach {seq} within {WAIT:?}; last status {last}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "log head did not reach {seq} within {WAIT:?}; last status {last}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// Messages of the rejected stream, as (reason, detail, original subject, payload).
     pub async fn rejected(&self) -> Vec<(String, String, String, Bytes)> {
-        let mut stream = self.js.get_stream(&self.config.topology.rejected_stream).await.unwrap();
+        let mut stream = self
+            .js
+            .get_stream(&self.config.topology.rejected_stream)
+            .await
+            .unwrap();
         let info = stream.info().await.unwrap().clone();
         let mut out = Vec::new();
         if info.state.messages == 0 {
@@ -131,8 +171,18 @@ impl Node {
         }
         for seq in info.state.first_sequence..=info.state.last_sequence {
             let m = stream.get_raw_message(seq).await.unwrap();
-            let h = |k: &str| m.headers.get(k).map(|v| v.as_str().to_owned()).unwrap_or_default();
-            out.push((h("Plaint-Reject-Reason"), h("Plaint-Reject-Detail"), h("Plaint-Original-Subject"), m.payload.clone()));
+            let h = |k: &str| {
+                m.headers
+                    .get(k)
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default()
+            };
+            out.push((
+                h("Plaint-Reject-Reason"),
+                h("Plaint-Reject-Detail"),
+                h("Plaint-Original-Subject"),
+                m.payload.clone(),
+            ));
         }
         out
     }
@@ -141,11 +191,18 @@ impl Node {
     pub async fn wait_for_rejected(&self, n: u64) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let mut stream = self.js.get_stream(&self.config.topology.rejected_stream).await.unwrap();
+            let mut stream = self
+                .js
+                .get_stream(&self.config.topology.rejected_stream)
+                .await
+                .unwrap();
             if stream.info().await.unwrap().state.messages >= n {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "rejected stream did not reach {n}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "rejected stream did not reach {n}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

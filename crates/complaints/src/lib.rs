@@ -100,7 +100,10 @@ impl ComplaintsProjector {
         let mut counts = ComplaintCounts::default();
         for c in self.complaints.values() {
             counts.total += 1;
-            *counts.by_status.entry(c.status.as_str().to_owned()).or_insert(0) += 1;
+            *counts
+                .by_status
+                .entry(c.status.as_str().to_owned())
+                .or_insert(0) += 1;
             *counts.by_region.entry(c.region.clone()).or_insert(0) += 1;
         }
         counts
@@ -166,7 +169,9 @@ impl Projection for ComplaintsProjector {
                 c.team = a.team.clone().or(c.team.take());
             }
             EventBody::AwaitingCustomer(_) => c.status = Status::AwaitingCustomer,
-            EventBody::CustomerReplied(_) if c.status == Status::AwaitingCustomer => c.status = Status::Open,
+            EventBody::CustomerReplied(_) if c.status == Status::AwaitingCustomer => {
+                c.status = Status::Open
+            }
             EventBody::Resolved(_) => {
                 c.status = Status::Resolved;
                 c.resolved_at = Some(event.time);
@@ -232,7 +237,10 @@ mod tests {
         let c = p.get("C-1").unwrap();
         assert_eq!(c.status, Status::Open);
         assert_eq!(c.first_response_at, Some(at(30)));
-        assert_eq!(c.resolved_at, None, "a reopened complaint is no longer resolved");
+        assert_eq!(
+            c.resolved_at, None,
+            "a reopened complaint is no longer resolved"
+        );
         assert_eq!(c.reopen_count, 1);
         assert_eq!(c.version, 5);
         assert_eq!(p.counts().by_status.get("open"), Some(&1));
@@ -243,7 +251,11 @@ mod tests {
         let mut p = ComplaintsProjector::new();
         p.apply(1, &event(&fixtures::filed("C-1", "eu", "billing", at(0))));
         p.apply(2, &event(&fixtures::filed("C-2", "us", "delivery", at(0))));
-        let rows: Vec<ViewRow> = p.take_changes().into_iter().map(|(k, v)| (k, v.unwrap())).collect();
+        let rows: Vec<ViewRow> = p
+            .take_changes()
+            .into_iter()
+            .map(|(k, v)| (k, v.unwrap()))
+            .collect();
         let mut q = ComplaintsProjector::new();
         q.restore(&mut rows.clone().into_iter()).unwrap();
         assert_eq!(q.get("C-2"), p.get("C-2"));

@@ -49,11 +49,16 @@ pub fn decode(bytes: &[u8], now: Timestamp, limits: &Limits) -> Result<Event, Re
     if bytes.len() > limits.max_payload_bytes {
         return Err(Rejection::new(
             RejectReason::TooLarge,
-            format!("payload is {} bytes; the limit is {}", bytes.len(), limits.max_payload_bytes),
+            format!(
+                "payload is {} bytes; the limit is {}",
+                bytes.len(),
+                limits.max_payload_bytes
+            ),
         ));
     }
     let event = decode_inner(bytes, limits)?;
-    let skew = jiff::SignedDuration::try_from(limits.max_future_skew).unwrap_or(jiff::SignedDuration::MAX);
+    let skew =
+        jiff::SignedDuration::try_from(limits.max_future_skew).unwrap_or(jiff::SignedDuration::MAX);
     if let Ok(latest) = now.checked_add(skew) {
         if event.time > latest {
             return Err(Rejection::new(
@@ -73,7 +78,10 @@ pub fn decode(bytes: &[u8], now: Timestamp, limits: &Limits) -> Result<Event, Re
 /// arrived; this skips the clock rule (their time is now in the past) and the size rule
 /// (limits may have been lowered since).
 pub fn decode_stored(bytes: &[u8]) -> Result<Event, Rejection> {
-    let limits = Limits { max_payload_bytes: usize::MAX, ..Limits::default() };
+    let limits = Limits {
+        max_payload_bytes: usize::MAX,
+        ..Limits::default()
+    };
     decode_inner(bytes, &limits)
 }
 
@@ -81,7 +89,8 @@ pub fn decode_stored(bytes: &[u8]) -> Result<Event, Rejection> {
 pub fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 #[derive(Deserialize)]
@@ -120,14 +129,20 @@ fn json_error(err: serde_json::Error, what: &str) -> Rejection {
 
 fn decode_inner(bytes: &[u8], limits: &Limits) -> Result<Event, Rejection> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        Rejection::new(RejectReason::InvalidUtf8, format!("payload is not UTF-8: {e}"))
+        Rejection::new(
+            RejectReason::InvalidUtf8,
+            format!("payload is not UTF-8: {e}"),
+        )
     })?;
     check_depth(text.as_bytes(), limits.max_depth)?;
-    let wire: WireEnvelope<'_> = serde_json::from_str(text).map_err(|e| json_error(e, "envelope"))?;
+    let wire: WireEnvelope<'_> =
+        serde_json::from_str(text).map_err(|e| json_error(e, "envelope"))?;
 
     let specversion = required(&wire.specversion, "specversion")?;
     if specversion != "1.0" {
-        return Err(schema(format!("specversion must be \"1.0\", got {specversion:?}")));
+        return Err(schema(format!(
+            "specversion must be \"1.0\", got {specversion:?}"
+        )));
     }
     let id_text = required(&wire.id, "id")?;
     let id = parse_uuid(id_text)?;
@@ -135,7 +150,10 @@ fn decode_inner(bytes: &[u8], limits: &Limits) -> Result<Event, Rejection> {
     check_name("source", source, limits)?;
     let type_text = required(&wire.event_type, "type")?;
     let event_type = EventType::parse(type_text).ok_or_else(|| {
-        Rejection::new(RejectReason::UnknownType, format!("type {type_text:?} is not a plaint event type"))
+        Rejection::new(
+            RejectReason::UnknownType,
+            format!("type {type_text:?} is not a plaint event type"),
+        )
     })?;
     let subject = required(&wire.subject, "subject")?;
     if !is_complaint_id(subject) {
@@ -148,7 +166,9 @@ fn decode_inner(bytes: &[u8], limits: &Limits) -> Result<Event, Rejection> {
     let time = parse_time("time", time_text)?;
     if let Some(ct) = &wire.datacontenttype {
         if ct != "application/json" {
-            return Err(schema(format!("datacontenttype must be \"application/json\" when present, got {ct:?}")));
+            return Err(schema(format!(
+                "datacontenttype must be \"application/json\" when present, got {ct:?}"
+            )));
         }
     }
     let data = wire.data.ok_or_else(|| schema("missing field `data`"))?;
@@ -156,32 +176,46 @@ fn decode_inner(bytes: &[u8], limits: &Limits) -> Result<Event, Rejection> {
         return Err(schema("`data` must be a JSON object"));
     }
     let body = decode_body(event_type, data.get(), limits)?;
-    Ok(Event { id, source: source.to_owned(), complaint_id: subject.to_owned(), time, body })
+    Ok(Event {
+        id,
+        source: source.to_owned(),
+        complaint_id: subject.to_owned(),
+        time,
+        body,
+    })
 }
 
 fn required<'s>(field: &'s Option<Cow<'_, str>>, name: &str) -> Result<&'s str, Rejection> {
-    field.as_deref().ok_or_else(|| schema(format!("missing field `{name}`")))
+    field
+        .as_deref()
+        .ok_or_else(|| schema(format!("missing field `{name}`")))
 }
 
 fn parse_uuid(text: &str) -> Result<Uuid, Rejection> {
     // Only the canonical hyphenated form: ids are compared as bytes by producers' tools,
     // and accepting braces or URNs would let one event arrive under two spellings.
     if text.len() != 36 {
-        return Err(schema(format!("id must be a hyphenated UUID, got {:?}", truncate(text))));
+        return Err(schema(format!(
+            "id must be a hyphenated UUID, got {:?}",
+            truncate(text)
+        )));
     }
     Uuid::parse_str(text).map_err(|e| schema(format!("id is not a UUID: {e}")))
 }
 
 fn parse_time(field: &str, text: &str) -> Result<Timestamp, Rejection> {
     text.parse::<Timestamp>().map_err(|e| {
-        schema(format!("{field} must be RFC 3339 with an offset (e.g. 2024-05-01T09:30:00Z): {e}"))
+        schema(format!(
+            "{field} must be RFC 3339 with an offset (e.g. 2024-05-01T09:30:00Z): {e}"
+        ))
     })
 }
 
 fn is_complaint_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 fn truncate(s: &str) -> &str {
@@ -228,7 +262,10 @@ fn data<T: DeserializeOwned>(event_type: EventType, raw: &str) -> Result<T, Reje
 }
 
 fn check_name(field: &str, value: &str, limits: &Limits) -> Result<(), Rejection> {
-    if value.is_empty() || value.len() > limits.max_name_bytes || value.chars().any(char::is_control) {
+    if value.is_empty()
+        || value.len() > limits.max_name_bytes
+        || value.chars().any(char::is_control)
+    {
         return Err(schema(format!(
             "{field} must be 1-{} bytes without control characters",
             limits.max_name_bytes
@@ -249,12 +286,17 @@ fn check_text(field: &str, value: &str, limits: &Limits) -> Result<(), Rejection
 }
 
 fn check_opt_text(field: &str, value: &Option<String>, limits: &Limits) -> Result<(), Rejection> {
-    value.as_deref().map_or(Ok(()), |v| check_text(field, v, limits))
+    value
+        .as_deref()
+        .map_or(Ok(()), |v| check_text(field, v, limits))
 }
 
 fn check_token(field: &str, value: &str) -> Result<(), Rejection> {
     if !is_token(value) {
-        return Err(schema(format!("{field} must match [a-z0-9_-]{{1,64}}, got {:?}", truncate(value))));
+        return Err(schema(format!(
+            "{field} must match [a-z0-9_-]{{1,64}}, got {:?}",
+            truncate(value)
+        )));
     }
     Ok(())
 }
@@ -284,7 +326,11 @@ fn decode_body(event_type: EventType, raw: &str, limits: &Limits) -> Result<Even
             }
             check_opt_text("summary", &d.summary, limits)?;
             if d.tags.len() > limits.max_tags {
-                return Err(schema(format!("{} tags; the limit is {}", d.tags.len(), limits.max_tags)));
+                return Err(schema(format!(
+                    "{} tags; the limit is {}",
+                    d.tags.len(),
+                    limits.max_tags
+                )));
             }
             for tag in &d.tags {
                 check_name("tag", tag, limits)?;

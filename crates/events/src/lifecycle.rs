@@ -33,7 +33,10 @@ impl StreamStatus {
 
 /// Checks that `event_type` may follow a complaint in `current` (None: no event yet) and
 /// returns the status after it.
-pub fn check(current: Option<StreamStatus>, event_type: EventType) -> Result<StreamStatus, Rejection> {
+pub fn check(
+    current: Option<StreamStatus>,
+    event_type: EventType,
+) -> Result<StreamStatus, Rejection> {
     use EventType as T;
     use StreamStatus as S;
     let Some(status) = current else {
@@ -41,7 +44,9 @@ pub fn check(current: Option<StreamStatus>, event_type: EventType) -> Result<Str
             T::Filed => Ok(S::Open),
             other => Err(Rejection::new(
                 RejectReason::UnknownComplaint,
-                format!("{other} for a complaint that was never filed; publish complaint.filed first"),
+                format!(
+                    "{other} for a complaint that was never filed; publish complaint.filed first"
+                ),
             )),
         };
     };
@@ -57,7 +62,10 @@ pub fn check(current: Option<StreamStatus>, event_type: EventType) -> Result<Str
     if !allowed {
         let detail = match event_type {
             T::Filed => "complaint.filed may come only once per complaint".to_string(),
-            t => format!("{t} is not allowed while the complaint is {}", status.as_str()),
+            t => format!(
+                "{t} is not allowed while the complaint is {}",
+                status.as_str()
+            ),
         };
         return Err(Rejection::new(RejectReason::LifecycleViolation, detail));
     }
@@ -88,14 +96,23 @@ mod tests {
     #[test]
     fn first_event_must_be_filed() {
         assert_eq!(check(None, T::Filed).unwrap(), S::Open);
-        assert_eq!(reason(check(None, T::Acknowledged)), Some(RejectReason::UnknownComplaint));
-        assert_eq!(reason(check(None, T::SlaBreached)), Some(RejectReason::UnknownComplaint));
+        assert_eq!(
+            reason(check(None, T::Acknowledged)),
+            Some(RejectReason::UnknownComplaint)
+        );
+        assert_eq!(
+            reason(check(None, T::SlaBreached)),
+            Some(RejectReason::UnknownComplaint)
+        );
     }
 
     #[test]
     fn filed_comes_once() {
         for s in [S::Open, S::Resolved, S::Closed, S::Withdrawn] {
-            assert_eq!(reason(check(Some(s), T::Filed)), Some(RejectReason::LifecycleViolation));
+            assert_eq!(
+                reason(check(Some(s), T::Filed)),
+                Some(RejectReason::LifecycleViolation)
+            );
         }
     }
 
@@ -103,7 +120,8 @@ mod tests {
     fn after_resolved_only_reopen_close_contact_and_own() {
         for t in EventType::ALL {
             let allowed = check(Some(S::Resolved), t).is_ok();
-            let expected = matches!(t, T::Reopened | T::Closed | T::CustomerContacted) || t.is_plaint_own();
+            let expected =
+                matches!(t, T::Reopened | T::Closed | T::CustomerContacted) || t.is_plaint_own();
             assert_eq!(allowed, expected, "{t} after resolved");
         }
     }
@@ -113,7 +131,11 @@ mod tests {
         for s in [S::Closed, S::Withdrawn] {
             for t in EventType::ALL {
                 let allowed = check(Some(s), t).is_ok();
-                assert_eq!(allowed, t == T::Reopened || t.is_plaint_own(), "{t} after {s:?}");
+                assert_eq!(
+                    allowed,
+                    t == T::Reopened || t.is_plaint_own(),
+                    "{t} after {s:?}"
+                );
             }
         }
     }
@@ -121,7 +143,10 @@ mod tests {
     #[test]
     fn reopen_returns_to_open_and_open_cannot_reopen() {
         assert_eq!(check(Some(S::Closed), T::Reopened).unwrap(), S::Open);
-        assert_eq!(reason(check(Some(S::Open), T::Reopened)), Some(RejectReason::LifecycleViolation));
+        assert_eq!(
+            reason(check(Some(S::Open), T::Reopened)),
+            Some(RejectReason::LifecycleViolation)
+        );
         assert_eq!(check(Some(S::Open), T::Resolved).unwrap(), S::Resolved);
         assert_eq!(check(Some(S::Open), T::Withdrawn).unwrap(), S::Withdrawn);
     }

@@ -13,7 +13,9 @@ impl Money {
     const SCALE: i64 = 10_000;
 
     pub fn from_units(units: i64) -> Money {
-        Money { ten_thousandths: units.saturating_mul(Self::SCALE) }
+        Money {
+            ten_thousandths: units.saturating_mul(Self::SCALE),
+        }
     }
 
     pub fn ten_thousandths(self) -> i64 {
@@ -42,12 +44,20 @@ impl FromStr for Money {
         if frac.len() > 4 || !digits_ok(frac) || (s.contains('.') && frac.is_empty()) {
             return Err(format!("amount {s:?} may have at most 4 decimal places"));
         }
-        let whole: i64 = whole.parse().map_err(|_| format!("amount {s:?} is out of range"))?;
-        let mut frac_value: i64 = if frac.is_empty() { 0 } else { frac.parse().unwrap_or(0) };
+        let whole: i64 = whole
+            .parse()
+            .map_err(|_| format!("amount {s:?} is out of range"))?;
+        let mut frac_value: i64 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse().unwrap_or(0)
+        };
         for _ in frac.len()..4 {
             frac_value *= 10;
         }
-        Ok(Money { ten_thousandths: whole * Self::SCALE + frac_value })
+        Ok(Money {
+            ten_thousandths: whole * Self::SCALE + frac_value,
+        })
     }
 }
 
@@ -83,7 +93,12 @@ mod tests {
 
     #[test]
     fn parses_and_prints_exactly() {
-        for (text, expected) in [("0", "0"), ("120.5", "120.5"), ("120.50", "120.5"), ("7.0001", "7.0001")] {
+        for (text, expected) in [
+            ("0", "0"),
+            ("120.5", "120.5"),
+            ("120.50", "120.5"),
+            ("7.0001", "7.0001"),
+        ] {
             let m: Money = text.parse().unwrap();
             assert_eq!(m.to_string(), expected);
         }
@@ -93,7 +108,16 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_plain_decimal() {
-        for bad in ["", "-1", "1e3", "1.", ".5", "1.23456", "12,5", "999999999999999"] {
+        for bad in [
+            "",
+            "-1",
+            "1e3",
+            "1.",
+            ".5",
+            "1.23456",
+            "12,5",
+            "999999999999999",
+        ] {
             assert!(Money::from_str(bad).is_err(), "{bad} should be refused");
         }
     }

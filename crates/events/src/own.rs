@@ -37,8 +37,21 @@ struct WireOut<'a, T: Serialize> {
 }
 
 /// Serialises an event in the contract's wire form (CloudEvents JSON, structured mode).
-pub fn to_wire(id: Uuid, source: &str, complaint_id: &str, time: Timestamp, body: &EventBody) -> Vec<u8> {
-    fn ser<T: Serialize>(id: Uuid, source: &str, subject: &str, time: Timestamp, t: EventType, data: &T) -> Vec<u8> {
+pub fn to_wire(
+    id: Uuid,
+    source: &str,
+    complaint_id: &str,
+    time: Timestamp,
+    body: &EventBody,
+) -> Vec<u8> {
+    fn ser<T: Serialize>(
+        id: Uuid,
+        source: &str,
+        subject: &str,
+        time: Timestamp,
+        t: EventType,
+        data: &T,
+    ) -> Vec<u8> {
         serde_json::to_vec(&WireOut {
             specversion: "1.0",
             id,
@@ -76,6 +89,12 @@ pub fn to_wire(id: Uuid, source: &str, complaint_id: &str, time: Timestamp, body
 impl crate::Event {
     /// This event in the contract's wire form.
     pub fn to_wire(&self) -> Vec<u8> {
-        to_wire(self.id, &self.source, &self.complaint_id, self.time, &self.body)
+        to_wire(
+            self.id,
+            &self.source,
+            &self.complaint_id,
+            self.time,
+            &self.body,
+        )
     }
 }

@@ -69,8 +69,14 @@ mod tests {
     fn event_subjects_round_trip() {
         let s = event("complaints", "eu-west", EventType::CustomerContacted);
         assert_eq!(s, "complaints.events.eu-west.customer_contacted");
-        assert_eq!(parse_event("complaints", &s), Some(("eu-west", "customer_contacted")));
-        assert_eq!(event("c", "r", EventType::SlaBreached), "c.events.r.sla_breached");
+        assert_eq!(
+            parse_event("complaints", &s),
+            Some(("eu-west", "customer_contacted"))
+        );
+        assert_eq!(
+            event("c", "r", EventType::SlaBreached),
+            "c.events.r.sla_breached"
+        );
         assert_eq!(parse_event("complaints", "complaints.events.eu"), None);
         assert_eq!(parse_event("complaints", "other.events.eu.filed"), None);
         for t in EventType::ALL {

@@ -91,7 +91,11 @@ pub struct IngestOptions {
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        IngestOptions { batch_size: 1000, ack_wait: Duration::from_secs(30), limits: Limits::default() }
+        IngestOptions {
+            batch_size: 1000,
+            ack_wait: Duration::from_secs(30),
+            limits: Limits::default(),
+        }
     }
 }
 
@@ -124,7 +128,10 @@ pub async fn ensure_streams(js: &Context, topology: &Topology) -> Result<(), Ing
         },
         stream::Config {
             name: topology.alerts_stream.clone(),
-            subjects: vec![subjects::alerts_wildcard(prefix), subjects::escalations_wildcard(prefix)],
+            subjects: vec![
+                subjects::alerts_wildcard(prefix),
+                subjects::escalations_wildcard(prefix),
+            ],
             storage: stream::StorageType::File,
             duplicate_window: topology.alerts_duplicate_window,
             ..Default::default()
@@ -134,19 +141,30 @@ pub async fn ensure_streams(js: &Context, topology: &Topology) -> Result<(), Ing
         let name = config.name.clone();
         js.create_or_update_stream(config)
             .await
-            .map_err(|e| IngestError::Setup { stream: name.clone(), detail: e.to_string() })?;
+            .map_err(|e| IngestError::Setup {
+                stream: name.clone(),
+                detail: e.to_string(),
+            })?;
     }
     Ok(())
 }
 
 /// Headers that describe a rejection on `complaints.rejected.<reason>`. The payload is the
 /// original message, byte for byte.
-pub fn rejection_headers(rejection: &Rejection, original_subject: &str, stream_seq: u64) -> HeaderMap {
+pub fn rejection_headers(
+    rejection: &Rejection,
+    original_subject: &str,
+    stream_seq: u64,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert("Plaint-Reject-Reason", rejection.reason.as_str());
     // Header values cannot hold newlines; details are one line by construction, but a
     // serde message may quote input, so flatten defensively.
-    let detail: String = rejection.detail.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let detail: String = rejection
+        .detail
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     headers.insert("Plaint-Reject-Detail", detail.as_str());
     headers.insert("Plaint-Original-Subject", original_subject);
     headers.insert("Plaint-Original-Seq", stream_seq.to_string().as_str());
@@ -170,13 +188,22 @@ pub struct Ingester {
 
 /// What happened to one message of a batch.
 enum Verdict {
-    Valid { event: Box<plaint_events::Event>, region: String },
+    Valid {
+        event: Box<plaint_events::Event>,
+        region: String,
+    },
     Invalid(Rejection),
 }
 
 impl Ingester {
     pub fn new(log: Log, js: Context, topology: Topology, options: IngestOptions) -> Self {
-        Ingester { log, js, topology, options, metrics: Arc::new(IngestMetrics::default()) }
+        Ingester {
+            log,
+            js,
+            topology,
+            options,
+            metrics: Arc::new(IngestMetrics::default()),
+        }
     }
 
     pub fn metrics(&self) -> Arc<IngestMetrics> {
@@ -184,7 +211,11 @@ impl Ingester {
     }
 
     async fn consumer(&self) -> Result<jetstream::consumer::Consumer<pull::Config>, String> {
-        let stream = self.js.get_stream(&self.topology.events_stream).await.map_err(|e| e.to_string())?;
+        let stream = self
+            .js
+            .get_stream(&self.topology.events_stream)
+            .await
+            .map_err(|e| e.to_string())?;
         stream
             .create_consumer(pull::Config {
                 durable_name: Some(self.topology.consumer.clone()),
@@ -265,12 +296,17 @@ impl Ingester {
     }
 
     /// Decodes, stores, reports and acknowledges one batch.
-    async fn handle_batch(&self, batch: Vec<jetstream::Message>, shutdown: &CancellationToken) -> Result<(), IngestError> {
+    async fn handle_batch(
+        &self,
+        batch: Vec<jetstream::Message>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), IngestError> {
         let started = std::time::Instant::now();
         let now = Timestamp::now();
         let prefix = &self.topology.subject_prefix;
         // Valid events go to the log; the stateless rejections stay here.
-        let mut valid: Vec<Option<(plaint_events::Event, String)>> = Vec::with_capacity(batch.len());
+        let mut valid: Vec<Option<(plaint_events::Event, String)>> =
+            Vec::with_capacity(batch.len());
         let mut invalid: Vec<Option<Rejection>> = Vec::with_capacity(batch.len());
         for m in &batch {
             match verdict(prefix, &m.subject, &m.payload, now, &self.options.limits) {
@@ -312,7 +348,9 @@ impl Ingester {
                 }
                 Err(error) => {
                     tracing::error!(%error, "cannot write the batch to the log; not acknowledging; retrying");
-                    self.metrics.storage_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics
+                        .storage_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if sleep_or_cancel(Duration::from_secs(1), shutdown).await {
                         return Ok(());
                     }
@@ -326,11 +364,15 @@ impl Ingester {
                 (Some(r), _) => Some(r),
                 (_, Some(Outcome::Rejected(r))) => Some(r.clone()),
                 (_, Some(Outcome::Appended(_))) => {
-                    self.metrics.appended.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics
+                        .appended
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     None
                 }
                 (_, Some(Outcome::Duplicate(_))) => {
-                    self.metrics.duplicates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics
+                        .duplicates
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     None
                 }
                 _ => None,
@@ -339,7 +381,12 @@ impl Ingester {
                 self.metrics.record_rejection(rejection.reason);
                 let stream_seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
                 tracing::debug!(reason = %rejection.reason, stream_seq, "event rejected");
-                rejections.push((rejection, message.subject.to_string(), stream_seq, message.payload.clone()));
+                rejections.push((
+                    rejection,
+                    message.subject.to_string(),
+                    stream_seq,
+                    message.payload.clone(),
+                ));
             }
         }
         if !self.publish_rejections(&rejections, shutdown).await {
@@ -360,13 +407,18 @@ impl Ingester {
         let mut backoff = Duration::from_millis(200);
         loop {
             let log = self.log.clone();
-            match tokio::task::spawn_blocking(move || log.sync()).await.expect("sync task") {
+            match tokio::task::spawn_blocking(move || log.sync())
+                .await
+                .expect("sync task")
+            {
                 Ok(()) => {
                     tracing::info!("log durable again; resuming ingest");
                     return true;
                 }
                 Err(error) => {
-                    self.metrics.storage_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics
+                        .storage_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::error!(%error, "log still not durable");
                 }
             }
@@ -379,7 +431,11 @@ impl Ingester {
 
     /// Publishes rejections and waits for JetStream to acknowledge each, retrying until it
     /// does: a rejection must be stored before its message is acknowledged.
-    async fn publish_rejections(&self, rejections: &[(Rejection, String, u64, Bytes)], shutdown: &CancellationToken) -> bool {
+    async fn publish_rejections(
+        &self,
+        rejections: &[(Rejection, String, u64, Bytes)],
+        shutdown: &CancellationToken,
+    ) -> bool {
         let prefix = &self.topology.subject_prefix;
         for (rejection, subject, stream_seq, payload) in rejections {
             let mut backoff = Duration::from_millis(100);
@@ -387,7 +443,11 @@ impl Ingester {
                 let headers = rejection_headers(rejection, subject, *stream_seq);
                 let result = async {
                     self.js
-                        .publish_with_headers(subjects::rejected(prefix, rejection.reason), headers, payload.clone())
+                        .publish_with_headers(
+                            subjects::rejected(prefix, rejection.reason),
+                            headers,
+                            payload.clone(),
+                        )
                         .await
                         .map_err(|e| e.to_string())?
                         .await
@@ -418,7 +478,11 @@ async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) -> bo
     }
 }
 
-async fn ensure_streams_with_retry(js: &Context, topology: &Topology, shutdown: &CancellationToken) -> Result<(), IngestError> {
+async fn ensure_streams_with_retry(
+    js: &Context,
+    topology: &Topology,
+    shutdown: &CancellationToken,
+) -> Result<(), IngestError> {
     let mut attempts = 0;
     loop {
         match ensure_streams(js, topology).await {
@@ -438,7 +502,13 @@ async fn ensure_streams_with_retry(js: &Context, topology: &Topology, shutdown: 
 /// The stateless checks of one message: payload validation, then the subject: it must be
 /// `<prefix>.events.<region>.<kind>` with a valid region token and the kind of the
 /// event's type. (The region's match with the complaint is stateful: the log checks it.)
-fn verdict(prefix: &str, subject: &str, payload: &[u8], now: Timestamp, limits: &Limits) -> Verdict {
+fn verdict(
+    prefix: &str,
+    subject: &str,
+    payload: &[u8],
+    now: Timestamp,
+    limits: &Limits,
+) -> Verdict {
     let event = match decode(payload, now, limits) {
         Ok(e) => e,
         Err(r) => return Verdict::Invalid(r),
@@ -457,13 +527,18 @@ fn verdict(prefix: &str, subject: &str, payload: &[u8], now: Timestamp, limits: 
     }
     let expected_kind = event.event_type().subject_kind();
     if kind != expected_kind {
-        let hint = EventType::from_subject_kind(kind).map(|t| t.as_str()).unwrap_or("no known type");
+        let hint = EventType::from_subject_kind(kind)
+            .map(|t| t.as_str())
+            .unwrap_or("no known type");
         return Verdict::Invalid(Rejection::new(
             RejectReason::SubjectTypeMismatch,
             format!("subject kind {kind:?} ({hint}) does not match type {}; publish it on {prefix}.events.{region}.{expected_kind}", event.event_type()),
         ));
     }
-    Verdict::Valid { region: region.to_owned(), event: Box::new(event) }
+    Verdict::Valid {
+        region: region.to_owned(),
+        event: Box::new(event),
+    }
 }
 
 fn stage_and_commit(
@@ -478,7 +553,12 @@ fn stage_and_commit(
         let outcome = match verdict {
             Some((event, region)) => Some(writer.stage(
                 &mut pending,
-                Candidate { event, bytes: payload, subject_region: Some(region), expected: ExpectedVersion::Any },
+                Candidate {
+                    event,
+                    bytes: payload,
+                    subject_region: Some(region),
+                    expected: ExpectedVersion::Any,
+                },
             )?),
             None => None,
         };

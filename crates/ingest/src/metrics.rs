@@ -32,14 +32,18 @@ pub struct MetricsSnapshot {
 
 impl IngestMetrics {
     pub fn record_rejection(&self, reason: RejectReason) {
-        let i = RejectReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        let i = RejectReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
         self.rejected[i].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_batch(&self, size: usize, elapsed: Duration) {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.last_batch_size.store(size as u64, Ordering::Relaxed);
-        self.last_batch_micros.store(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.last_batch_micros
+            .store(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> MetricsSnapshot {

@@ -61,7 +61,11 @@ pub struct Head {
 }
 
 impl Head {
-    pub const EMPTY: Head = Head { last_seq: 0, chain: [0; 32], segments: 0 };
+    pub const EMPTY: Head = Head {
+        last_seq: 0,
+        chain: [0; 32],
+        segments: 0,
+    };
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(48);
@@ -153,12 +157,23 @@ pub fn decode_meta(bytes: &[u8]) -> Option<Vec<EntryMeta>> {
         let complaint_id = c.str()?;
         let region = c.str()?;
         let chain = c.take(32)?.try_into().ok()?;
-        out.push(EntryMeta { id, time, event_type, version, complaint_id, region, chain });
+        out.push(EntryMeta {
+            id,
+            time,
+            event_type,
+            version,
+            complaint_id,
+            region,
+            chain,
+        });
     }
     (c.at == bytes.len()).then_some(out)
 }
 
-pub fn encode_segment<'a>(first_seq: u64, events: impl ExactSizeIterator<Item = &'a [u8]> + Clone) -> Vec<u8> {
+pub fn encode_segment<'a>(
+    first_seq: u64,
+    events: impl ExactSizeIterator<Item = &'a [u8]> + Clone,
+) -> Vec<u8> {
     let count = events.len();
     let data_len: usize = events.clone().map(<[u8]>::len).sum();
     let mut out = Vec::with_capacity(16 + count * 4 + data_len);
@@ -193,7 +208,11 @@ impl<'a> SegmentView<'a> {
         let count = u32::from_be_bytes(bytes.get(12..16)?.try_into().ok()?) as usize;
         let offsets = bytes.get(16..16 + count.checked_mul(4)?)?;
         let data = &bytes[16 + count * 4..];
-        let view = SegmentView { first_seq, offsets, data };
+        let view = SegmentView {
+            first_seq,
+            offsets,
+            data,
+        };
         // Every end offset must be inside the data and non-decreasing, or the segment is torn.
         let mut previous = 0usize;
         for i in 0..count {
@@ -243,7 +262,10 @@ mod tests {
         let view = SegmentView::parse(&bytes).unwrap();
         assert_eq!(view.len(), 3);
         assert_eq!(view.last_seq(), 9);
-        assert_eq!(view.iter().collect::<Vec<_>>(), vec![(7, events[0]), (8, events[1]), (9, events[2])]);
+        assert_eq!(
+            view.iter().collect::<Vec<_>>(),
+            vec![(7, events[0]), (8, events[1]), (9, events[2])]
+        );
         assert!(SegmentView::parse(&bytes[..bytes.len() - 1]).is_none());
     }
 

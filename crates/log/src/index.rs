@@ -24,7 +24,8 @@ impl Hasher for FoldHasher {
         for chunk in bytes.chunks(8) {
             let mut buf = [0u8; 8];
             buf[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(29) ^ u64::from_le_bytes(buf)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            self.0 = (self.0.rotate_left(29) ^ u64::from_le_bytes(buf))
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         }
     }
     fn write_u128(&mut self, v: u128) {
@@ -43,7 +44,9 @@ pub struct IdIndex {
 
 impl IdIndex {
     pub fn with_capacity(n: usize) -> Self {
-        IdIndex { map: FastMap::with_capacity_and_hasher(n, Default::default()) }
+        IdIndex {
+            map: FastMap::with_capacity_and_hasher(n, Default::default()),
+        }
     }
     pub fn get(&self, id: &Uuid) -> Option<u64> {
         self.map.get(&id.as_u128()).copied()
@@ -92,7 +95,13 @@ impl StreamIndex {
 
     /// Records an entry. Index records come from the log itself, so the lifecycle is
     /// followed, not checked, here.
-    pub fn record(&mut self, complaint: &str, region: &str, event_type: plaint_events::EventType, seq: u64) {
+    pub fn record(
+        &mut self,
+        complaint: &str,
+        region: &str,
+        event_type: plaint_events::EventType,
+        seq: u64,
+    ) {
         let region_id = self.intern(region);
         match self.streams.get_mut(complaint) {
             Some(state) => {
@@ -102,7 +111,11 @@ impl StreamIndex {
             None => {
                 self.streams.insert(
                     complaint.into(),
-                    StreamState { seqs: vec![seq], region: region_id, status: StreamStatus::Open },
+                    StreamState {
+                        seqs: vec![seq],
+                        region: region_id,
+                        status: StreamStatus::Open,
+                    },
                 );
             }
         }

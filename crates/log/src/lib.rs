@@ -63,7 +63,10 @@ pub struct LogOptions {
 
 impl Default for LogOptions {
     fn default() -> Self {
-        LogOptions { durability: Durability::Fsync, cache_bytes: 128 * 1024 * 1024 }
+        LogOptions {
+            durability: Durability::Fsync,
+            cache_bytes: 128 * 1024 * 1024,
+        }
     }
 }
 
@@ -74,9 +77,17 @@ pub enum LogError {
     #[error("sled error: {0}")]
     Storage(#[from] sled::Error),
     #[error("the log at {path} has layout {found:?}, this plaint reads {expected:?}; export it with the plaint version that wrote it (`plaint replay`) and import it here")]
-    Incompatible { path: PathBuf, found: String, expected: String },
+    Incompatible {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
     #[error("the log is inconsistent at sequence {seq}: {what}. Do not serve from it: run `plaint verify --data {path}` to see the first bad entry, then `plaint repair --data {path}` to truncate to the last good entry (events after it come back from JetStream)")]
-    Corrupt { path: PathBuf, seq: u64, what: String },
+    Corrupt {
+        path: PathBuf,
+        seq: u64,
+        what: String,
+    },
     #[error("the batch was written but could not be made durable ({0}); nothing was acknowledged. plaint retries; check free disk space and the disk's health")]
     NotDurable(std::io::Error),
 }
@@ -90,7 +101,10 @@ pub enum Outcome {
     Duplicate(u64),
     Rejected(Rejection),
     /// `ExpectedVersion::Exactly` did not match the complaint's current version.
-    VersionConflict { expected: u32, actual: u32 },
+    VersionConflict {
+        expected: u32,
+        actual: u32,
+    },
 }
 
 /// Optimistic concurrency for direct appends (operator commands).
@@ -186,7 +200,9 @@ pub struct Log {
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Log").field("path", &self.inner.path).finish()
+        f.debug_struct("Log")
+            .field("path", &self.inner.path)
+            .finish()
     }
 }
 
@@ -201,7 +217,10 @@ impl Log {
             .cache_capacity(options.cache_bytes)
             .mode(sled::Mode::HighThroughput)
             .open()
-            .map_err(|source| LogError::Open { path: path.clone(), source })?;
+            .map_err(|source| LogError::Open {
+                path: path.clone(),
+                source,
+            })?;
         Self::from_db(path, db, options)
     }
 
@@ -260,7 +279,11 @@ impl Log {
     }
 
     fn load_indexes(path: &Path, tree: &sled::Tree, head: Head) -> Result<State, LogError> {
-        let corrupt = |seq: u64, what: String| LogError::Corrupt { path: path.to_path_buf(), seq, what };
+        let corrupt = |seq: u64, what: String| LogError::Corrupt {
+            path: path.to_path_buf(),
+            seq,
+            what,
+        };
         let mut ids = IdIndex::with_capacity(head.last_seq as usize);
         let mut streams = StreamIndex::default();
         let mut expected_seq = 1u64;
@@ -270,10 +293,17 @@ impl Log {
             let (key, value) = item?;
             let first_seq = format::seq_of_key(&key).unwrap_or(0);
             if first_seq != expected_seq {
-                return Err(corrupt(expected_seq, format!("a segment starts at {first_seq}, expected {expected_seq}")));
+                return Err(corrupt(
+                    expected_seq,
+                    format!("a segment starts at {first_seq}, expected {expected_seq}"),
+                ));
             }
-            let metas = format::decode_meta(&value)
-                .ok_or_else(|| corrupt(first_seq, "the segment's index records are unreadable".into()))?;
+            let metas = format::decode_meta(&value).ok_or_else(|| {
+                corrupt(
+                    first_seq,
+                    "the segment's index records are unreadable".into(),
+                )
+            })?;
             for (i, meta) in metas.iter().enumerate() {
                 let seq = first_seq + i as u64;
                 if ids.insert(meta.id, seq).is_some() {
@@ -306,37 +336,58 @@ impl Log {
             let view = SegmentView::parse(&value)
                 .ok_or_else(|| corrupt(first_seq, "the last segment is torn".into()))?;
             if view.last_seq() != last_seq {
-                return Err(corrupt(view.first_seq, "the last segment does not end at the head".into()));
+                return Err(corrupt(
+                    view.first_seq,
+                    "the last segment does not end at the head".into(),
+                ));
             }
-            let metas_value = tree
-                .get(format::meta_key(first_seq))?
-                .ok_or_else(|| corrupt(first_seq, "the last segment has no index records".into()))?;
+            let metas_value = tree.get(format::meta_key(first_seq))?.ok_or_else(|| {
+                corrupt(first_seq, "the last segment has no index records".into())
+            })?;
             let metas = format::decode_meta(&metas_value).unwrap_or_default();
             let mut previous = if first_seq == 1 {
                 [0u8; 32]
             } else {
-                Self::chain_before(tree, first_seq).ok_or_else(|| corrupt(first_seq, "the chain before the last segment is missing".into()))?
+                Self::chain_before(tree, first_seq).ok_or_else(|| {
+                    corrupt(
+                        first_seq,
+                        "the chain before the last segment is missing".into(),
+                    )
+                })?
             };
             for ((seq, bytes), meta) in view.iter().zip(&metas) {
                 let chain = format::chain_hash(&previous, seq, bytes);
                 if chain != meta.chain {
-                    return Err(corrupt(seq, "the stored bytes do not match the hash chain".into()));
+                    return Err(corrupt(
+                        seq,
+                        "the stored bytes do not match the hash chain".into(),
+                    ));
                 }
                 previous = chain;
             }
         }
-        Ok(State { head: Head { segments, ..head }, ids, streams })
+        Ok(State {
+            head: Head { segments, ..head },
+            ids,
+            streams,
+        })
     }
 
     fn chain_before(tree: &sled::Tree, first_seq: u64) -> Option<[u8; 32]> {
-        let (_, value) = tree.range(format::meta_key(0)..format::meta_key(first_seq)).next_back()?.ok()?;
+        let (_, value) = tree
+            .range(format::meta_key(0)..format::meta_key(first_seq))
+            .next_back()?
+            .ok()?;
         format::decode_meta(&value)?.last().map(|m| m.chain)
     }
 
     /// Takes the writer lock. There is one writer at a time; readers are never blocked
     /// except for the moment a commit publishes its index updates.
     pub fn writer(&self) -> LogWriter<'_> {
-        LogWriter { log: self, _guard: self.inner.writer.lock().unwrap_or_else(|e| e.into_inner()) }
+        LogWriter {
+            log: self,
+            _guard: self.inner.writer.lock().unwrap_or_else(|e| e.into_inner()),
+        }
     }
 
     pub fn last_seq(&self) -> u64 {
@@ -413,7 +464,11 @@ impl Log {
                         what: "segment is unreadable".into(),
                     });
                 }
-                Ok(Segment { first_seq, value, tree: tree.clone() })
+                Ok(Segment {
+                    first_seq,
+                    value,
+                    tree: tree.clone(),
+                })
             })
     }
 
@@ -439,7 +494,10 @@ impl Log {
 
     /// One entry's bytes.
     pub fn read(&self, seq: u64) -> Result<Option<Vec<u8>>, LogError> {
-        self.read_range(seq, seq).next().transpose().map(|o| o.map(|(_, b)| b))
+        self.read_range(seq, seq)
+            .next()
+            .transpose()
+            .map(|o| o.map(|(_, b)| b))
     }
 
     /// Walks every segment: gapless sequence, readable segments and index records, hash
@@ -447,7 +505,12 @@ impl Log {
     /// head equal to the head record. Stops at the first problem and names its sequence.
     pub fn verify(&self, mut progress: impl FnMut(u64)) -> Result<VerifyReport, LogError> {
         let head = self.read_state().head;
-        let mut report = VerifyReport { entries: 0, segments: 0, chain_head: String::new(), problem: None };
+        let mut report = VerifyReport {
+            entries: 0,
+            segments: 0,
+            chain_head: String::new(),
+            problem: None,
+        };
         let mut previous = [0u8; 32];
         let mut expected_seq = 1u64;
         let mut ids = IdIndex::default();
@@ -466,37 +529,69 @@ impl Log {
             };
             let view = segment.view();
             if view.first_seq != expected_seq {
-                fail(&mut report, expected_seq, format!("gap: next segment starts at {}", view.first_seq));
+                fail(
+                    &mut report,
+                    expected_seq,
+                    format!("gap: next segment starts at {}", view.first_seq),
+                );
                 return Ok(report);
             }
             let Some(metas) = segment.meta()? else {
-                fail(&mut report, view.first_seq, "index records missing or unreadable".into());
+                fail(
+                    &mut report,
+                    view.first_seq,
+                    "index records missing or unreadable".into(),
+                );
                 return Ok(report);
             };
             if metas.len() != view.len() {
-                fail(&mut report, view.first_seq, "index records and segment differ in length".into());
+                fail(
+                    &mut report,
+                    view.first_seq,
+                    "index records and segment differ in length".into(),
+                );
                 return Ok(report);
             }
             for ((seq, bytes), meta) in view.iter().zip(&metas) {
                 let chain = format::chain_hash(&previous, seq, bytes);
                 if chain != meta.chain {
-                    fail(&mut report, seq, "stored bytes do not match the hash chain (modified or torn)".into());
+                    fail(
+                        &mut report,
+                        seq,
+                        "stored bytes do not match the hash chain (modified or torn)".into(),
+                    );
                     return Ok(report);
                 }
                 if ids.insert(meta.id, seq).is_some() {
-                    fail(&mut report, seq, format!("event id {} appears twice", meta.id));
+                    fail(
+                        &mut report,
+                        seq,
+                        format!("event id {} appears twice", meta.id),
+                    );
                     return Ok(report);
                 }
                 let version = versions.entry(meta.complaint_id.clone()).or_insert(0);
                 *version += 1;
                 if *version != meta.version {
-                    fail(&mut report, seq, format!("stream version {} where {} was expected", meta.version, version));
+                    fail(
+                        &mut report,
+                        seq,
+                        format!(
+                            "stream version {} where {} was expected",
+                            meta.version, version
+                        ),
+                    );
                     return Ok(report);
                 }
                 match plaint_events::decode_stored(bytes) {
-                    Ok(event) if event.id == meta.id && event.complaint_id == meta.complaint_id => {}
+                    Ok(event) if event.id == meta.id && event.complaint_id == meta.complaint_id => {
+                    }
                     _ => {
-                        fail(&mut report, seq, "stored event does not decode to its index record".into());
+                        fail(
+                            &mut report,
+                            seq,
+                            "stored event does not decode to its index record".into(),
+                        );
                         return Ok(report);
                     }
                 }
@@ -509,7 +604,11 @@ impl Log {
         }
         report.chain_head = hex(&previous);
         if expected_seq - 1 != head.last_seq || previous != head.chain {
-            fail(&mut report, expected_seq, "the head record does not match the end of the chain".into());
+            fail(
+                &mut report,
+                expected_seq,
+                "the head record does not match the end of the chain".into(),
+            );
         }
         Ok(report)
     }
@@ -538,7 +637,13 @@ impl Log {
 /// little earlier than asked. Returns (last sequence kept, entries removed). The removed
 /// events are still in JetStream and come back when the ingest consumer redelivers them.
 pub fn repair_truncate(path: &Path, keep_last_seq: u64) -> Result<(u64, u64), LogError> {
-    let db = sled::Config::new().path(path).open().map_err(|source| LogError::Open { path: path.to_path_buf(), source })?;
+    let db = sled::Config::new()
+        .path(path)
+        .open()
+        .map_err(|source| LogError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let tree = db.open_tree("log")?;
     let mut removed = 0u64;
     let mut batch = sled::Batch::default();
@@ -551,7 +656,9 @@ pub fn repair_truncate(path: &Path, keep_last_seq: u64) -> Result<(u64, u64), Lo
         let count = metas.as_ref().map_or(0, Vec::len) as u64;
         let last = first_seq + count.max(1) - 1;
         let readable = metas.is_some()
-            && tree.get(format::segment_key(first_seq))?.is_some_and(|s| SegmentView::parse(&s).is_some_and(|v| v.len() as u64 == count));
+            && tree
+                .get(format::segment_key(first_seq))?
+                .is_some_and(|s| SegmentView::parse(&s).is_some_and(|v| v.len() as u64 == count));
         if truncating || last > keep_last_seq || !readable || first_seq != head.last_seq + 1 {
             truncating = true;
             batch.remove(key.clone());
@@ -561,7 +668,9 @@ pub fn repair_truncate(path: &Path, keep_last_seq: u64) -> Result<(u64, u64), Lo
         }
         head = Head {
             last_seq: last,
-            chain: metas.and_then(|m| m.last().map(|m| m.chain)).unwrap_or(head.chain),
+            chain: metas
+                .and_then(|m| m.last().map(|m| m.chain))
+                .unwrap_or(head.chain),
             segments: head.segments + 1,
         };
     }
@@ -631,7 +740,10 @@ impl Segment {
 
     /// The segment's index records, read on demand (filters need them, plain replay not).
     pub fn meta(&self) -> Result<Option<Vec<EntryMeta>>, LogError> {
-        Ok(self.tree.get(format::meta_key(self.first_seq))?.and_then(|v| format::decode_meta(&v)))
+        Ok(self
+            .tree
+            .get(format::meta_key(self.first_seq))?
+            .and_then(|v| format::decode_meta(&v)))
     }
 }
 
@@ -668,11 +780,19 @@ impl LogWriter<'_> {
     /// Decides what happens to `candidate` if the batch commits, and stages it if it is to
     /// be appended. Rules, in order: duplicate id (same content → `Duplicate`, other content
     /// → `conflicting_duplicate`); expected version; lifecycle; subject region.
-    pub fn stage(&self, batch: &mut PendingBatch, candidate: Candidate<'_>) -> Result<Outcome, LogError> {
+    pub fn stage(
+        &self,
+        batch: &mut PendingBatch,
+        candidate: Candidate<'_>,
+    ) -> Result<Outcome, LogError> {
         let event = candidate.event;
         if let Some(&i) = batch.by_id.get(&event.id) {
             let seq = batch.first_seq + i as u64;
-            return Ok(duplicate_or_conflict(seq, &batch.entries[i].bytes, candidate.bytes));
+            return Ok(duplicate_or_conflict(
+                seq,
+                &batch.entries[i].bytes,
+                candidate.bytes,
+            ));
         }
         if let Some(seq) = self.log.seq_of_id(&event.id) {
             let stored = self.log.read(seq)?.unwrap_or_default();
@@ -689,17 +809,23 @@ impl LogWriter<'_> {
         let current_version = current.as_ref().map_or(0, |s| s.version);
         if let ExpectedVersion::Exactly(expected) = candidate.expected {
             if expected != current_version {
-                return Ok(Outcome::VersionConflict { expected, actual: current_version });
+                return Ok(Outcome::VersionConflict {
+                    expected,
+                    actual: current_version,
+                });
             }
         }
-        let status = match lifecycle::check(current.as_ref().map(|s| s.status), event.event_type()) {
+        let status = match lifecycle::check(current.as_ref().map(|s| s.status), event.event_type())
+        {
             Ok(status) => status,
             Err(rejection) => return Ok(Outcome::Rejected(rejection)),
         };
         let region = match (&event.body, &current) {
             (EventBody::Filed(filed), _) => filed.region.clone(),
             (_, Some(s)) => s.region.clone(),
-            (_, None) => unreachable!("lifecycle::check accepts only complaint.filed for a new complaint"),
+            (_, None) => {
+                unreachable!("lifecycle::check accepts only complaint.filed for a new complaint")
+            }
         };
         if let Some(subject_region) = candidate.subject_region {
             if subject_region != region {
@@ -717,7 +843,11 @@ impl LogWriter<'_> {
         batch.by_id.insert(event.id, batch.entries.len());
         batch.streams.insert(
             event.complaint_id.clone(),
-            PendingStream { status, version, region: region.clone() },
+            PendingStream {
+                status,
+                version,
+                region: region.clone(),
+            },
         );
         batch.entries.push(PendingEntry {
             meta: EntryMeta {
@@ -746,7 +876,11 @@ impl LogWriter<'_> {
         }
         let inner = &self.log.inner;
         let head = self.log.read_state().head;
-        assert_eq!(batch.first_seq, head.last_seq + 1, "a batch must be committed by the writer that began it");
+        assert_eq!(
+            batch.first_seq,
+            head.last_seq + 1,
+            "a batch must be committed by the writer that began it"
+        );
         let mut entries = batch.entries;
         let mut chain = head.chain;
         for (i, entry) in entries.iter_mut().enumerate() {
@@ -754,12 +888,20 @@ impl LogWriter<'_> {
             entry.meta.chain = chain;
         }
         let last_seq = batch.first_seq + entries.len() as u64 - 1;
-        let segment = format::encode_segment(batch.first_seq, entries.iter().map(|e| e.bytes.as_slice()));
+        let segment =
+            format::encode_segment(batch.first_seq, entries.iter().map(|e| e.bytes.as_slice()));
         let metas: Vec<EntryMeta> = entries.into_iter().map(|e| e.meta).collect();
-        let new_head = Head { last_seq, chain, segments: head.segments + 1 };
+        let new_head = Head {
+            last_seq,
+            chain,
+            segments: head.segments + 1,
+        };
         let mut write = sled::Batch::default();
         write.insert(&format::segment_key(batch.first_seq)[..], segment);
-        write.insert(&format::meta_key(batch.first_seq)[..], format::encode_meta(&metas));
+        write.insert(
+            &format::meta_key(batch.first_seq)[..],
+            format::encode_meta(&metas),
+        );
         write.insert(format::HEAD_KEY, new_head.encode());
         inner.tree.apply_batch(write)?;
         {
@@ -767,14 +909,20 @@ impl LogWriter<'_> {
             for (i, meta) in metas.iter().enumerate() {
                 let seq = batch.first_seq + i as u64;
                 state.ids.insert(meta.id, seq);
-                state.streams.record(&meta.complaint_id, &meta.region, meta.event_type, seq);
+                state
+                    .streams
+                    .record(&meta.complaint_id, &meta.region, meta.event_type, seq);
             }
             state.head = new_head;
         }
         let durable = self.log.make_durable();
         inner.tail.send_replace(last_seq);
         durable?;
-        Ok(Some(Committed { first_seq: batch.first_seq, last_seq, chain }))
+        Ok(Some(Committed {
+            first_seq: batch.first_seq,
+            last_seq,
+            chain,
+        }))
     }
 
     /// Stages and commits one event (operator commands, tools).
@@ -799,9 +947,11 @@ fn duplicate_or_conflict(seq: u64, stored: &[u8], incoming: &[u8]) -> Outcome {
 }
 
 fn json_equal(a: &[u8], b: &[u8]) -> bool {
-    match (serde_json::from_slice::<serde_json::Value>(a), serde_json::from_slice::<serde_json::Value>(b)) {
+    match (
+        serde_json::from_slice::<serde_json::Value>(a),
+        serde_json::from_slice::<serde_json::Value>(b),
+    ) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
 }
-

@@ -7,8 +7,14 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 fn open(dir: &std::path::Path) -> Log {
-    Log::open(dir.join("plaint.sled"), LogOptions { durability: plaint_log::Durability::Flush, ..Default::default() })
-        .unwrap()
+    Log::open(
+        dir.join("plaint.sled"),
+        LogOptions {
+            durability: plaint_log::Durability::Flush,
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 /// Stages each event in one batch and commits; returns the outcomes.
@@ -23,7 +29,12 @@ fn append_from(log: &Log, events: &[Value], subject_region: Option<&str>) -> Vec
     let encoded: Vec<Vec<u8>> = events.iter().map(fixtures::bytes).collect();
     for bytes in &encoded {
         let event = decode_stored(bytes).unwrap();
-        let candidate = Candidate { event: &event, bytes, subject_region, expected: ExpectedVersion::Any };
+        let candidate = Candidate {
+            event: &event,
+            bytes,
+            subject_region,
+            expected: ExpectedVersion::Any,
+        };
         outcomes.push(writer.stage(&mut batch, candidate).unwrap());
     }
     writer.commit(batch).unwrap();
@@ -43,8 +54,9 @@ fn appends_are_gapless_ordered_and_survive_reopen() {
     let log = open(dir.path());
     let mut all = Vec::new();
     for batch in 0..5 {
-        let events: Vec<Value> =
-            (0..40).map(|i| fixtures::filed(&format!("C-{batch}-{i}"), "eu", "billing", at(i))).collect();
+        let events: Vec<Value> = (0..40)
+            .map(|i| fixtures::filed(&format!("C-{batch}-{i}"), "eu", "billing", at(i)))
+            .collect();
         let outcomes = append(&log, &events);
         for (i, o) in outcomes.iter().enumerate() {
             assert_eq!(*o, Outcome::Appended((batch * 40 + i + 1) as u64));
@@ -55,7 +67,11 @@ fn appends_are_gapless_ordered_and_survive_reopen() {
     assert_eq!(stored.len(), 200);
     for (i, (seq, bytes)) in stored.iter().enumerate() {
         assert_eq!(*seq, i as u64 + 1);
-        assert_eq!(bytes, &fixtures::bytes(&all[i]), "bytes are kept exactly as received");
+        assert_eq!(
+            bytes,
+            &fixtures::bytes(&all[i]),
+            "bytes are kept exactly as received"
+        );
     }
     let head = log.status();
     drop(log);
@@ -73,11 +89,15 @@ fn same_id_same_content_is_a_duplicate_even_reformatted() {
     let filed = fixtures::filed("C-1", "eu", "billing", at(0));
     assert_eq!(append(&log, &[filed.clone()]), vec![Outcome::Appended(1)]);
     // serde_json::Value prints keys sorted: a different byte layout of the same JSON.
-    let reformatted: Value = serde_json::from_str(&serde_json::to_string_pretty(&filed).unwrap()).unwrap();
+    let reformatted: Value =
+        serde_json::from_str(&serde_json::to_string_pretty(&filed).unwrap()).unwrap();
     assert_eq!(append(&log, &[reformatted]), vec![Outcome::Duplicate(1)]);
     // Within one batch too.
     let ack = fixtures::acknowledged("C-1", at(5));
-    assert_eq!(append(&log, &[ack.clone(), ack]), vec![Outcome::Appended(2), Outcome::Duplicate(2)]);
+    assert_eq!(
+        append(&log, &[ack.clone(), ack]),
+        vec![Outcome::Appended(2), Outcome::Duplicate(2)]
+    );
     assert_eq!(log.last_seq(), 2);
 }
 
@@ -90,7 +110,10 @@ fn same_id_other_content_is_rejected_and_the_original_stays() {
     let mut changed = filed.clone();
     changed["data"]["category"] = "delivery".into();
     let outcomes = append(&log, &[changed]);
-    assert_eq!(rejected(&outcomes[0]), Some(RejectReason::ConflictingDuplicate));
+    assert_eq!(
+        rejected(&outcomes[0]),
+        Some(RejectReason::ConflictingDuplicate)
+    );
     assert_eq!(log.read(1).unwrap().unwrap(), fixtures::bytes(&filed));
 }
 
@@ -135,9 +158,17 @@ fn lifecycle_rules_are_enforced_with_the_batch_so_far() {
 fn subject_region_must_be_the_complaints_region() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
-    let o = append_from(&log, &[fixtures::filed("C-1", "eu", "billing", at(0))], Some("us"));
+    let o = append_from(
+        &log,
+        &[fixtures::filed("C-1", "eu", "billing", at(0))],
+        Some("us"),
+    );
     assert_eq!(rejected(&o[0]), Some(RejectReason::SubjectRegionMismatch));
-    append_from(&log, &[fixtures::filed("C-1", "eu", "billing", at(0))], Some("eu"));
+    append_from(
+        &log,
+        &[fixtures::filed("C-1", "eu", "billing", at(0))],
+        Some("eu"),
+    );
     let o = append_from(&log, &[fixtures::acknowledged("C-1", at(1))], Some("us"));
     assert_eq!(rejected(&o[0]), Some(RejectReason::SubjectRegionMismatch));
 }
@@ -168,7 +199,13 @@ fn racing_expected_version_appends_have_one_winner() {
     let mut outcomes: Vec<Outcome> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     outcomes.sort_by_key(|o| matches!(o, Outcome::VersionConflict { .. }));
     assert_eq!(outcomes[0], Outcome::Appended(2));
-    assert_eq!(outcomes[1], Outcome::VersionConflict { expected: 1, actual: 2 });
+    assert_eq!(
+        outcomes[1],
+        Outcome::VersionConflict {
+            expected: 1,
+            actual: 2
+        }
+    );
 }
 
 fn flip_byte_in_segment_holding(log: &Log, seq: u64) {
@@ -191,8 +228,9 @@ fn verify_names_the_sequence_of_a_flipped_byte() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     for batch in 0..3 {
-        let events: Vec<Value> =
-            (0..10).map(|i| fixtures::filed(&format!("C-{batch}-{i}"), "eu", "billing", at(i))).collect();
+        let events: Vec<Value> = (0..10)
+            .map(|i| fixtures::filed(&format!("C-{batch}-{i}"), "eu", "billing", at(i)))
+            .collect();
         append(&log, &events);
     }
     assert!(log.verify(|_| {}).unwrap().problem.is_none());
@@ -212,7 +250,10 @@ fn a_damaged_last_segment_refuses_to_open_and_repair_truncates() {
     drop(log);
     let err = Log::open(dir.path().join("plaint.sled"), LogOptions::default()).unwrap_err();
     assert!(matches!(err, LogError::Corrupt { seq: 2, .. }), "{err}");
-    assert!(err.to_string().contains("plaint repair"), "the error names the recovery command: {err}");
+    assert!(
+        err.to_string().contains("plaint repair"),
+        "the error names the recovery command: {err}"
+    );
     // The repair path: truncate before the damaged entry; the log opens and verifies.
     let (kept, removed) = plaint_log::repair_truncate(&dir.path().join("plaint.sled"), 1).unwrap();
     assert_eq!((kept, removed), (1, 1));

@@ -62,14 +62,19 @@ pub async fn run(_config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
     let events = events_for(args.events);
     let n = events.len();
     let avg = events.iter().map(|e| e.bytes.len()).sum::<usize>() / n.max(1);
-    println!("plaint bench: {n} demo events, {avg} bytes on average, {} cores", std::thread::available_parallelism().map_or(1, |p| p.get()));
+    println!(
+        "plaint bench: {n} demo events, {avg} bytes on average, {} cores",
+        std::thread::available_parallelism().map_or(1, |p| p.get())
+    );
     let mut rows = Vec::new();
     rows.push(bare_sled(&events)?);
     let dir = tempfile::tempdir()?;
     if !args.no_nats {
         let server = plaint_testkit::NatsServer::start();
         let client = async_nats::connect(server.url()).await?;
-        let js = jetstream::ContextBuilder::new().max_ack_inflight(4096).build(client.clone());
+        let js = jetstream::ContextBuilder::new()
+            .max_ack_inflight(4096)
+            .build(client.clone());
         let mut config = Config::default();
         config.nats.url = server.url();
         plaint_ingest::ensure_streams(&js, &config.topology).await?;
@@ -79,10 +84,25 @@ pub async fn run(_config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
             let data = dir.path().join(format!("ingest-{durability:?}"));
             rows.push(durable_ingest(&js, &config, &data, durability, n).await?);
         }
-        rows.extend(latency(&js, &config, dir.path(), args.latency_rate, args.latency_seconds).await?);
+        rows.extend(
+            latency(
+                &js,
+                &config,
+                dir.path(),
+                args.latency_rate,
+                args.latency_seconds,
+            )
+            .await?,
+        );
     }
     // Replay and rebuild over a log with the events, written through the log API.
-    let log = Log::open(dir.path().join("offline.sled"), LogOptions { durability: Durability::Flush, ..Default::default() })?;
+    let log = Log::open(
+        dir.path().join("offline.sled"),
+        LogOptions {
+            durability: Durability::Flush,
+            ..Default::default()
+        },
+    )?;
     rows.push(append_direct(&log, &events)?);
     rows.push(replay(&log)?);
     rows.extend(rebuilds(&log).await?);
@@ -96,7 +116,11 @@ pub async fn run(_config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
 
 fn bare_sled(events: &[demo::DemoEvent]) -> anyhow::Result<Row> {
     let dir = tempfile::tempdir()?;
-    let db = sled::Config::new().path(dir.path()).cache_capacity(128 << 20).mode(sled::Mode::HighThroughput).open()?;
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(128 << 20)
+        .mode(sled::Mode::HighThroughput)
+        .open()?;
     let log = db.open_tree("log")?;
     let ids = db.open_tree("ids")?;
     let started = Instant::now();
@@ -119,12 +143,18 @@ fn bare_sled(events: &[demo::DemoEvent]) -> anyhow::Result<Row> {
     })
 }
 
-async fn publish_all(js: &jetstream::Context, events: &[demo::DemoEvent], prefix: &str) -> anyhow::Result<Row> {
+async fn publish_all(
+    js: &jetstream::Context,
+    events: &[demo::DemoEvent],
+    prefix: &str,
+) -> anyhow::Result<Row> {
     let mut publisher = Publisher::new(js.clone(), 1024);
     let started = Instant::now();
     for e in events {
         let subject = e.subject.replacen("complaints.", &format!("{prefix}."), 1);
-        publisher.send(subject, Some(&e.id), Bytes::from(e.bytes.clone())).await?;
+        publisher
+            .send(subject, Some(&e.id), Bytes::from(e.bytes.clone()))
+            .await?;
     }
     let stats = publisher.finish().await?;
     Ok(Row {
@@ -146,10 +176,24 @@ async fn bare_consume(js: &jetstream::Context, n: usize) -> anyhow::Result<Row> 
         .await?;
     let started = Instant::now();
     let mut seen = 0usize;
-    let mut messages = consumer.stream().max_messages_per_batch(1000).messages().await?.ready_chunks(1000);
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(1000)
+        .messages()
+        .await?
+        .ready_chunks(1000);
     while seen < n {
-        let Some(chunk) = tokio::time::timeout(Duration::from_secs(30), messages.next()).await.context("bare consume stalled")? else { break };
-        let last = chunk.into_iter().filter_map(Result::ok).inspect(|_| seen += 1).last();
+        let Some(chunk) = tokio::time::timeout(Duration::from_secs(30), messages.next())
+            .await
+            .context("bare consume stalled")?
+        else {
+            break;
+        };
+        let last = chunk
+            .into_iter()
+            .filter_map(Result::ok)
+            .inspect(|_| seen += 1)
+            .last();
         if let Some(last) = last {
             last.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         }
@@ -161,29 +205,51 @@ async fn bare_consume(js: &jetstream::Context, n: usize) -> anyhow::Result<Row> 
     })
 }
 
-async fn durable_ingest(js: &jetstream::Context, config: &Config, data: &std::path::Path, durability: Durability, n: usize) -> anyhow::Result<Row> {
-    let log = Log::open(data, LogOptions { durability, ..Default::default() })?;
+async fn durable_ingest(
+    js: &jetstream::Context,
+    config: &Config,
+    data: &std::path::Path,
+    durability: Durability,
+    n: usize,
+) -> anyhow::Result<Row> {
+    let log = Log::open(
+        data,
+        LogOptions {
+            durability,
+            ..Default::default()
+        },
+    )?;
     let mut topology = config.topology.clone();
     topology.consumer = format!("bench-ingest-{durability:?}").to_lowercase();
-    let ingester = plaint_ingest::Ingester::new(log.clone(), js.clone(), topology, config.ingest.options());
+    let ingester =
+        plaint_ingest::Ingester::new(log.clone(), js.clone(), topology, config.ingest.options());
     let shutdown = CancellationToken::new();
     let started = Instant::now();
     let task = tokio::spawn(ingester.run(shutdown.clone()));
     let mut tail = log.subscribe();
     while log.last_seq() < n as u64 {
-        tokio::time::timeout(Duration::from_secs(60), tail.changed()).await.context("ingest stalled")??;
+        tokio::time::timeout(Duration::from_secs(60), tail.changed())
+            .await
+            .context("ingest stalled")??;
     }
     let elapsed = started.elapsed();
     shutdown.cancel();
     task.await??;
     Ok(Row {
-        what: format!("plaint: durable ingest JetStream → log, durability {durability:?}").to_lowercase(),
+        what: format!("plaint: durable ingest JetStream → log, durability {durability:?}")
+            .to_lowercase(),
         rate: rate(n, elapsed),
         note: "acked only after the batch is durable".into(),
     })
 }
 
-async fn latency(js: &jetstream::Context, config: &Config, dir: &std::path::Path, offered: u64, seconds: u64) -> anyhow::Result<Vec<Row>> {
+async fn latency(
+    js: &jetstream::Context,
+    config: &Config,
+    dir: &std::path::Path,
+    offered: u64,
+    seconds: u64,
+) -> anyhow::Result<Vec<Row>> {
     let count = (offered * seconds) as usize;
     let mut topology = config.topology.clone();
     topology.subject_prefix = "benchlat".into();
@@ -192,11 +258,13 @@ async fn latency(js: &jetstream::Context, config: &Config, dir: &std::path::Path
     topology.alerts_stream = "BENCH_LATENCY_ALERTS".into();
     plaint_ingest::ensure_streams(js, &topology).await?;
     let log = Log::open(dir.join("latency.sled"), LogOptions::default())?;
-    let ingester = plaint_ingest::Ingester::new(log.clone(), js.clone(), topology, config.ingest.options());
+    let ingester =
+        plaint_ingest::Ingester::new(log.clone(), js.clone(), topology, config.ingest.options());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(ingester.run(shutdown.clone()));
     let events = events_for(count);
-    let sent_at: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::new(std::sync::Mutex::new(Vec::with_capacity(count)));
+    let sent_at: Arc<std::sync::Mutex<Vec<Instant>>> =
+        Arc::new(std::sync::Mutex::new(Vec::with_capacity(count)));
     // Watch commits: each commit makes seqs up to the new head durable.
     let watcher = {
         let log = log.clone();
@@ -207,7 +275,10 @@ async fn latency(js: &jetstream::Context, config: &Config, dir: &std::path::Path
             let mut latencies = Vec::with_capacity(total as usize);
             let mut done = 0u64;
             while done < total {
-                if tokio::time::timeout(Duration::from_secs(30), tail.changed()).await.is_err() {
+                if tokio::time::timeout(Duration::from_secs(30), tail.changed())
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 let head = *tail.borrow_and_update();
@@ -228,18 +299,30 @@ async fn latency(js: &jetstream::Context, config: &Config, dir: &std::path::Path
         tokio::time::sleep_until(due.into()).await;
         sent_at.lock().unwrap().push(Instant::now());
         let subject = e.subject.replacen("complaints.", "benchlat.", 1);
-        publisher.send(subject, Some(&e.id), Bytes::from(e.bytes.clone())).await?;
+        publisher
+            .send(subject, Some(&e.id), Bytes::from(e.bytes.clone()))
+            .await?;
     }
     publisher.finish().await?;
     let mut latencies = watcher.await?;
     shutdown.cancel();
     task.await??;
     latencies.sort();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
     Ok(vec![Row {
         what: format!("plaint: publish → durable latency at {offered}/s offered (fsync)"),
         rate: offered as f64,
-        note: format!("p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} events", pct(0.5), pct(0.99), pct(1.0), latencies.len()),
+        note: format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} events",
+            pct(0.5),
+            pct(0.99),
+            pct(1.0),
+            latencies.len()
+        ),
     }])
 }
 
@@ -247,14 +330,22 @@ fn append_direct(log: &Log, events: &[demo::DemoEvent]) -> anyhow::Result<Row> {
     let started = Instant::now();
     let mut appended = 0;
     for chunk in events.chunks(1000) {
-        let decoded: Vec<_> = chunk.iter().map(|e| plaint_events::decode_stored(&e.bytes)).collect();
+        let decoded: Vec<_> = chunk
+            .iter()
+            .map(|e| plaint_events::decode_stored(&e.bytes))
+            .collect();
         let writer = log.writer();
         let mut batch = writer.begin();
         for (e, d) in chunk.iter().zip(&decoded) {
             let Ok(event) = d else { continue };
             let outcome = writer.stage(
                 &mut batch,
-                plaint_log::Candidate { event, bytes: &e.bytes, subject_region: None, expected: plaint_log::ExpectedVersion::Any },
+                plaint_log::Candidate {
+                    event,
+                    bytes: &e.bytes,
+                    subject_region: None,
+                    expected: plaint_log::ExpectedVersion::Any,
+                },
             )?;
             if matches!(outcome, plaint_log::Outcome::Appended(_)) {
                 appended += 1;
@@ -296,7 +387,13 @@ async fn rebuilds(log: &Log) -> anyhow::Result<Vec<Row>> {
     let p = plaint_service::serve_projectors(&config)?;
     let opts = plaint_runner::RunnerOptions::default;
     let reports = vec![
-        plaint_runner::rebuild(log, plaint_complaints::ComplaintsProjector::new(), opts(), |_| {}).await?,
+        plaint_runner::rebuild(
+            log,
+            plaint_complaints::ComplaintsProjector::new(),
+            opts(),
+            |_| {},
+        )
+        .await?,
         plaint_runner::rebuild(log, p.sla, opts(), |_| {}).await?,
         plaint_runner::rebuild(log, p.escalation, opts(), |_| {}).await?,
         plaint_runner::rebuild(log, p.trends, opts(), |_| {}).await?,
@@ -304,7 +401,10 @@ async fn rebuilds(log: &Log) -> anyhow::Result<Vec<Row>> {
     Ok(reports
         .into_iter()
         .map(|r| Row {
-            what: format!("plaint: rebuild of the {} view (decode + apply + commit)", r.projector),
+            what: format!(
+                "plaint: rebuild of the {} view (decode + apply + commit)",
+                r.projector
+            ),
             rate: r.events_per_second,
             note: format!("{} events", r.events),
         })

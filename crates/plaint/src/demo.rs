@@ -35,7 +35,9 @@ const CATEGORIES: &[(&str, u32)] = &[
 
 const CHANNELS: &[&str] = &["email", "phone", "web", "chat", "letter", "social"];
 const VENDORS: &[&str] = &["acme", "globex", "initech", "umbrella", "hooli"];
-const AGENTS: &[&str] = &["ana", "ben", "chloe", "dev", "emil", "fatima", "gus", "hana"];
+const AGENTS: &[&str] = &[
+    "ana", "ben", "chloe", "dev", "emil", "fatima", "gus", "hana",
+];
 const SUMMARIES: &[&str] = &[
     "Charged twice for the same order.",
     "Parcel arrived damaged.",
@@ -93,7 +95,10 @@ pub fn generate(complaints: usize, days: i64, seed: u64, now: Timestamp) -> Vec<
             _ => "critical",
         };
         let filed_at = start + minutes(rng.random_range(0.0..span_minutes));
-        let customer = format!("cust-{:05}", rng.random_range(0..(complaints as u32 / 2).max(10)));
+        let customer = format!(
+            "cust-{:05}",
+            rng.random_range(0..(complaints as u32 / 2).max(10))
+        );
         let mut data = json!({
             "customer_id": customer,
             "region": region,
@@ -122,36 +127,72 @@ pub fn generate(complaints: usize, days: i64, seed: u64, now: Timestamp) -> Vec<
             t = t + minutes(rng.random_range(5.0..(60.0 * slow)));
             life.push((t, "complaint.acknowledged", json!({"by": agent})));
             t = t + minutes(rng.random_range(1.0..120.0));
-            life.push((t, "complaint.assigned", json!({"assignee": agent, "team": format!("{region}-care")})));
+            life.push((
+                t,
+                "complaint.assigned",
+                json!({"assignee": agent, "team": format!("{region}-care")}),
+            ));
             if rng.random_bool(0.2) {
                 t = t + minutes(rng.random_range(10.0..240.0));
                 let due = t + minutes(rng.random_range(60.0..1440.0));
-                life.push((t, "complaint.callback_promised", json!({"by": agent, "due_by": due.to_string()})));
+                life.push((
+                    t,
+                    "complaint.callback_promised",
+                    json!({"by": agent, "due_by": due.to_string()}),
+                ));
                 if rng.random_bool(0.8) {
                     t = due - minutes(rng.random_range(1.0..50.0));
-                    life.push((t, "complaint.customer_contacted", json!({"by": agent, "channel": "phone"})));
+                    life.push((
+                        t,
+                        "complaint.customer_contacted",
+                        json!({"by": agent, "channel": "phone"}),
+                    ));
                 }
             }
             if rng.random_bool(0.25) {
                 t = t + minutes(rng.random_range(30.0..600.0));
-                life.push((t, "complaint.awaiting_customer", json!({"by": agent, "reason": "needs receipt"})));
+                life.push((
+                    t,
+                    "complaint.awaiting_customer",
+                    json!({"by": agent, "reason": "needs receipt"}),
+                ));
                 t = t + minutes(rng.random_range(60.0..4000.0));
                 life.push((t, "complaint.customer_replied", json!({"channel": "email"})));
             }
             t = t + minutes(rng.random_range(30.0..3000.0));
-            life.push((t, "complaint.customer_contacted", json!({"by": agent, "channel": one(&mut rng, CHANNELS)})));
+            life.push((
+                t,
+                "complaint.customer_contacted",
+                json!({"by": agent, "channel": one(&mut rng, CHANNELS)}),
+            ));
             if rng.random_bool(0.03) {
                 t = t + minutes(rng.random_range(5.0..60.0));
-                life.push((t, "complaint.escalated", json!({"tier": 3, "reason": "customer threatens legal action", "by": agent})));
+                life.push((
+                    t,
+                    "complaint.escalated",
+                    json!({"tier": 3, "reason": "customer threatens legal action", "by": agent}),
+                ));
             }
             if rng.random_bool(0.8) {
                 t = t + minutes(rng.random_range(60.0..6000.0));
-                life.push((t, "complaint.resolved", json!({"by": agent, "resolution": "refund issued"})));
+                life.push((
+                    t,
+                    "complaint.resolved",
+                    json!({"by": agent, "resolution": "refund issued"}),
+                ));
                 if rng.random_bool(0.1) {
                     t = t + minutes(rng.random_range(60.0..4000.0));
-                    life.push((t, "complaint.reopened", json!({"reason": "problem came back"})));
+                    life.push((
+                        t,
+                        "complaint.reopened",
+                        json!({"reason": "problem came back"}),
+                    ));
                     t = t + minutes(rng.random_range(60.0..3000.0));
-                    life.push((t, "complaint.resolved", json!({"by": agent, "resolution": "replacement sent"})));
+                    life.push((
+                        t,
+                        "complaint.resolved",
+                        json!({"by": agent, "resolution": "replacement sent"}),
+                    ));
                 }
                 if rng.random_bool(0.7) {
                     t = t + minutes(rng.random_range(600.0..4000.0));
@@ -159,7 +200,11 @@ pub fn generate(complaints: usize, days: i64, seed: u64, now: Timestamp) -> Vec<
                 }
             } else if rng.random_bool(0.2) {
                 t = t + minutes(rng.random_range(60.0..3000.0));
-                life.push((t, "complaint.withdrawn", json!({"reason": "customer gave up"})));
+                life.push((
+                    t,
+                    "complaint.withdrawn",
+                    json!({"reason": "customer gave up"}),
+                ));
             }
         }
         for (time, event_type, data) in life {
@@ -167,7 +212,10 @@ pub fn generate(complaints: usize, days: i64, seed: u64, now: Timestamp) -> Vec<
             if time > now {
                 break;
             }
-            let event_id = Uuid::new_v5(&plaint_events::own::NAMESPACE, format!("demo/{id}/{event_type}/{time}").as_bytes());
+            let event_id = Uuid::new_v5(
+                &plaint_events::own::NAMESPACE,
+                format!("demo/{id}/{event_type}/{time}").as_bytes(),
+            );
             let value = json!({
                 "specversion": "1.0",
                 "id": event_id.to_string(),
@@ -178,7 +226,9 @@ pub fn generate(complaints: usize, days: i64, seed: u64, now: Timestamp) -> Vec<
                 "datacontenttype": "application/json",
                 "data": data,
             });
-            let kind = plaint_events::EventType::parse(event_type).expect("demo types are valid").subject_kind();
+            let kind = plaint_events::EventType::parse(event_type)
+                .expect("demo types are valid")
+                .subject_kind();
             events.push(DemoEvent {
                 subject: format!("complaints.events.{region}.{kind}"),
                 id: event_id.to_string(),
@@ -212,7 +262,14 @@ mod tests {
             .iter()
             .map(|e| e.subject.rsplit('.').next().unwrap())
             .collect();
-        for kind in ["filed", "acknowledged", "resolved", "reopened", "closed", "callback_promised"] {
+        for kind in [
+            "filed",
+            "acknowledged",
+            "resolved",
+            "reopened",
+            "closed",
+            "callback_promised",
+        ] {
             assert!(types.contains(kind), "demo has {kind}");
         }
     }

@@ -13,7 +13,9 @@ use std::{
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
-use clap::{parser::ValueSource, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{
+    parser::ValueSource, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand,
+};
 use plaint_service::{api, replay::ReplayFilter, Api, ApiError, ApiReply, Config};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -25,10 +27,20 @@ use tokio_util::sync::CancellationToken;
 /// Query commands talk to a running server over `complaints.api.>`; give `--data DIR`
 /// (or PLAINT_DATA) to read a data directory offline instead.
 #[derive(Debug, Parser)]
-#[command(name = "plaint", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "plaint",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     /// NATS server URL.
-    #[arg(long, global = true, env = "PLAINT_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        global = true,
+        env = "PLAINT_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     nats: String,
     /// Data directory (holds plaint.sled). Given explicitly, query commands read it offline.
     #[arg(long, global = true, env = "PLAINT_DATA", default_value = "./data")]
@@ -326,7 +338,10 @@ fn init_tracing(filter: Option<&str>, serve: bool) {
     let default = if serve { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn main() {
@@ -336,7 +351,10 @@ fn main() {
         Err(e) => e.exit(),
     };
     init_tracing(cli.log.as_deref(), matches!(cli.command, Command::Serve));
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result = runtime.block_on(run(cli, &matches));
     runtime.shutdown_timeout(Duration::from_secs(2));
     if let Err(error) = result {
@@ -365,7 +383,10 @@ fn load_config(cli: &Cli, matches: &ArgMatches) -> anyhow::Result<Config> {
 
 /// Where query commands get their answers.
 enum Target {
-    Remote { client: async_nats::Client, prefix: String },
+    Remote {
+        client: async_nats::Client,
+        prefix: String,
+    },
     Offline(Box<Api>),
 }
 
@@ -374,30 +395,53 @@ impl Target {
         let body = serde_json::to_vec(&request).expect("json");
         match self {
             Target::Remote { client, prefix } => {
-                api::call(client, prefix, command, Bytes::from(body), Duration::from_secs(120)).await
+                api::call(
+                    client,
+                    prefix,
+                    command,
+                    Bytes::from(body),
+                    Duration::from_secs(120),
+                )
+                .await
             }
             Target::Offline(api) => api.handle(command, &body).await,
         }
     }
 
-    async fn call_json(&self, command: &str, request: serde_json::Value) -> anyhow::Result<serde_json::Value> {
-        let reply = self.call(command, request).await.map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
+    async fn call_json(
+        &self,
+        command: &str,
+        request: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let reply = self
+            .call(command, request)
+            .await
+            .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
         serde_json::from_slice(&reply.body).context("the server's reply is not JSON")
     }
 }
 
 async fn target(cli: &Cli, matches: &ArgMatches, config: &Config) -> anyhow::Result<Target> {
-    let offline = matches.value_source("data").is_some_and(|s| s != ValueSource::DefaultValue);
+    let offline = matches
+        .value_source("data")
+        .is_some_and(|s| s != ValueSource::DefaultValue);
     if offline {
         if !config.db_path().exists() {
-            bail!("no plaint data in {} (expected {}); check --data", config.data.display(), config.db_path().display());
+            bail!(
+                "no plaint data in {} (expected {}); check --data",
+                config.data.display(),
+                config.db_path().display()
+            );
         }
         let api = plaint_service::open_offline(config.clone()).await?;
         return Ok(Target::Offline(Box::new(api)));
     }
     let _ = cli;
     let client = plaint_service::nats::connect(&config.nats).await?;
-    Ok(Target::Remote { client, prefix: config.topology.subject_prefix.clone() })
+    Ok(Target::Remote {
+        client,
+        prefix: config.topology.subject_prefix.clone(),
+    })
 }
 
 async fn jetstream(config: &Config) -> anyhow::Result<async_nats::jetstream::Context> {
@@ -421,7 +465,10 @@ fn progress_bar(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
     } else {
         format!("{what} {{spinner}} {{pos}} ({{per_sec}})")
     };
-    bar.set_style(indicatif::ProgressStyle::with_template(&template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     bar
 }
 
@@ -455,7 +502,10 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             let t = target(&cli, matches, &config).await?;
             let report = t.call_json("complaint", json!({"id": id})).await?;
             let sla = t.call_json("sla.complaint", json!({"id": id})).await.ok();
-            let escalation = t.call_json("escalation.history", json!({"id": id})).await.ok();
+            let escalation = t
+                .call_json("escalation.history", json!({"id": id}))
+                .await
+                .ok();
             if cli.json {
                 print_json(&json!({"complaint": report, "sla": sla, "escalation": escalation}));
             } else {
@@ -464,7 +514,10 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Verify => verify(&cli, matches, &config).await,
-        Command::Repair { truncate_after, redeliver } => repair(&config, *truncate_after, *redeliver).await,
+        Command::Repair {
+            truncate_after,
+            redeliver,
+        } => repair(&config, *truncate_after, *redeliver).await,
         Command::Rejected { command } => rejected(&config, command, cli.json).await,
         Command::Demo(args) => demo_cmd(&config, args).await,
         Command::Import(args) => import(&config, args, cli.json).await,
@@ -479,11 +532,20 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Trends { command } => {
             let t = target(&cli, matches, &config).await?;
             let value = match command {
-                TrendsCommand::Active { region, series, kind } => {
-                    t.call_json("trends.active", json!({"filter": {"region": region, "series": series, "kind": kind}})).await?
+                TrendsCommand::Active {
+                    region,
+                    series,
+                    kind,
+                } => {
+                    t.call_json(
+                        "trends.active",
+                        json!({"filter": {"region": region, "series": series, "kind": kind}}),
+                    )
+                    .await?
                 }
                 TrendsCommand::Series { region, series } => {
-                    t.call_json("trends.series", json!({"region": region, "series": series})).await?
+                    t.call_json("trends.series", json!({"region": region, "series": series}))
+                        .await?
                 }
                 TrendsCommand::Model => t.call_json("trends.model", json!({})).await?,
             };
@@ -498,7 +560,8 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -515,10 +578,19 @@ fn print_status(s: &serde_json::Value) {
     println!("mode        {}", s["mode"].as_str().unwrap_or("?"));
     println!("log head    {}", log["last_seq"]);
     println!("chain head  {}", log["chain_head"].as_str().unwrap_or(""));
-    println!("segments    {}   durability {}", log["segments"], log["durability"].as_str().unwrap_or(""));
+    println!(
+        "segments    {}   durability {}",
+        log["segments"],
+        log["durability"].as_str().unwrap_or("")
+    );
     println!("projectors");
     for p in s["projectors"].as_array().into_iter().flatten() {
-        println!("  {:<12} checkpoint {:>10}  lag {}", p["name"].as_str().unwrap_or(""), p["checkpoint"], p["lag"]);
+        println!(
+            "  {:<12} checkpoint {:>10}  lag {}",
+            p["name"].as_str().unwrap_or(""),
+            p["checkpoint"],
+            p["lag"]
+        );
     }
     let c = &s["complaints"];
     println!("complaints  {} total", c["total"]);
@@ -541,7 +613,11 @@ fn print_status(s: &serde_json::Value) {
     }
 }
 
-fn print_complaint(report: &serde_json::Value, sla: Option<&serde_json::Value>, escalation: Option<&serde_json::Value>) {
+fn print_complaint(
+    report: &serde_json::Value,
+    sla: Option<&serde_json::Value>,
+    escalation: Option<&serde_json::Value>,
+) {
     let state = &report["state"];
     println!(
         "complaint {}  region {}  lifecycle {}  version {}",
@@ -551,9 +627,27 @@ fn print_complaint(report: &serde_json::Value, sla: Option<&serde_json::Value>, 
         report["version"]
     );
     if state.is_object() {
-        for key in ["status", "category", "severity", "channel", "filed_at", "first_response_at", "resolved_at", "closed_at", "assignee", "escalation_tier", "reopen_count", "sla_breaches"] {
+        for key in [
+            "status",
+            "category",
+            "severity",
+            "channel",
+            "filed_at",
+            "first_response_at",
+            "resolved_at",
+            "closed_at",
+            "assignee",
+            "escalation_tier",
+            "reopen_count",
+            "sla_breaches",
+        ] {
             if let Some(v) = state.get(key).filter(|v| !v.is_null()) {
-                println!("  {key:<18} {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
+                println!(
+                    "  {key:<18} {}",
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string())
+                );
             }
         }
     }
@@ -567,13 +661,21 @@ fn print_complaint(report: &serde_json::Value, sla: Option<&serde_json::Value>, 
                 m["due_at"].as_str().unwrap_or("-"),
                 m["used_seconds"],
                 m["target_seconds"],
-                if m["breached"].as_bool() == Some(true) { "  BREACHED" } else { "" }
+                if m["breached"].as_bool() == Some(true) {
+                    "  BREACHED"
+                } else {
+                    ""
+                }
             );
         }
     }
     if let Some(e) = escalation {
         if let Some(current) = e.get("current").filter(|c| !c.is_null()) {
-            println!("escalation  tier {}  claimed by {}", current["tier"], current["claim"]["by"].as_str().unwrap_or("nobody"));
+            println!(
+                "escalation  tier {}  claimed by {}",
+                current["tier"],
+                current["claim"]["by"].as_str().unwrap_or("nobody")
+            );
         }
     }
     println!("history");
@@ -601,7 +703,13 @@ fn subject_for(
     let event_type = event["type"].as_str().unwrap_or_default();
     let kind = plaint_events::EventType::parse(event_type)
         .map(|t| t.subject_kind().to_owned())
-        .unwrap_or_else(|| event_type.rsplit('.').next().unwrap_or("unknown").to_owned());
+        .unwrap_or_else(|| {
+            event_type
+                .rsplit('.')
+                .next()
+                .unwrap_or("unknown")
+                .to_owned()
+        });
     let region = if let Some(r) = event["data"]["region"].as_str() {
         regions.insert(complaint, r.to_owned());
         r.to_owned()
@@ -612,10 +720,14 @@ fn subject_for(
     } else {
         bail!("no region known for complaint {complaint:?}: its complaint.filed is not earlier in the input; pass --region");
     };
-    Ok(plaint_events::subjects::event(prefix, &region, plaint_events::EventType::parse(event_type).unwrap_or(plaint_events::EventType::Filed))
-        .rsplit_once('.')
-        .map(|(head, _)| format!("{head}.{kind}"))
-        .unwrap_or_default())
+    Ok(plaint_events::subjects::event(
+        prefix,
+        &region,
+        plaint_events::EventType::parse(event_type).unwrap_or(plaint_events::EventType::Filed),
+    )
+    .rsplit_once('.')
+    .map(|(head, _)| format!("{head}.{kind}"))
+    .unwrap_or_default())
 }
 
 async fn publish_ndjson(config: &Config, args: &PublishArgs, json_out: bool) -> anyhow::Result<()> {
@@ -638,11 +750,18 @@ async fn publish_ndjson(config: &Config, args: &PublishArgs, json_out: bool) -> 
             serde_json::from_str(&line).with_context(|| format!("line {} is not JSON", n + 1))?;
         // Accept replay output too: {"seq": N, "event": {...}}.
         let (event, payload) = match value.get("event") {
-            Some(e) if value.get("seq").is_some() => (e.clone(), Bytes::from(serde_json::to_vec(e)?)),
+            Some(e) if value.get("seq").is_some() => {
+                (e.clone(), Bytes::from(serde_json::to_vec(e)?))
+            }
             _ => (value, Bytes::from(line.into_bytes())),
         };
-        let subject = subject_for(&config.topology.subject_prefix, &event, &mut regions, args.region.as_deref())
-            .with_context(|| format!("line {}", n + 1))?;
+        let subject = subject_for(
+            &config.topology.subject_prefix,
+            &event,
+            &mut regions,
+            args.region.as_deref(),
+        )
+        .with_context(|| format!("line {}", n + 1))?;
         let id = event["id"].as_str().map(str::to_owned);
         publisher.send(subject, id.as_deref(), payload).await?;
         bar.inc(1);
@@ -660,7 +779,12 @@ async fn publish_ndjson(config: &Config, args: &PublishArgs, json_out: bool) -> 
     Ok(())
 }
 
-async fn replay(cli: &Cli, matches: &ArgMatches, config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
+async fn replay(
+    cli: &Cli,
+    matches: &ArgMatches,
+    config: &Config,
+    args: &ReplayArgs,
+) -> anyhow::Result<()> {
     let filter = args.filter.filter();
     filter.parsed_types().map_err(|e| anyhow::anyhow!(e))?;
     let t = target(cli, matches, config).await?;
@@ -701,12 +825,20 @@ async fn replay(cli: &Cli, matches: &ArgMatches, config: &Config, args: &ReplayA
     out.flush()?;
     if let Some(p) = publisher {
         let stats = p.finish().await?;
-        eprintln!("republished {} events ({} accepted, {} duplicates)", stats.published, stats.accepted, stats.duplicates);
+        eprintln!(
+            "republished {} events ({} accepted, {} duplicates)",
+            stats.published, stats.accepted, stats.duplicates
+        );
     }
     Ok(())
 }
 
-async fn publisher_send(p: &mut publish::Publisher, subject: &str, id: Option<&str>, payload: Vec<u8>) -> anyhow::Result<()> {
+async fn publisher_send(
+    p: &mut publish::Publisher,
+    subject: &str,
+    id: Option<&str>,
+    payload: Vec<u8>,
+) -> anyhow::Result<()> {
     p.send(subject.to_owned(), id, Bytes::from(payload)).await
 }
 
@@ -714,7 +846,9 @@ async fn rebuild(config: &Config, projector: &str, json_out: bool) -> anyhow::Re
     let names: Vec<&str> = match projector {
         "all" => vec!["complaints", "sla", "escalation", "trends"],
         one @ ("complaints" | "sla" | "escalation" | "trends") => vec![one],
-        other => bail!("no projector named {other:?}; use complaints, sla, escalation, trends or all"),
+        other => {
+            bail!("no projector named {other:?}; use complaints, sla, escalation, trends or all")
+        }
     };
     let log = plaint_log::Log::open(config.db_path(), config.log_options())?;
     for name in names {
@@ -723,7 +857,15 @@ async fn rebuild(config: &Config, projector: &str, json_out: bool) -> anyhow::Re
         let progress = |seq| bar.set_position(seq);
         let projectors = plaint_service::serve_projectors(config)?;
         let report = match name {
-            "complaints" => plaint_runner::rebuild(&log, plaint_complaints::ComplaintsProjector::new(), options, progress).await?,
+            "complaints" => {
+                plaint_runner::rebuild(
+                    &log,
+                    plaint_complaints::ComplaintsProjector::new(),
+                    options,
+                    progress,
+                )
+                .await?
+            }
             "sla" => plaint_runner::rebuild(&log, projectors.sla, options, progress).await?,
             "trends" => plaint_runner::rebuild(&log, projectors.trends, options, progress).await?,
             _ => plaint_runner::rebuild(&log, projectors.escalation, options, progress).await?,
@@ -734,7 +876,12 @@ async fn rebuild(config: &Config, projector: &str, json_out: bool) -> anyhow::Re
         } else {
             println!(
                 "{:<12} {} events in {:.2}s ({:.0}/s), checkpoint {}, digest {}",
-                report.projector, report.events, report.seconds, report.events_per_second, report.checkpoint, report.digest
+                report.projector,
+                report.events,
+                report.seconds,
+                report.events_per_second,
+                report.checkpoint,
+                report.digest
             );
         }
     }
@@ -747,7 +894,12 @@ async fn verify(cli: &Cli, matches: &ArgMatches, config: &Config) -> anyhow::Res
     if cli.json {
         print_json(&report);
     } else if report["problem"].is_null() {
-        println!("ok: {} entries in {} segments, chain head {}", report["entries"], report["segments"], report["chain_head"].as_str().unwrap_or(""));
+        println!(
+            "ok: {} entries in {} segments, chain head {}",
+            report["entries"],
+            report["segments"],
+            report["chain_head"].as_str().unwrap_or("")
+        );
     }
     if let Some(problem) = report.get("problem").filter(|p| !p.is_null()) {
         bail!(
@@ -759,7 +911,11 @@ async fn verify(cli: &Cli, matches: &ArgMatches, config: &Config) -> anyhow::Res
     Ok(())
 }
 
-async fn repair(config: &Config, truncate_after: Option<u64>, redeliver: bool) -> anyhow::Result<()> {
+async fn repair(
+    config: &Config,
+    truncate_after: Option<u64>,
+    redeliver: bool,
+) -> anyhow::Result<()> {
     // Opening checks the head; a damaged log refuses, so open the raw tree for repair.
     let keep = match truncate_after {
         Some(seq) => seq,
@@ -791,9 +947,16 @@ async fn repair(config: &Config, truncate_after: Option<u64>, redeliver: bool) -
     Ok(())
 }
 
-async fn rejected(config: &Config, command: &RejectedCommand, json_out: bool) -> anyhow::Result<()> {
+async fn rejected(
+    config: &Config,
+    command: &RejectedCommand,
+    json_out: bool,
+) -> anyhow::Result<()> {
     let js = jetstream(config).await?;
-    let mut stream = js.get_stream(&config.topology.rejected_stream).await.context("no rejected stream")?;
+    let mut stream = js
+        .get_stream(&config.topology.rejected_stream)
+        .await
+        .context("no rejected stream")?;
     let info = stream.info().await?.clone();
     let (reason_filter, seq_filter, limit) = match command {
         RejectedCommand::List { reason, limit } => (reason.clone(), None, *limit),
@@ -807,8 +970,16 @@ async fn rejected(config: &Config, command: &RejectedCommand, json_out: bool) ->
         if shown >= limit {
             break;
         }
-        let Ok(message) = stream.get_raw_message(seq).await else { continue };
-        let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_owned()).unwrap_or_default();
+        let Ok(message) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        let header = |name: &str| {
+            message
+                .headers
+                .get(name)
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default()
+        };
         let reason = header("Plaint-Reject-Reason");
         if reason_filter.as_ref().is_some_and(|r| *r != reason) {
             continue;
@@ -832,8 +1003,14 @@ async fn rejected(config: &Config, command: &RejectedCommand, json_out: bool) ->
                 if subject.is_empty() {
                     continue;
                 }
-                js.publish(subject, message.payload.clone()).await?.await.context("republish not acknowledged")?;
-                stream.delete_message(seq).await.context("cannot remove the retried message")?;
+                js.publish(subject, message.payload.clone())
+                    .await?
+                    .await
+                    .context("republish not acknowledged")?;
+                stream
+                    .delete_message(seq)
+                    .await
+                    .context("cannot remove the retried message")?;
                 retried += 1;
             }
         }
@@ -841,13 +1018,23 @@ async fn rejected(config: &Config, command: &RejectedCommand, json_out: bool) ->
     if let RejectedCommand::Retry { .. } = command {
         println!("republished {retried} rejected events to their original subjects; any still invalid are rejected again");
     } else if shown == 0 && !json_out {
-        println!("no rejected events{}", reason_filter.map(|r| format!(" with reason {r}")).unwrap_or_default());
+        println!(
+            "no rejected events{}",
+            reason_filter
+                .map(|r| format!(" with reason {r}"))
+                .unwrap_or_default()
+        );
     }
     Ok(())
 }
 
 async fn demo_cmd(config: &Config, args: &DemoArgs) -> anyhow::Result<()> {
-    let events = demo::generate(args.complaints, args.days, args.seed, jiff::Timestamp::now());
+    let events = demo::generate(
+        args.complaints,
+        args.days,
+        args.seed,
+        jiff::Timestamp::now(),
+    );
     if !args.publish {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
@@ -867,19 +1054,28 @@ async fn demo_cmd(config: &Config, args: &DemoArgs) -> anyhow::Result<()> {
             Some(rest) => format!("{prefix}.{rest}"),
             None => e.subject,
         };
-        publisher.send(subject, Some(&e.id), Bytes::from(e.bytes)).await?;
+        publisher
+            .send(subject, Some(&e.id), Bytes::from(e.bytes))
+            .await?;
         bar.inc(1);
     }
     let stats = publisher.finish().await?;
     bar.finish_and_clear();
-    println!("demo: published {} events ({} accepted, {} duplicates) in {:.1}s", stats.published, stats.accepted, stats.duplicates, stats.seconds);
+    println!(
+        "demo: published {} events ({} accepted, {} duplicates) in {:.1}s",
+        stats.published, stats.accepted, stats.duplicates, stats.seconds
+    );
     Ok(())
 }
 
 async fn import(config: &Config, args: &ImportArgs, json_out: bool) -> anyhow::Result<()> {
     let mapping = plaint_import::Mapping::load(&args.mapping)?;
     let mut importer = plaint_import::Importer::open(&mapping, &args.file)?;
-    let mut publisher = if args.dry_run { None } else { Some(publish::Publisher::new(jetstream(config).await?, 2048)) };
+    let mut publisher = if args.dry_run {
+        None
+    } else {
+        Some(publish::Publisher::new(jetstream(config).await?, 2048))
+    };
     let total = importer.progress().total_bytes;
     let bar = progress_bar(total, "importing (bytes)");
     let prefix = config.topology.subject_prefix.clone();
@@ -887,9 +1083,12 @@ async fn import(config: &Config, args: &ImportArgs, json_out: bool) -> anyhow::R
     while let Some(item) = importer.next() {
         let item = item?;
         rows += 1;
-        if let (plaint_import::ImportItem::Imported { imported, .. }, Some(p)) = (&item, &mut publisher) {
+        if let (plaint_import::ImportItem::Imported { imported, .. }, Some(p)) =
+            (&item, &mut publisher)
+        {
             for m in imported.messages(&prefix) {
-                p.send(m.subject, Some(&m.msg_id), Bytes::from(m.payload)).await?;
+                p.send(m.subject, Some(&m.msg_id), Bytes::from(m.payload))
+                    .await?;
             }
         }
         if rows % 1000 == 0 {
@@ -910,7 +1109,10 @@ async fn import(config: &Config, args: &ImportArgs, json_out: bool) -> anyhow::R
     } else {
         println!("{summary}");
         if let Some(s) = stats {
-            println!("published {} events: {} accepted, {} duplicates, in {:.1}s", s.published, s.accepted, s.duplicates, s.seconds);
+            println!(
+                "published {} events: {} accepted, {} duplicates, in {:.1}s",
+                s.published, s.accepted, s.duplicates, s.seconds
+            );
         }
     }
     Ok(())
@@ -918,11 +1120,31 @@ async fn import(config: &Config, args: &ImportArgs, json_out: bool) -> anyhow::R
 
 async fn sla(t: &Target, command: &SlaCommand, json_out: bool) -> anyhow::Result<()> {
     match command {
-        SlaCommand::AtRisk(f) => print_json(&t.call_json("sla.at_risk", json!({"filter": f.json()})).await?),
-        SlaCommand::Breaches(f) => print_json(&t.call_json("sla.breaches", json!({"filter": f.json()})).await?),
-        SlaCommand::Complaint { id } => print_json(&t.call_json("sla.complaint", json!({"id": id})).await?),
-        SlaCommand::Compliance { from, to, group_by, format, filter } => {
-            let format = format.clone().unwrap_or_else(|| if json_out { "json".into() } else { "table".into() });
+        SlaCommand::AtRisk(f) => print_json(
+            &t.call_json("sla.at_risk", json!({"filter": f.json()}))
+                .await?,
+        ),
+        SlaCommand::Breaches(f) => print_json(
+            &t.call_json("sla.breaches", json!({"filter": f.json()}))
+                .await?,
+        ),
+        SlaCommand::Complaint { id } => {
+            print_json(&t.call_json("sla.complaint", json!({"id": id})).await?)
+        }
+        SlaCommand::Compliance {
+            from,
+            to,
+            group_by,
+            format,
+            filter,
+        } => {
+            let format = format.clone().unwrap_or_else(|| {
+                if json_out {
+                    "json".into()
+                } else {
+                    "table".into()
+                }
+            });
             let reply = t
                 .call(
                     "sla.compliance",
@@ -937,7 +1159,11 @@ async fn sla(t: &Target, command: &SlaCommand, json_out: bool) -> anyhow::Result
     Ok(())
 }
 
-async fn escalation(t: &Target, command: &EscalationCommand, _json_out: bool) -> anyhow::Result<()> {
+async fn escalation(
+    t: &Target,
+    command: &EscalationCommand,
+    _json_out: bool,
+) -> anyhow::Result<()> {
     let value = match command {
         EscalationCommand::Queue { tier, region, team, reason, claimed, offset, limit } => {
             t.call_json(

@@ -43,7 +43,12 @@ impl Publisher {
     }
 
     /// Sends one message; waits for an ack first if the window is full.
-    pub async fn send(&mut self, subject: String, msg_id: Option<&str>, payload: Bytes) -> anyhow::Result<()> {
+    pub async fn send(
+        &mut self,
+        subject: String,
+        msg_id: Option<&str>,
+        payload: Bytes,
+    ) -> anyhow::Result<()> {
         while self.in_flight.len() >= self.window {
             self.settle_one().await;
         }
@@ -55,7 +60,9 @@ impl Publisher {
             .js
             .publish_with_headers(subject, headers, payload)
             .await
-            .context("cannot publish to NATS; is the server up and does this user have permission?")?;
+            .context(
+                "cannot publish to NATS; is the server up and does this user have permission?",
+            )?;
         self.in_flight.push(ack.into_future());
         self.stats.published += 1;
         Ok(())

@@ -36,7 +36,11 @@ pub type ViewChange = (Vec<u8>, Option<Vec<u8>>);
 pub enum Effect {
     /// Publish to a JetStream subject (alerts, escalations) with `Nats-Msg-Id = msg_id`,
     /// so that the stream's duplicate window absorbs a repeat.
-    Publish { subject: String, msg_id: String, payload: Vec<u8> },
+    Publish {
+        subject: String,
+        msg_id: String,
+        payload: Vec<u8>,
+    },
     /// Write one of plaint's own events (wire bytes) through the `COMPLAINTS` stream on
     /// `subject`. Its UUIDv5 id makes a repeat a no-op in the log.
     AppendEvent { subject: String, event: Event },
@@ -95,7 +99,10 @@ pub struct ViewMap<V> {
 
 impl<V> Default for ViewMap<V> {
     fn default() -> Self {
-        ViewMap { rows: BTreeMap::new(), dirty: BTreeSet::new() }
+        ViewMap {
+            rows: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+        }
     }
 }
 
@@ -168,16 +175,22 @@ impl<V: Serialize + DeserializeOwned> ViewMap<V> {
 
     /// Replaces the content with persisted rows whose key starts with `prefix`; other rows
     /// are ignored.
-    pub fn restore_row(&mut self, projector: &'static str, prefix: &str, row: &ViewRow) -> Result<bool, ProjectionError> {
+    pub fn restore_row(
+        &mut self,
+        projector: &'static str,
+        prefix: &str,
+        row: &ViewRow,
+    ) -> Result<bool, ProjectionError> {
         let Some(key) = row.0.strip_prefix(prefix.as_bytes()) else {
             return Ok(false);
         };
         let key = String::from_utf8_lossy(key).into_owned();
-        let value = serde_json::from_slice(&row.1).map_err(|source| ProjectionError::CorruptRow {
-            projector,
-            key: key.clone(),
-            source,
-        })?;
+        let value =
+            serde_json::from_slice(&row.1).map_err(|source| ProjectionError::CorruptRow {
+                projector,
+                key: key.clone(),
+                source,
+            })?;
         self.rows.insert(key, value);
         Ok(true)
     }
@@ -214,7 +227,10 @@ mod tests {
         let changes = map.take_changes("x/");
         assert_eq!(
             changes,
-            vec![(b"x/a".to_vec(), Some(b"2".to_vec())), (b"x/b".to_vec(), Some(b"2".to_vec()))]
+            vec![
+                (b"x/a".to_vec(), Some(b"2".to_vec())),
+                (b"x/b".to_vec(), Some(b"2".to_vec()))
+            ]
         );
         assert!(map.take_changes("x/").is_empty());
         map.remove("a");
@@ -225,8 +241,11 @@ mod tests {
     fn restore_reads_back_what_was_written() {
         let mut map: ViewMap<Vec<u8>> = ViewMap::new();
         map.insert("k".into(), vec![1, 2]);
-        let rows: Vec<ViewRow> =
-            map.take_changes("p/").into_iter().map(|(k, v)| (k, v.unwrap())).collect();
+        let rows: Vec<ViewRow> = map
+            .take_changes("p/")
+            .into_iter()
+            .map(|(k, v)| (k, v.unwrap()))
+            .collect();
         let mut restored: ViewMap<Vec<u8>> = ViewMap::new();
         for row in &rows {
             assert!(restored.restore_row("t", "p/", row).unwrap());
@@ -238,7 +257,13 @@ mod tests {
     fn digest_depends_on_content_not_write_order() {
         let a = [(b"1".as_slice(), b"x".as_slice()), (b"2", b"y")];
         let b = [(b"1".as_slice(), b"x".as_slice()), (b"2", b"z")];
-        assert_eq!(digest_rows(a.iter().copied()), digest_rows(a.iter().copied()));
-        assert_ne!(digest_rows(a.iter().copied()), digest_rows(b.iter().copied()));
+        assert_eq!(
+            digest_rows(a.iter().copied()),
+            digest_rows(a.iter().copied())
+        );
+        assert_ne!(
+            digest_rows(a.iter().copied()),
+            digest_rows(b.iter().copied())
+        );
     }
 }

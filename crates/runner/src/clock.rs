@@ -37,7 +37,10 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: Timestamp) -> Self {
-        ManualClock { now: Arc::new(Mutex::new(start)), moved: Arc::new(Notify::new()) }
+        ManualClock {
+            now: Arc::new(Mutex::new(start)),
+            moved: Arc::new(Notify::new()),
+        }
     }
 
     pub fn set(&self, to: Timestamp) {
@@ -110,13 +113,24 @@ pub struct JumpGuardClock<C, M = InstantMonotonic> {
 
 impl<C: Clock> JumpGuardClock<C> {
     pub fn new(wall: C) -> Self {
-        Self::with_monotonic(wall, InstantMonotonic::default(), Duration::from_secs(2), 10)
+        Self::with_monotonic(
+            wall,
+            InstantMonotonic::default(),
+            Duration::from_secs(2),
+            10,
+        )
     }
 }
 
 impl<C: Clock, M: Monotonic> JumpGuardClock<C, M> {
     pub fn with_monotonic(wall: C, monotonic: M, tolerance: Duration, catch_up: u32) -> Self {
-        JumpGuardClock { wall, monotonic, tolerance, catch_up: catch_up.max(1), state: Mutex::new(None) }
+        JumpGuardClock {
+            wall,
+            monotonic,
+            tolerance,
+            catch_up: catch_up.max(1),
+            state: Mutex::new(None),
+        }
     }
 }
 
@@ -138,11 +152,17 @@ impl<C: Clock, M: Monotonic> Clock for JumpGuardClock<C, M> {
         } else if ahead.is_positive() {
             let allowed = jiff::SignedDuration::try_from(step * self.catch_up).unwrap_or_default();
             if ahead > allowed {
-                tracing::warn!(jump_s = ahead.as_secs(), "wall clock jumped ahead; catching up gradually");
+                tracing::warn!(
+                    jump_s = ahead.as_secs(),
+                    "wall clock jumped ahead; catching up gradually"
+                );
             }
             expected.checked_add(ahead.min(allowed)).unwrap_or(expected)
         } else {
-            tracing::warn!(jump_s = ahead.as_secs(), "wall clock jumped back; keeping monotonic time");
+            tracing::warn!(
+                jump_s = ahead.as_secs(),
+                "wall clock jumped back; keeping monotonic time"
+            );
             expected
         };
         *state = Some((now, mono));
@@ -173,16 +193,26 @@ mod tests {
         }
     }
 
-    fn setup() -> (ManualClock, FakeMonotonic, JumpGuardClock<ManualClock, FakeMonotonic>) {
+    fn setup() -> (
+        ManualClock,
+        FakeMonotonic,
+        JumpGuardClock<ManualClock, FakeMonotonic>,
+    ) {
         let wall = ManualClock::new("2026-01-05T09:00:00Z".parse().unwrap());
         let mono = FakeMonotonic::default();
-        let guard = JumpGuardClock::with_monotonic(wall.clone(), mono.clone(), Duration::from_secs(2), 10);
+        let guard =
+            JumpGuardClock::with_monotonic(wall.clone(), mono.clone(), Duration::from_secs(2), 10);
         (wall, mono, guard)
     }
 
     /// Moves wall and monotonic time together by `secs`, one second at a time, and returns
     /// the guarded times seen.
-    fn tick(wall: &ManualClock, mono: &FakeMonotonic, guard: &impl Clock, secs: u64) -> Vec<Timestamp> {
+    fn tick(
+        wall: &ManualClock,
+        mono: &FakeMonotonic,
+        guard: &impl Clock,
+        secs: u64,
+    ) -> Vec<Timestamp> {
         (0..secs)
             .map(|_| {
                 wall.advance(Duration::from_secs(1));
@@ -209,7 +239,11 @@ mod tests {
         // One real second later the guarded clock moved at most 10 s + 1 s, not an hour.
         assert!(seen[0].duration_since(start).as_secs() <= 11);
         let seen = tick(&wall, &mono, &guard, 400);
-        assert_eq!(*seen.last().unwrap(), wall.now(), "caught up within 400 s at 10x");
+        assert_eq!(
+            *seen.last().unwrap(),
+            wall.now(),
+            "caught up within 400 s at 10x"
+        );
         assert!(seen.windows(2).all(|w| w[1] >= w[0]), "monotone");
     }
 
@@ -219,9 +253,17 @@ mod tests {
         guard.now();
         tick(&wall, &mono, &guard, 10);
         let before = guard.now();
-        wall.set(before.checked_sub(jiff::SignedDuration::from_hours(1)).unwrap());
+        wall.set(
+            before
+                .checked_sub(jiff::SignedDuration::from_hours(1))
+                .unwrap(),
+        );
         let seen = tick(&wall, &mono, &guard, 30);
         assert!(seen[0] > before, "time keeps advancing");
-        assert_eq!(seen.last().unwrap().duration_since(before).as_secs(), 30, "at the monotonic rate");
+        assert_eq!(
+            seen.last().unwrap().duration_since(before).as_secs(),
+            30,
+            "at the monotonic rate"
+        );
     }
 }

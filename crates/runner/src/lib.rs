@@ -53,7 +53,11 @@ pub enum RunnerError {
 
 /// Carries out effects. `serve` publishes them to NATS; tests collect them.
 pub trait EffectSink: Send + Sync + 'static {
-    fn carry_out(&self, projector: &'static str, effects: Vec<Effect>) -> BoxFuture<'_, Result<(), String>>;
+    fn carry_out(
+        &self,
+        projector: &'static str,
+        effects: Vec<Effect>,
+    ) -> BoxFuture<'_, Result<(), String>>;
 }
 
 /// An [`EffectSink`] that drops everything (rebuilds, offline tools).
@@ -71,7 +75,11 @@ impl EffectSink for DiscardEffects {
 pub struct CollectEffects(pub Mutex<Vec<Effect>>);
 
 impl EffectSink for CollectEffects {
-    fn carry_out(&self, _: &'static str, effects: Vec<Effect>) -> BoxFuture<'_, Result<(), String>> {
+    fn carry_out(
+        &self,
+        _: &'static str,
+        effects: Vec<Effect>,
+    ) -> BoxFuture<'_, Result<(), String>> {
         self.0.lock().unwrap().extend(effects);
         Box::pin(async { Ok(()) })
     }
@@ -89,7 +97,10 @@ pub struct RunnerOptions {
 
 impl Default for RunnerOptions {
     fn default() -> Self {
-        RunnerOptions { batch_size: 2000, idle_tick: Duration::from_secs(1) }
+        RunnerOptions {
+            batch_size: 2000,
+            idle_tick: Duration::from_secs(1),
+        }
     }
 }
 
@@ -102,7 +113,11 @@ pub struct ProjectorHandle<P> {
 
 impl<P> Clone for ProjectorHandle<P> {
     fn clone(&self) -> Self {
-        ProjectorHandle { name: self.name, projector: self.projector.clone(), checkpoint: self.checkpoint.clone() }
+        ProjectorHandle {
+            name: self.name,
+            projector: self.projector.clone(),
+            checkpoint: self.checkpoint.clone(),
+        }
     }
 }
 
@@ -144,14 +159,19 @@ impl<P: Send> ProjectorStatus for ProjectorHandle<P> {
 /// committed and effects are discarded. Offline queries use this to read views that are
 /// current without taking a running server's place (a later `serve` still applies, and
 /// carries out the effects of, these events).
-pub async fn catch_up_in_memory<P: Projection>(log: &Log, handle: &ProjectorHandle<P>) -> Result<u64, RunnerError> {
+pub async fn catch_up_in_memory<P: Projection>(
+    log: &Log,
+    handle: &ProjectorHandle<P>,
+) -> Result<u64, RunnerError> {
     let from = handle.checkpoint() + 1;
     let mut applied = 0;
     let mut projector = handle.lock();
     for item in log.read_range(from, log.last_seq()) {
         let (seq, bytes) = item?;
-        let event = plaint_events::decode_stored(&bytes)
-            .map_err(|r| RunnerError::Undecodable { seq, detail: r.to_string() })?;
+        let event = plaint_events::decode_stored(&bytes).map_err(|r| RunnerError::Undecodable {
+            seq,
+            detail: r.to_string(),
+        })?;
         projector.apply(seq, &event);
         handle.checkpoint.store(seq, Ordering::Release);
         applied += 1;
@@ -194,7 +214,12 @@ impl<P: Projection> Runner<P> {
         projector.restore(&mut rows)?;
         if checkpoint > log.last_seq() {
             // The view is ahead of the log: the log was truncated (repair). Start over.
-            tracing::warn!(projector = name, checkpoint, log_head = log.last_seq(), "view is ahead of the log; rebuilding it");
+            tracing::warn!(
+                projector = name,
+                checkpoint,
+                log_head = log.last_seq(),
+                "view is ahead of the log; rebuilding it"
+            );
             tree.clear()?;
             return Self::new(log, projector_fresh(projector), sink, clock, options);
         }
@@ -204,7 +229,14 @@ impl<P: Projection> Runner<P> {
             projector: Arc::new(Mutex::new(projector)),
             checkpoint: Arc::new(AtomicU64::new(checkpoint)),
         };
-        Ok(Runner { log, tree, handle, sink, clock, options })
+        Ok(Runner {
+            log,
+            tree,
+            handle,
+            sink,
+            clock,
+            options,
+        })
     }
 
     pub fn handle(&self) -> ProjectorHandle<P> {
@@ -235,8 +267,11 @@ impl<P: Projection> Runner<P> {
         let mut events = Vec::with_capacity((to - from + 1) as usize);
         for item in self.log.read_range(from, to) {
             let (seq, bytes) = item?;
-            let event = plaint_events::decode_stored(&bytes)
-                .map_err(|r| RunnerError::Undecodable { seq, detail: r.to_string() })?;
+            let event =
+                plaint_events::decode_stored(&bytes).map_err(|r| RunnerError::Undecodable {
+                    seq,
+                    detail: r.to_string(),
+                })?;
             events.push((seq, event));
         }
         let (effects, changes) = {
@@ -274,7 +309,11 @@ impl<P: Projection> Runner<P> {
         }
     }
 
-    fn commit(&self, changes: Vec<plaint_projection::ViewChange>, checkpoint: u64) -> Result<(), RunnerError> {
+    fn commit(
+        &self,
+        changes: Vec<plaint_projection::ViewChange>,
+        checkpoint: u64,
+    ) -> Result<(), RunnerError> {
         let mut batch = sled::Batch::default();
         for (key, value) in changes {
             match value {
@@ -348,9 +387,15 @@ fn read_checkpoint(tree: &sled::Tree) -> Result<u64, RunnerError> {
 pub fn view_digest(log: &Log, projector: &str) -> Result<(String, u64), RunnerError> {
     let tree = log.db().open_tree(view_tree_name(projector))?;
     let checkpoint = read_checkpoint(&tree)?;
-    let rows: Vec<(sled::IVec, sled::IVec)> =
-        tree.iter().filter_map(Result::ok).filter(|(k, _)| k.as_ref() != CHECKPOINT_KEY).collect();
-    Ok((digest_rows(rows.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))), checkpoint))
+    let rows: Vec<(sled::IVec, sled::IVec)> = tree
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(k, _)| k.as_ref() != CHECKPOINT_KEY)
+        .collect();
+    Ok((
+        digest_rows(rows.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))),
+        checkpoint,
+    ))
 }
 
 /// What a rebuild did.
@@ -376,7 +421,13 @@ pub async fn rebuild<P: Projection>(
     let name = fresh.name();
     log.db().open_tree(view_tree_name(name))?.clear()?;
     let started = Instant::now();
-    let runner = Runner::new(log.clone(), fresh, Arc::new(DiscardEffects), Arc::new(SystemClock), options)?;
+    let runner = Runner::new(
+        log.clone(),
+        fresh,
+        Arc::new(DiscardEffects),
+        Arc::new(SystemClock),
+        options,
+    )?;
     let mut events = 0;
     loop {
         let n = runner.apply_batch().await?;
@@ -398,4 +449,3 @@ pub async fn rebuild<P: Projection>(
         checkpoint,
     })
 }
-

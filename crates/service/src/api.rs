@@ -19,23 +19,71 @@ use crate::replay::{self, ReplayFilter};
 
 /// Every command of the API, with the subject suffix it is served on.
 pub const COMMANDS: &[(&str, &str)] = &[
-    ("status", "log head, chain head, projector checkpoints and lag, counts"),
-    ("complaint", "one complaint's state and full history; request {\"id\": ...}"),
-    ("replay", "one page of a filtered replay; request {\"filter\": ..., \"start\": N}"),
+    (
+        "status",
+        "log head, chain head, projector checkpoints and lag, counts",
+    ),
+    (
+        "complaint",
+        "one complaint's state and full history; request {\"id\": ...}",
+    ),
+    (
+        "replay",
+        "one page of a filtered replay; request {\"filter\": ..., \"start\": N}",
+    ),
     ("verify", "walk the hash chain and indexes"),
-    ("digest", "digest of a projector's view; request {\"projector\": ...}"),
-    ("sla.at_risk", "open deadlines at risk or passed; request {\"filter\": SlaFilter}"),
-    ("sla.breaches", "open breaches; request {\"filter\": SlaFilter}"),
-    ("sla.complaint", "one complaint's SLA state; request {\"id\": ...}"),
-    ("sla.compliance", "compliance report; request {\"query\": ComplianceQuery, \"format\": \"json|table|csv\"}"),
-    ("escalation.queue", "one page of a tier's queue; request QueueQuery"),
-    ("escalation.history", "one complaint's escalation history; request {\"id\": ...}"),
-    ("escalation.stats", "queue depths, oldest items, median time to claim"),
-    ("escalation.claim", "claim an escalated complaint; request {\"id\", \"by\", \"tier\"?}"),
-    ("escalation.release", "release a claim; request {\"id\", \"by\", \"reason\"}"),
-    ("escalation.reassign", "reassign a claim; request {\"id\", \"to\"}"),
-    ("trends.active", "open trend episodes; request {\"filter\": {\"region\"?, \"series\"?, \"kind\"?}}"),
-    ("trends.series", "observed vs expected of one series; request {\"region\", \"series\"}"),
+    (
+        "digest",
+        "digest of a projector's view; request {\"projector\": ...}",
+    ),
+    (
+        "sla.at_risk",
+        "open deadlines at risk or passed; request {\"filter\": SlaFilter}",
+    ),
+    (
+        "sla.breaches",
+        "open breaches; request {\"filter\": SlaFilter}",
+    ),
+    (
+        "sla.complaint",
+        "one complaint's SLA state; request {\"id\": ...}",
+    ),
+    (
+        "sla.compliance",
+        "compliance report; request {\"query\": ComplianceQuery, \"format\": \"json|table|csv\"}",
+    ),
+    (
+        "escalation.queue",
+        "one page of a tier's queue; request QueueQuery",
+    ),
+    (
+        "escalation.history",
+        "one complaint's escalation history; request {\"id\": ...}",
+    ),
+    (
+        "escalation.stats",
+        "queue depths, oldest items, median time to claim",
+    ),
+    (
+        "escalation.claim",
+        "claim an escalated complaint; request {\"id\", \"by\", \"tier\"?}",
+    ),
+    (
+        "escalation.release",
+        "release a claim; request {\"id\", \"by\", \"reason\"}",
+    ),
+    (
+        "escalation.reassign",
+        "reassign a claim; request {\"id\", \"to\"}",
+    ),
+    (
+        "trends.active",
+        "open trend episodes; request {\"filter\": {\"region\"?, \"series\"?, \"kind\"?}}",
+    ),
+    (
+        "trends.series",
+        "observed vs expected of one series; request {\"region\", \"series\"}",
+    ),
     ("trends.model", "the fitted model and thresholds"),
 ];
 
@@ -49,7 +97,10 @@ pub struct ApiReply {
 impl ApiReply {
     pub(crate) fn json<T: Serialize>(value: &T) -> Result<ApiReply, ApiError> {
         let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(ApiReply { body: body.into(), next_seq: None })
+        Ok(ApiReply {
+            body: body.into(),
+            next_seq: None,
+        })
     }
 }
 
@@ -64,16 +115,28 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError { code: 400, message: message.into() }
+        ApiError {
+            code: 400,
+            message: message.into(),
+        }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError { code: 404, message: message.into() }
+        ApiError {
+            code: 404,
+            message: message.into(),
+        }
     }
     pub fn conflict(message: impl Into<String>) -> Self {
-        ApiError { code: 409, message: message.into() }
+        ApiError {
+            code: 409,
+            message: message.into(),
+        }
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        ApiError { code: 500, message: message.into() }
+        ApiError {
+            code: 500,
+            message: message.into(),
+        }
     }
 }
 
@@ -236,30 +299,50 @@ impl Api {
             "replay" => {
                 let req: ReplayRequest = parse(request)?;
                 req.filter.parsed_types().map_err(ApiError::bad_request)?;
-                let max = req.max_bytes.unwrap_or(self.replay_page_bytes).min(self.replay_page_bytes);
+                let max = req
+                    .max_bytes
+                    .unwrap_or(self.replay_page_bytes)
+                    .min(self.replay_page_bytes);
                 let page = replay::page(&self.log, &req.filter, req.start, max)?;
-                Ok(ApiReply { body: page.lines.into(), next_seq: page.next_seq })
+                Ok(ApiReply {
+                    body: page.lines.into(),
+                    next_seq: page.next_seq,
+                })
             }
             "verify" => ApiReply::json(&self.log.verify(|_| {})?),
             "digest" => {
                 let req: DigestRequest = parse(request)?;
-                let Some(projector) = self.projectors.iter().find(|p| p.name() == req.projector) else {
+                let Some(projector) = self.projectors.iter().find(|p| p.name() == req.projector)
+                else {
                     return Err(ApiError::not_found(format!(
                         "no projector named {:?}; projectors: {}",
                         req.projector,
                         self.projector_names().join(", ")
                     )));
                 };
-                let (digest, checkpoint) =
-                    projector.digest(&self.log).map_err(|e| ApiError::internal(e.to_string()))?;
-                ApiReply::json(&DigestReply { projector: req.projector, digest, checkpoint })
+                let (digest, checkpoint) = projector
+                    .digest(&self.log)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                ApiReply::json(&DigestReply {
+                    projector: req.projector,
+                    digest,
+                    checkpoint,
+                })
             }
-            other if other.starts_with("sla.") || other.starts_with("escalation.") || other.starts_with("trends.") => {
+            other
+                if other.starts_with("sla.")
+                    || other.starts_with("escalation.")
+                    || other.starts_with("trends.") =>
+            {
                 self.handle_view(other, request)
             }
             other => Err(ApiError::not_found(format!(
                 "unknown command {other:?}; commands: {}",
-                COMMANDS.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+                COMMANDS
+                    .iter()
+                    .map(|(c, _)| *c)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         }
     }
@@ -295,9 +378,13 @@ impl Api {
             .ok_or_else(|| ApiError::not_found(format!("no complaint {id:?} in the log")))?;
         let mut history = Vec::with_capacity(stream.seqs.len());
         for &seq in &stream.seqs {
-            let bytes = self.log.read(seq)?.ok_or_else(|| ApiError::internal(format!("entry {seq} missing")))?;
+            let bytes = self
+                .log
+                .read(seq)?
+                .ok_or_else(|| ApiError::internal(format!("entry {seq} missing")))?;
             let text = String::from_utf8(bytes).map_err(|e| ApiError::internal(e.to_string()))?;
-            let event = RawValue::from_string(text).map_err(|e| ApiError::internal(e.to_string()))?;
+            let event =
+                RawValue::from_string(text).map_err(|e| ApiError::internal(e.to_string()))?;
             history.push(HistoryEntry { seq, event });
         }
         Ok(ComplaintReport {
@@ -311,8 +398,13 @@ impl Api {
 }
 
 pub(crate) fn parse<'a, T: Deserialize<'a>>(request: &'a [u8]) -> Result<T, ApiError> {
-    let request = if request.is_empty() { b"{}".as_slice() } else { request };
-    serde_json::from_slice(request).map_err(|e| ApiError::bad_request(format!("request is not valid: {e}")))
+    let request = if request.is_empty() {
+        b"{}".as_slice()
+    } else {
+        request
+    };
+    serde_json::from_slice(request)
+        .map_err(|e| ApiError::bad_request(format!("request is not valid: {e}")))
 }
 
 /// Serves [`Api`] as the NATS service `plaint` on `<prefix>.api.<command>`, one task per
@@ -345,7 +437,9 @@ pub async fn serve_api(
             _ = shutdown.cancelled() => break,
             next = requests.next() => next,
         };
-        let Some((command, request)) = next else { break };
+        let Some((command, request)) = next else {
+            break;
+        };
         let api = api.clone();
         tracker.spawn(async move {
             let started = std::time::Instant::now();
@@ -358,12 +452,19 @@ pub async fn serve_api(
                     }
                     Ok(reply.body)
                 }
-                Err(e) => Err(async_nats::service::error::Error { status: e.message, code: e.code as usize }),
+                Err(e) => Err(async_nats::service::error::Error {
+                    status: e.message,
+                    code: e.code as usize,
+                }),
             };
             if let Err(error) = request.respond_with_headers(response, headers).await {
                 tracing::warn!(command, %error, "could not send the API reply");
             }
-            tracing::debug!(command, elapsed_ms = started.elapsed().as_millis() as u64, "API request");
+            tracing::debug!(
+                command,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "API request"
+            );
         });
     }
     tracker.close();
@@ -381,7 +482,9 @@ pub async fn call(
     timeout: Duration,
 ) -> Result<ApiReply, ApiError> {
     let subject = format!("{}.{command}", crate::api_subject(prefix));
-    let req = async_nats::Request::new().payload(request).timeout(Some(timeout));
+    let req = async_nats::Request::new()
+        .payload(request)
+        .timeout(Some(timeout));
     let message = client.send_request(subject, req).await.map_err(|e| {
         let unavailable = matches!(e.kind(), async_nats::RequestErrorKind::NoResponders | async_nats::RequestErrorKind::TimedOut);
         if unavailable {
@@ -396,9 +499,20 @@ pub async fn call(
     let headers = message.headers.as_ref();
     if let Some(code) = headers.and_then(|h| h.get("Nats-Service-Error-Code")) {
         let code = code.as_str().parse().unwrap_or(500);
-        let text = headers.and_then(|h| h.get("Nats-Service-Error")).map(|v| v.as_str().to_owned()).unwrap_or_default();
-        return Err(ApiError { code, message: text });
+        let text = headers
+            .and_then(|h| h.get("Nats-Service-Error"))
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default();
+        return Err(ApiError {
+            code,
+            message: text,
+        });
     }
-    let next_seq = headers.and_then(|h| h.get("Plaint-Next-Seq")).and_then(|v| v.as_str().parse().ok());
-    Ok(ApiReply { body: message.payload, next_seq })
+    let next_seq = headers
+        .and_then(|h| h.get("Plaint-Next-Seq"))
+        .and_then(|v| v.as_str().parse().ok());
+    Ok(ApiReply {
+        body: message.payload,
+        next_seq,
+    })
 }

@@ -144,28 +144,46 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { enabled: true, replay_page_bytes: 512 * 1024 }
+        ApiConfig {
+            enabled: true,
+            replay_page_bytes: 512 * 1024,
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid: {source}. See deploy/plaint.toml for every key")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
     #[error("environment variable {name}={value:?} is not valid: {why}")]
-    Env { name: &'static str, value: String, why: String },
+    Env {
+        name: &'static str,
+        value: String,
+        why: String,
+    },
 }
 
 impl Config {
     /// Reads the file if given (a missing file named explicitly is an error), then applies
     /// environment overrides from `env`.
-    pub fn load(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let mut config = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
                 Self::parse(path, &text)?
             }
             None => Config::default(),
@@ -175,7 +193,10 @@ impl Config {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })
+        toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
     }
 
     /// `PLAINT_NATS_URL`, `PLAINT_DATA`, `PLAINT_DURABILITY`, `PLAINT_SUBJECT_PREFIX`,
@@ -227,7 +248,10 @@ impl Config {
     }
 
     pub fn log_options(&self) -> plaint_log::LogOptions {
-        plaint_log::LogOptions { durability: self.durability, ..Default::default() }
+        plaint_log::LogOptions {
+            durability: self.durability,
+            ..Default::default()
+        }
     }
 }
 
@@ -237,7 +261,11 @@ mod tests {
 
     #[test]
     fn env_overrides_file() {
-        let mut config = Config::parse(Path::new("x.toml"), "data = \"/srv/plaint\"\n[nats]\nurl = \"nats://a:4222\"\n").unwrap();
+        let mut config = Config::parse(
+            Path::new("x.toml"),
+            "data = \"/srv/plaint\"\n[nats]\nurl = \"nats://a:4222\"\n",
+        )
+        .unwrap();
         assert_eq!(config.nats.url, "nats://a:4222");
         config
             .apply_env(|k| match k {
@@ -255,7 +283,9 @@ mod tests {
     fn unknown_keys_and_bad_env_are_clear_errors() {
         let err = Config::parse(Path::new("x.toml"), "dat = 1").unwrap_err();
         assert!(err.to_string().contains("dat"), "{err}");
-        let err = Config::default().apply_env(|k| (k == "PLAINT_DURABILITY").then(|| "sometimes".into())).unwrap_err();
+        let err = Config::default()
+            .apply_env(|k| (k == "PLAINT_DURABILITY").then(|| "sometimes".into()))
+            .unwrap_err();
         assert!(err.to_string().contains("fsync"), "{err}");
     }
 

@@ -20,7 +20,10 @@ pub mod views;
 
 pub use api::{Api, ApiError, ApiReply};
 pub use config::Config;
-pub use serve::{open_offline, projectors as serve_projectors, serve, serve_with_clock, NatsEffects, Node, Projectors};
+pub use serve::{
+    open_offline, projectors as serve_projectors, serve, serve_with_clock, NatsEffects, Node,
+    Projectors,
+};
 
 /// `<prefix>.api`
 pub fn api_subject(prefix: &str) -> String {

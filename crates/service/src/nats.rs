@@ -15,7 +15,9 @@ pub enum ConnectError {
 /// Connects with the configured authentication. Secrets are never logged: only the URL
 /// and which kind of authentication is in use.
 pub async fn connect(config: &NatsConfig) -> Result<Client, ConnectError> {
-    let mut options = ConnectOptions::new().name(&config.name).retry_on_initial_connect();
+    let mut options = ConnectOptions::new()
+        .name(&config.name)
+        .retry_on_initial_connect();
     let mut auth = "none";
     if let (Some(user), Some(password)) = (&config.user, &config.password) {
         options = options.user_and_password(user.clone(), password.clone());
@@ -26,8 +28,10 @@ pub async fn connect(config: &NatsConfig) -> Result<Client, ConnectError> {
         auth = "token";
     }
     if let Some(path) = &config.nkey_seed_file {
-        let seed = std::fs::read_to_string(path)
-            .map_err(|e| ConnectError::Credentials { path: path.display().to_string(), detail: e.to_string() })?;
+        let seed = std::fs::read_to_string(path).map_err(|e| ConnectError::Credentials {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
         options = options.nkey(seed.trim().to_owned());
         auth = "nkey";
     }
@@ -35,7 +39,10 @@ pub async fn connect(config: &NatsConfig) -> Result<Client, ConnectError> {
         options = options
             .credentials_file(path)
             .await
-            .map_err(|e| ConnectError::Credentials { path: path.display().to_string(), detail: e.to_string() })?;
+            .map_err(|e| ConnectError::Credentials {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
         auth = "credentials file";
     }
     if let Some(tls) = &config.tls {
@@ -58,13 +65,16 @@ pub async fn connect(config: &NatsConfig) -> Result<Client, ConnectError> {
     let connect = options.connect(&config.url);
     // retry_on_initial_connect makes connect return at once; the first request waits for
     // the connection. Bound the wait so a wrong URL is reported instead of hanging.
-    let client = connect
-        .await
-        .map_err(|e| ConnectError::Connect { url: config.url.clone(), detail: e.to_string() })?;
+    let client = connect.await.map_err(|e| ConnectError::Connect {
+        url: config.url.clone(),
+        detail: e.to_string(),
+    })?;
     Ok(client)
 }
 
 /// A JetStream context with the configured publish window.
 pub fn jetstream(client: Client, config: &NatsConfig) -> jetstream::Context {
-    jetstream::ContextBuilder::new().max_ack_inflight(config.max_ack_inflight).build(client)
+    jetstream::ContextBuilder::new()
+        .max_ack_inflight(config.max_ack_inflight)
+        .build(client)
 }

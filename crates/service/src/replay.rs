@@ -29,14 +29,20 @@ pub struct ReplayFilter {
 
 impl ReplayFilter {
     fn needs_meta(&self) -> bool {
-        self.since.is_some() || self.until.is_some() || self.region.is_some() || !self.types.is_empty()
+        self.since.is_some()
+            || self.until.is_some()
+            || self.region.is_some()
+            || !self.types.is_empty()
     }
 
     fn matches(&self, meta: &EntryMeta, types: &[EventType]) -> bool {
         self.since.is_none_or(|s| meta.time >= s)
             && self.until.is_none_or(|u| meta.time < u)
             && self.region.as_ref().is_none_or(|r| *r == meta.region)
-            && self.complaint.as_ref().is_none_or(|c| *c == meta.complaint_id)
+            && self
+                .complaint
+                .as_ref()
+                .is_none_or(|c| *c == meta.complaint_id)
             && (types.is_empty() || types.contains(&meta.event_type))
     }
 
@@ -44,7 +50,13 @@ impl ReplayFilter {
     pub fn parsed_types(&self) -> Result<Vec<EventType>, String> {
         self.types
             .iter()
-            .map(|t| EventType::parse(t).ok_or_else(|| format!("unknown event type {t:?}; types are e.g. complaint.filed, sla.breached")))
+            .map(|t| {
+                EventType::parse(t).ok_or_else(|| {
+                    format!(
+                        "unknown event type {t:?}; types are e.g. complaint.filed, sla.breached"
+                    )
+                })
+            })
             .collect()
     }
 }
@@ -70,7 +82,12 @@ pub fn write_line(out: &mut Vec<u8>, seq: u64, event: &[u8]) {
 
 /// Produces the page of matching events starting at `start` (inclusive), stopping before
 /// `max_bytes` of output is exceeded (a page always holds at least one event).
-pub fn page(log: &Log, filter: &ReplayFilter, start: u64, max_bytes: usize) -> Result<ReplayPage, LogError> {
+pub fn page(
+    log: &Log,
+    filter: &ReplayFilter,
+    start: u64,
+    max_bytes: usize,
+) -> Result<ReplayPage, LogError> {
     let types = filter.parsed_types().unwrap_or_default();
     let to = filter.to_seq.unwrap_or(u64::MAX).min(log.last_seq());
     let start = start.max(filter.from_seq.unwrap_or(1)).max(1);
@@ -90,7 +107,10 @@ pub fn page(log: &Log, filter: &ReplayFilter, start: u64, max_bytes: usize) -> R
                 let segment = log.segments(seq).next().transpose()?;
                 let meta = segment.as_ref().and_then(|s| s.meta().ok().flatten());
                 let keep = meta
-                    .and_then(|m| m.into_iter().nth((seq - segment.as_ref().unwrap().first_seq) as usize))
+                    .and_then(|m| {
+                        m.into_iter()
+                            .nth((seq - segment.as_ref().unwrap().first_seq) as usize)
+                    })
                     .is_some_and(|m| filter.matches(&m, &types));
                 if !keep {
                     continue;
@@ -109,7 +129,11 @@ pub fn page(log: &Log, filter: &ReplayFilter, start: u64, max_bytes: usize) -> R
         if view.first_seq > to {
             break;
         }
-        let metas = if filter.needs_meta() { segment.meta()? } else { None };
+        let metas = if filter.needs_meta() {
+            segment.meta()?
+        } else {
+            None
+        };
         for (i, (seq, bytes)) in view.iter().enumerate() {
             if seq < start {
                 continue;

@@ -6,7 +6,9 @@ use plaint_complaints::ComplaintsProjector;
 use plaint_ingest::Ingester;
 use plaint_log::Log;
 use plaint_projection::{Effect, Projection};
-use plaint_runner::{Clock, EffectSink, ProjectorHandle, ProjectorStatus, Runner, RunnerOptions, SystemClock};
+use plaint_runner::{
+    Clock, EffectSink, ProjectorHandle, ProjectorStatus, Runner, RunnerOptions, SystemClock,
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use plaint_escalation::EscalationProjector;
@@ -30,7 +32,10 @@ pub enum ServeError {
     #[error(transparent)]
     Ingest(#[from] plaint_ingest::IngestError),
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid configuration {0}; see deploy/plaint.toml")]
     Config(String),
     #[error("{0}")]
@@ -50,13 +55,23 @@ impl NatsEffects {
 }
 
 impl EffectSink for NatsEffects {
-    fn carry_out(&self, projector: &'static str, effects: Vec<Effect>) -> BoxFuture<'_, Result<(), String>> {
+    fn carry_out(
+        &self,
+        projector: &'static str,
+        effects: Vec<Effect>,
+    ) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let mut acks = Vec::with_capacity(effects.len());
             for effect in effects {
                 let (subject, msg_id, payload) = match effect {
-                    Effect::Publish { subject, msg_id, payload } => (subject, msg_id, payload),
-                    Effect::AppendEvent { subject, event } => (subject, event.id.to_string(), event.to_wire()),
+                    Effect::Publish {
+                        subject,
+                        msg_id,
+                        payload,
+                    } => (subject, msg_id, payload),
+                    Effect::AppendEvent { subject, event } => {
+                        (subject, event.id.to_string(), event.to_wire())
+                    }
                 };
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert("Nats-Msg-Id", msg_id.as_str());
@@ -68,7 +83,8 @@ impl EffectSink for NatsEffects {
                 acks.push(ack);
             }
             for ack in acks {
-                ack.await.map_err(|e| format!("{projector}: publish not acknowledged: {e}"))?;
+                ack.await
+                    .map_err(|e| format!("{projector}: publish not acknowledged: {e}"))?;
             }
             Ok(())
         })
@@ -96,30 +112,46 @@ pub struct Projectors {
 pub fn projectors(config: &Config) -> Result<Projectors, ServeError> {
     let prefix = &config.topology.subject_prefix;
     let mut sla: plaint_sla::SlaConfig = match &config.sla {
-        Some(v) => v.clone().try_into().map_err(|e| ServeError::Config(format!("[sla]: {e}")))?,
+        Some(v) => v
+            .clone()
+            .try_into()
+            .map_err(|e| ServeError::Config(format!("[sla]: {e}")))?,
         None => Default::default(),
     };
     sla.subject_prefix = prefix.clone();
     let sla = SlaProjector::new(sla).map_err(|e| ServeError::Config(format!("[sla]: {e}")))?;
     let escalation: plaint_escalation::EscalationConfig = match &config.escalation {
-        Some(v) => v.clone().try_into().map_err(|e| ServeError::Config(format!("[escalation]: {e}")))?,
+        Some(v) => v
+            .clone()
+            .try_into()
+            .map_err(|e| ServeError::Config(format!("[escalation]: {e}")))?,
         None => Default::default(),
     };
     let escalation = EscalationProjector::new(escalation)
         .map_err(|e| ServeError::Config(format!("[escalation]: {e}")))?
         .with_subject_prefix(prefix.clone());
     let mut trends: plaint_trends::TrendsConfig = match &config.trends {
-        Some(v) => v.clone().try_into().map_err(|e| ServeError::Config(format!("[trends]: {e}")))?,
+        Some(v) => v
+            .clone()
+            .try_into()
+            .map_err(|e| ServeError::Config(format!("[trends]: {e}")))?,
         None => Default::default(),
     };
     trends.subject_prefix = prefix.clone();
-    let trends = TrendsProjector::new(trends).map_err(|e| ServeError::Config(format!("[trends]: {e}")))?;
-    Ok(Projectors { sla, escalation, trends })
+    let trends =
+        TrendsProjector::new(trends).map_err(|e| ServeError::Config(format!("[trends]: {e}")))?;
+    Ok(Projectors {
+        sla,
+        escalation,
+        trends,
+    })
 }
 
 fn open_log(config: &Config) -> Result<Log, ServeError> {
-    std::fs::create_dir_all(&config.data)
-        .map_err(|source| ServeError::DataDir { path: config.data.display().to_string(), source })?;
+    std::fs::create_dir_all(&config.data).map_err(|source| ServeError::DataDir {
+        path: config.data.display().to_string(),
+        source,
+    })?;
     Ok(Log::open(config.db_path(), config.log_options())?)
 }
 
@@ -132,7 +164,13 @@ fn add_runner<P: Projection>(
     clock: Arc<dyn Clock>,
     shutdown: &CancellationToken,
 ) -> Result<ProjectorHandle<P>, ServeError> {
-    let runner = Runner::new(log.clone(), projector, sink, clock, RunnerOptions::default())?;
+    let runner = Runner::new(
+        log.clone(),
+        projector,
+        sink,
+        clock,
+        RunnerOptions::default(),
+    )?;
     let handle = runner.handle();
     statuses.push(Arc::new(handle.clone()));
     let shutdown = shutdown.clone();
@@ -148,17 +186,49 @@ impl Node {
         clock: Arc<dyn Clock>,
         shutdown: CancellationToken,
     ) -> Result<Node, ServeError> {
-        let Projectors { sla, escalation, trends } = projectors(&config)?;
+        let Projectors {
+            sla,
+            escalation,
+            trends,
+        } = projectors(&config)?;
         let log = open_log(&config)?;
         let mut runners = Vec::new();
         let mut all = Vec::new();
         let (r, a) = (&mut runners, &mut all);
-        let complaints = add_runner(r, a, &log, ComplaintsProjector::new(), sink.clone(), clock.clone(), &shutdown)?;
+        let complaints = add_runner(
+            r,
+            a,
+            &log,
+            ComplaintsProjector::new(),
+            sink.clone(),
+            clock.clone(),
+            &shutdown,
+        )?;
         let sla = add_runner(r, a, &log, sla, sink.clone(), clock.clone(), &shutdown)?;
-        let escalation = add_runner(r, a, &log, escalation, sink.clone(), clock.clone(), &shutdown)?;
+        let escalation = add_runner(
+            r,
+            a,
+            &log,
+            escalation,
+            sink.clone(),
+            clock.clone(),
+            &shutdown,
+        )?;
         let trends = add_runner(r, a, &log, trends, sink.clone(), clock.clone(), &shutdown)?;
-        let views = Views { complaints, sla, escalation, trends, all };
-        Ok(Node { config, log, views, clock, runners })
+        let views = Views {
+            complaints,
+            sla,
+            escalation,
+            trends,
+            all,
+        };
+        Ok(Node {
+            config,
+            log,
+            views,
+            clock,
+            runners,
+        })
     }
 
     pub fn api(
@@ -193,10 +263,19 @@ impl Node {
 /// in order: the ingester finishes its batch, the runners their batch, the API its
 /// requests; finally the log is flushed.
 pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
-    serve_with_clock(config, Arc::new(plaint_runner::JumpGuardClock::new(SystemClock)), shutdown).await
+    serve_with_clock(
+        config,
+        Arc::new(plaint_runner::JumpGuardClock::new(SystemClock)),
+        shutdown,
+    )
+    .await
 }
 
-pub async fn serve_with_clock(config: Config, clock: Arc<dyn Clock>, shutdown: CancellationToken) -> Result<(), ServeError> {
+pub async fn serve_with_clock(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     let client = nats::connect(&config.nats).await?;
     let js = nats::jetstream(client.clone(), &config.nats);
     plaint_ingest::ensure_streams(&js, &config.topology).await?;
@@ -208,7 +287,12 @@ pub async fn serve_with_clock(config: Config, clock: Arc<dyn Clock>, shutdown: C
             .await
             .map_err(|e| ServeError::Other(e.to_string()))??
     };
-    let ingester = Ingester::new(node.log.clone(), js.clone(), config.topology.clone(), config.ingest.options());
+    let ingester = Ingester::new(
+        node.log.clone(),
+        js.clone(),
+        config.topology.clone(),
+        config.ingest.options(),
+    );
     let api = node.api(Some(ingester.metrics()), "server", Some(js.clone()));
     let tracker = TaskTracker::new();
     let failure = CancellationToken::new();
@@ -251,15 +335,22 @@ pub async fn serve_with_clock(config: Config, clock: Arc<dyn Clock>, shutdown: C
         }
     }
     tracing::info!("shutting down");
-    if tokio::time::timeout(Duration::from_secs(30), tracker.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("tasks did not stop within 30 s");
     }
     let _ = client.flush().await;
     let log_for_sync = log.clone();
-    tokio::task::spawn_blocking(move || log_for_sync.sync()).await.map_err(|e| ServeError::Other(e.to_string()))??;
+    tokio::task::spawn_blocking(move || log_for_sync.sync())
+        .await
+        .map_err(|e| ServeError::Other(e.to_string()))??;
     tracing::info!(last_seq = log.last_seq(), "stopped");
     if failure.is_cancelled() {
-        return Err(ServeError::Other("a component failed; see the log above".into()));
+        return Err(ServeError::Other(
+            "a component failed; see the log above".into(),
+        ));
     }
     Ok(())
 }
@@ -270,7 +361,12 @@ pub async fn serve_with_clock(config: Config, clock: Arc<dyn Clock>, shutdown: C
 pub async fn open_offline(config: Config) -> Result<Api, ServeError> {
     let shutdown = CancellationToken::new();
     let node = tokio::task::spawn_blocking(move || {
-        Node::assemble(config, Arc::new(plaint_runner::DiscardEffects), Arc::new(SystemClock), shutdown)
+        Node::assemble(
+            config,
+            Arc::new(plaint_runner::DiscardEffects),
+            Arc::new(SystemClock),
+            shutdown,
+        )
     })
     .await
     .map_err(|e| ServeError::Other(e.to_string()))??;

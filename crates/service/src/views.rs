@@ -73,10 +73,16 @@ pub struct CommandReply {
 fn command_error(e: CommandError) -> ApiError {
     let code = match e {
         CommandError::UnknownComplaint(..) | CommandError::NotInQueue { .. } => 404,
-        CommandError::AlreadyClaimed { .. } | CommandError::NotClaimedBy { .. } | CommandError::NotClaimed { .. } | CommandError::WrongTier { .. } => 409,
+        CommandError::AlreadyClaimed { .. }
+        | CommandError::NotClaimedBy { .. }
+        | CommandError::NotClaimed { .. }
+        | CommandError::WrongTier { .. } => 409,
         _ => 400,
     };
-    ApiError { code, message: format!("{} ({})", e, e.code()) }
+    ApiError {
+        code,
+        message: format!("{} ({})", e, e.code()),
+    }
 }
 
 impl Api {
@@ -96,7 +102,10 @@ impl Api {
                 let state = self.views.sla.lock().complaint(&req.id, now);
                 match state {
                     Some(s) => ApiReply::json(&s),
-                    None => Err(ApiError::not_found(format!("the SLA view has no complaint {:?}", req.id))),
+                    None => Err(ApiError::not_found(format!(
+                        "the SLA view has no complaint {:?}",
+                        req.id
+                    ))),
                 }
             }
             "sla.compliance" => {
@@ -106,35 +115,56 @@ impl Api {
                     "json" => report.to_json(),
                     "table" => report.to_table(),
                     "csv" => report.to_csv(),
-                    other => return Err(ApiError::bad_request(format!("format {other:?}: use json, table or csv"))),
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "format {other:?}: use json, table or csv"
+                        )))
+                    }
                 };
-                Ok(ApiReply { body: body.into(), next_seq: None })
+                Ok(ApiReply {
+                    body: body.into(),
+                    next_seq: None,
+                })
             }
             "escalation.queue" => {
                 let query: QueueQuery = parse(request)?;
                 let escalation = self.views.escalation.lock();
                 let sla = self.views.sla.lock();
                 let next_deadline = |id: &str| -> Option<plaint_events::Timestamp> {
-                    sla.complaint(id, now)?.metrics.iter().filter(|m| !m.breached).filter_map(|m| m.due_at).min()
+                    sla.complaint(id, now)?
+                        .metrics
+                        .iter()
+                        .filter(|m| !m.breached)
+                        .filter_map(|m| m.due_at)
+                        .min()
                 };
-                let page = escalation.queue(&query, now, Some(&next_deadline)).map_err(command_error)?;
+                let page = escalation
+                    .queue(&query, now, Some(&next_deadline))
+                    .map_err(command_error)?;
                 ApiReply::json(&page)
             }
             "escalation.history" => {
                 let req: IdRequest = parse(request)?;
                 match self.views.escalation.lock().history(&req.id) {
                     Some(h) => ApiReply::json(&h),
-                    None => Err(ApiError::not_found(format!("complaint {:?} was never escalated", req.id))),
+                    None => Err(ApiError::not_found(format!(
+                        "complaint {:?} was never escalated",
+                        req.id
+                    ))),
                 }
             }
             "escalation.stats" => ApiReply::json(&self.views.escalation.lock().stats(now)),
             "escalation.claim" => {
                 let req: ClaimRequest = parse(request)?;
-                self.operator_command(&req.id, |p| p.prepare_claim(&req.id, &req.by, req.tier, now))
+                self.operator_command(&req.id, |p| {
+                    p.prepare_claim(&req.id, &req.by, req.tier, now)
+                })
             }
             "escalation.release" => {
                 let req: ReleaseRequest = parse(request)?;
-                self.operator_command(&req.id, |p| p.prepare_release(&req.id, &req.by, &req.reason, now))
+                self.operator_command(&req.id, |p| {
+                    p.prepare_release(&req.id, &req.by, &req.reason, now)
+                })
             }
             "escalation.reassign" => {
                 let req: ReassignRequest = parse(request)?;
@@ -166,7 +196,9 @@ impl Api {
     fn operator_command(
         &self,
         complaint_id: &str,
-        prepare: impl Fn(&plaint_escalation::EscalationProjector) -> Result<PreparedCommand, CommandError>,
+        prepare: impl Fn(
+            &plaint_escalation::EscalationProjector,
+        ) -> Result<PreparedCommand, CommandError>,
     ) -> Result<ApiReply, ApiError> {
         for _attempt in 0..5 {
             self.wait_for_escalation_view(Duration::from_secs(5));
@@ -174,7 +206,9 @@ impl Api {
                 .log
                 .stream(complaint_id)
                 .map(|s| s.version())
-                .ok_or_else(|| ApiError::not_found(format!("no complaint {complaint_id:?} in the log")))?;
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("no complaint {complaint_id:?} in the log"))
+                })?;
             let prepared = prepare(&self.views.escalation.lock()).map_err(command_error)?;
             let event = &prepared.event;
             let reply = |seq| CommandReply {
@@ -203,12 +237,16 @@ impl Api {
                 Outcome::Rejected(r) => return Err(ApiError::conflict(r.to_string())),
             }
         }
-        Err(ApiError { code: 503, message: "the complaint changed five times while deciding; try again".into() })
+        Err(ApiError {
+            code: 503,
+            message: "the complaint changed five times while deciding; try again".into(),
+        })
     }
 
     fn wait_for_escalation_view(&self, at_most: Duration) {
         let deadline = Instant::now() + at_most;
-        while self.views.escalation.checkpoint() < self.log.last_seq() && Instant::now() < deadline {
+        while self.views.escalation.checkpoint() < self.log.last_seq() && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
@@ -223,7 +261,10 @@ impl Api {
         handle.spawn(async move {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", msg_id.as_str());
-            match js.publish_with_headers(subject, headers, bytes.into()).await {
+            match js
+                .publish_with_headers(subject, headers, bytes.into())
+                .await
+            {
                 Ok(ack) => {
                     if let Err(error) = ack.await {
                         tracing::warn!(%error, "operator command not mirrored to JetStream");

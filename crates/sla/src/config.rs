@@ -150,9 +150,13 @@ pub struct PolicyConfig {
     pub calendar: CalendarChoice,
     /// Per-metric calendar overrides, e.g. `{ first_response = "24x7" }`.
     pub calendars: BTreeMap<String, CalendarChoice>,
-    /// Targets; an absent target is not measured.
+    /// Targets; an absent target is not measured. (Field-level defaults: the built-in
+    /// default policy's targets must not fill in a target a policy leaves out.)
+    #[serde(default)]
     pub first_response: Option<String>,
+    #[serde(default)]
     pub resolution: Option<String>,
+    #[serde(default)]
     pub periodic_update: Option<String>,
     /// Whether callback promises are tracked (their deadline is the promised `due_by`).
     pub callback: bool,
@@ -568,5 +572,14 @@ mod tests {
         let compiled = file.sla.compile().unwrap();
         assert!(compiled.policies.len() >= 3);
         assert!(compiled.calendar_by_region.contains_key("eu-west"));
+    }
+
+    /// Regression: an omitted target was filled from the built-in default policy.
+    #[test]
+    fn an_omitted_target_is_not_measured() {
+        let policy: PolicyConfig = toml::from_str("name = \"x\"\nfirst_response = \"1h\"").unwrap();
+        assert_eq!(policy.first_response.as_deref(), Some("1h"));
+        assert_eq!(policy.resolution, None);
+        assert_eq!(policy.periodic_update, None);
     }
 }

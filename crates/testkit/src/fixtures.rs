@@ -5,7 +5,13 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// A CloudEvents envelope with the given type, complaint and data.
-pub fn envelope(id: Uuid, event_type: &str, complaint: &str, time: Timestamp, data: Value) -> Value {
+pub fn envelope(
+    id: Uuid,
+    event_type: &str,
+    complaint: &str,
+    time: Timestamp,
+    data: Value,
+) -> Value {
     json!({
         "specversion": "1.0",
         "id": id.to_string(),
@@ -25,7 +31,8 @@ pub fn bytes(value: &Value) -> Vec<u8> {
 /// A fixed, readable point in time: 2024-03-04 (a Monday) 09:00 UTC plus `minutes`.
 pub fn at(minutes: i64) -> Timestamp {
     let base: Timestamp = "2024-03-04T09:00:00Z".parse().unwrap();
-    base.checked_add(jiff::SignedDuration::from_mins(minutes)).unwrap()
+    base.checked_add(jiff::SignedDuration::from_mins(minutes))
+        .unwrap()
 }
 
 pub fn filed(complaint: &str, region: &str, category: &str, time: Timestamp) -> Value {
@@ -48,7 +55,13 @@ pub fn filed(complaint: &str, region: &str, category: &str, time: Timestamp) -> 
 }
 
 pub fn acknowledged(complaint: &str, time: Timestamp) -> Value {
-    envelope(Uuid::new_v4(), "complaint.acknowledged", complaint, time, json!({"by": "agent-1"}))
+    envelope(
+        Uuid::new_v4(),
+        "complaint.acknowledged",
+        complaint,
+        time,
+        json!({"by": "agent-1"}),
+    )
 }
 
 pub fn contacted(complaint: &str, time: Timestamp) -> Value {
@@ -72,16 +85,30 @@ pub fn resolved(complaint: &str, time: Timestamp) -> Value {
 }
 
 pub fn reopened(complaint: &str, time: Timestamp) -> Value {
-    envelope(Uuid::new_v4(), "complaint.reopened", complaint, time, json!({"reason": "not fixed"}))
+    envelope(
+        Uuid::new_v4(),
+        "complaint.reopened",
+        complaint,
+        time,
+        json!({"reason": "not fixed"}),
+    )
 }
 
 pub fn closed(complaint: &str, time: Timestamp) -> Value {
-    envelope(Uuid::new_v4(), "complaint.closed", complaint, time, json!({}))
+    envelope(
+        Uuid::new_v4(),
+        "complaint.closed",
+        complaint,
+        time,
+        json!({}),
+    )
 }
 
 /// The subject an event belongs on: `complaints.events.<region>.<kind>`.
 pub fn subject(region: &str, event: &Value) -> String {
     let t = event["type"].as_str().unwrap();
-    let kind = plaint_events::EventType::parse(t).map(|t| t.subject_kind()).unwrap_or("unknown");
+    let kind = plaint_events::EventType::parse(t)
+        .map(|t| t.subject_kind())
+        .unwrap_or("unknown");
     format!("complaints.events.{region}.{kind}")
 }

@@ -25,7 +25,9 @@ pub struct NatsServer {
 
 impl std::fmt::Debug for NatsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsServer").field("port", &self.port).finish()
+        f.debug_struct("NatsServer")
+            .field("port", &self.port)
+            .finish()
     }
 }
 
@@ -35,24 +37,37 @@ pub fn nats_server_binary() -> PathBuf {
     if let Ok(bin) = std::env::var("NATS_SERVER_BIN") {
         return bin.into();
     }
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/usr/local/bin"]) {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/usr/local/bin"])
+    {
         let candidate = Path::new(dir).join("nats-server");
         if candidate.is_file() {
             return candidate;
         }
     }
-    panic!("nats-server not found: install it (`apt-get install nats-server`) or set NATS_SERVER_BIN")
+    panic!(
+        "nats-server not found: install it (`apt-get install nats-server`) or set NATS_SERVER_BIN"
+    )
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 impl NatsServer {
     /// Starts a JetStream-enabled server on a free port.
     pub fn start() -> NatsServer {
-        Self::start_inner(free_port(), None, tempfile::tempdir().expect("temp store dir"))
+        Self::start_inner(
+            free_port(),
+            None,
+            tempfile::tempdir().expect("temp store dir"),
+        )
     }
 
     /// Starts a server with the given config file text (its `port`, `listen` and
@@ -65,7 +80,12 @@ impl NatsServer {
     }
 
     fn start_inner(port: u16, config: Option<PathBuf>, store: tempfile::TempDir) -> NatsServer {
-        let mut server = NatsServer { child: None, port, store, config };
+        let mut server = NatsServer {
+            child: None,
+            port,
+            store,
+            config,
+        };
         server.spawn();
         server
     }
@@ -76,15 +96,26 @@ impl NatsServer {
         if let Some(config) = &self.config {
             cmd.arg("-c").arg(config);
         }
-        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(&store_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-js",
+            "-sd",
+        ])
+        .arg(&store_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         let child = cmd.spawn().expect("spawn nats-server");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start on port {} within 20 s", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not start on port {} within 20 s",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
