@@ -9,6 +9,8 @@ mod support;
 mod escalation;
 /// Ingest: ordering, gaplessness, idempotency, redelivery, restart.
 mod ingest;
+/// What plaint serve logs at INFO and above: no customer data, complaint text or secrets.
+mod logs;
 /// Replay filters, offline vs online, rebuild digests, the NATS API.
 mod queries;
 /// One test per rejection reason, poison messages in the middle of a batch.

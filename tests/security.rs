@@ -496,11 +496,13 @@ async fn an_analyst_reads_alerts_and_nothing_else() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_analyst_cannot_turn_a_push_consumer_into_an_event_publisher() {
-    // A push consumer delivers from inside the server to a subject its creator names, so
-    // the creator's publish permissions do not apply. Aimed at an events subject, could an
-    // analyst's consumer copy alerts into COMPLAINTS? nats-server 2.9 delivers to
-    // subscribers of the deliver subject only; a stream capturing that subject does not
-    // store the deliveries. This pins that behaviour of the server the deploy file relies on.
+    // A push consumer delivers from inside the server to a subject its creator names, past
+    // the creator's publish permissions. Aimed at an events subject, could an analyst's
+    // consumer copy alerts into COMPLAINTS? nats-server 2.9 accepts such a consumer but
+    // delivers nothing on that subject: neither its subscribers nor the stream capturing it
+    // see a message (while the same consumer aimed at the analyst's inbox delivers). The
+    // deploy file relies on that; this pins it, so a server upgrade that changes it fails
+    // here.
     let (server, plaint) = server().await;
     let analyst = Conn::new(&server, "analyst", Some("_INBOX_analyst")).await;
     timeout(WAIT, async {

@@ -87,8 +87,11 @@ impl Rng {
 /// Expected complaints per day of a (region, category) cell: 3 to 6 a day by region,
 /// scaled by category, 30 % fewer at weekends (2024-01-01 is a Monday).
 fn rate(day: i64, region: usize, category: usize) -> f64 {
-    let base = 3.0 + (region % 4) as f64;
-    let scale = [1.0, 0.8, 1.2][category];
+    let base = if CATEGORIES[category] == RISING {
+        10.0 + 2.0 * (region % 4) as f64
+    } else {
+        2.0 + (region % 3) as f64
+    };
     let weekend = if day.rem_euclid(7) >= 5 { 0.7 } else { 1.0 };
     let rise = if CATEGORIES[category] == RISING
         && RISING_REGIONS.contains(&REGIONS[region])
@@ -101,7 +104,7 @@ fn rate(day: i64, region: usize, category: usize) -> f64 {
     } else {
         1.0
     };
-    base * scale * weekend * rise
+    base * weekend * rise
 }
 
 /// One day's `complaint.filed` events as (subject, event id, payload), in event-time order.
@@ -111,7 +114,8 @@ fn day_events(day: i64) -> Vec<(Timestamp, String, String, Vec<u8>)> {
         .ok()
         .map(|v| v.parse().unwrap())
         .unwrap_or(SEED);
-    let mut rng = Rng::new(seed ^ (day as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
+    let mut rng =
+        Rng::new(seed.wrapping_mul(0x9e37_79b9) ^ (day as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
     let mut out = Vec::new();
     for (r, region) in REGIONS.iter().enumerate() {
         for (c, category) in CATEGORIES.iter().enumerate() {
@@ -278,18 +282,31 @@ fn summary(messages: &[TrendMessage]) -> Vec<String> {
     messages
         .iter()
         .map(|m| {
-            let regions: Vec<&str> = m.alert["regions"]
+            let regions: Vec<String> = m.alert["regions"]
                 .as_array()
-                .map(|rs| rs.iter().filter_map(|r| r["region"].as_str()).collect())
+                .map(|rs| {
+                    rs.iter()
+                        .map(|r| {
+                            format!(
+                                "{}:{}/{:.1}",
+                                r["region"].as_str().unwrap(),
+                                r["observed"],
+                                r["expected"].as_f64().unwrap()
+                            )
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
             format!(
-                "{} {} {} {} window {}..{} regions {:?}",
+                "{} {} {} {} window {}..{} {} {} regions {:?}",
                 m.subject,
                 m.msg_id,
                 m.alert["kind"],
                 m.alert["status"],
                 m.alert["window"]["start"],
                 m.alert["window"]["end"],
+                m.alert["detector"],
+                m.alert["score"],
                 regions
             )
         })

@@ -203,7 +203,54 @@ fn parse_uuid(text: &str) -> Result<Uuid, Rejection> {
     Uuid::parse_str(text).map_err(|e| schema(format!("id is not a UUID: {e}")))
 }
 
+/// RFC 3339 `date-time`: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`. jiff alone also
+/// takes ISO 8601 and RFC 9557 forms, which strict consumers of a replay would refuse.
+fn is_rfc3339(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        b.get(range)
+            .is_some_and(|s| s.iter().all(u8::is_ascii_digit))
+    };
+    if b.len() < 20
+        || !digits(0..4)
+        || b[4] != b'-'
+        || !digits(5..7)
+        || b[7] != b'-'
+        || !digits(8..10)
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || !digits(11..13)
+        || b[13] != b':'
+        || !digits(14..16)
+        || b[16] != b':'
+        || !digits(17..19)
+    {
+        return false;
+    }
+    let mut i = 19;
+    if b[i] == b'.' {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start || i - start > 9 {
+            return false;
+        }
+    }
+    match &b[i..] {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()),
+        _ => false,
+    }
+}
+
 fn parse_time(field: &str, text: &str) -> Result<Timestamp, Rejection> {
+    if !is_rfc3339(text) {
+        return Err(schema(format!(
+            "{field} must be RFC 3339 with an offset (e.g. 2024-05-01T09:30:00Z), got {:?}",
+            truncate(text)
+        )));
+    }
     text.parse::<Timestamp>().map_err(|e| {
         schema(format!(
             "{field} must be RFC 3339 with an offset (e.g. 2024-05-01T09:30:00Z): {e}"
@@ -258,7 +305,9 @@ fn check_depth(bytes: &[u8], max: usize) -> Result<(), Rejection> {
 }
 
 fn data<T: DeserializeOwned>(event_type: EventType, raw: &str) -> Result<T, Rejection> {
-    serde_json::from_str(raw).map_err(|e| json_error(e, &format!("data of {event_type}")))
+    // The envelope parse already proved `data` well-formed JSON, so whatever the typed
+    // parse refuses (a wrong type, a number out of range) is a schema violation.
+    serde_json::from_str(raw).map_err(|e| schema(format!("data of {event_type}: {e}")))
 }
 
 fn check_name(field: &str, value: &str, limits: &Limits) -> Result<(), Rejection> {

@@ -10,6 +10,8 @@
 //!   or rejected with a non-empty detail, within [`DECODE_BUDGET`], the same way twice,
 //!   and whatever is accepted must respect every limit.
 //! - `limit_*`: each limit of [`Limits`] at its edge, default and custom.
+//! - `pending_fix_*` and `PENDING_PRODUCT_FIXES`: product bugs these tests found, pinned
+//!   as they behave today; each fails once its bug is fixed, and says what to change.
 //!
 //! CI runs [`DEFAULT_FUZZ_CASES`] fuzz cases in all. For a soak, raise the total:
 //! `PLAINT_FUZZ_CASES=1000000 cargo test --release -p plaint-events --test hostile fuzz_`.
@@ -269,27 +271,7 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
 /// today: (file, what decode answers now). Each entry is a product bug described next to
 /// it; the test fails as soon as decode changes its answer, so the entry is removed with the
 /// fix.
-const PENDING_PRODUCT_FIXES: &[(&str, Result<(), RejectReason>)] = &[
-    // Well-formed JSON with a value of the wrong type in an enum field (`channel`,
-    // `severity`, `metric`) or a number serde cannot hold: serde_json reports these as
-    // syntax errors, and `json_error` maps syntax errors to malformed_json. The envelope
-    // parse has already proved `data` well-formed, so every error from the typed `data`
-    // parse is a schema violation.
-    (
-        "schema_violation-severity-number.json",
-        Err(RejectReason::MalformedJson),
-    ),
-    (
-        "schema_violation-huge-exponent-in-typed-field.json",
-        Err(RejectReason::MalformedJson),
-    ),
-    // The contract asks for RFC 3339; jiff's parser also takes ISO 8601 and RFC 9557 forms.
-    // Stored bytes are replayed as received, so consumers with strict RFC 3339 parsers
-    // would choke on events plaint accepted.
-    ("schema_violation-time-hour-only.json", Ok(())),
-    ("schema_violation-time-iso-basic-format.json", Ok(())),
-    ("schema_violation-time-zone-annotation.json", Ok(())),
-];
+const PENDING_PRODUCT_FIXES: &[(&str, Result<(), RejectReason>)] = &[];
 
 #[test]
 fn corpus_files_decode_or_are_rejected_as_their_names_say() {
@@ -1658,16 +1640,12 @@ fn limit_event_id_is_a_canonical_uuid() {
     }
 }
 
-/// Product bug, pinned until fixed: `decode_stored` checks stored events against the
-/// *default* limits, but the ingester accepts them under the *configured* ones
-/// (`[ingest] max_tags`, `max_text_bytes` in plaint.toml). Raise a limit, ingest an event
-/// that uses the room, and every projector stops on it with `RunnerError::Undecodable`
-/// (serve shuts down, `plaint verify` reports the log corrupt), on every restart.
-/// The fix: `decode_stored` skips every size and count limit, like it skips the payload
-/// size, keeping only a depth bound no lower than any accepted configuration. When it
-/// lands, this test fails: turn both `is_err()` into `is_ok()` and rename it.
+/// Regression: `decode_stored` checked stored events against the *default* limits while
+/// the ingester accepts them under the *configured* ones (`[ingest] max_tags`,
+/// `max_text_bytes`): raising a limit made every projector stop on the first event that
+/// used the room.
 #[test]
-fn pending_fix_decode_stored_refuses_what_raised_limits_accepted() {
+fn decode_stored_reads_back_what_raised_limits_accepted() {
     let raised = Limits {
         max_tags: 64,
         max_text_bytes: 8192,
@@ -1684,9 +1662,6 @@ fn pending_fix_decode_stored_refuses_what_raised_limits_accepted() {
             decode(&bytes, now(), &raised).is_ok(),
             "the ingester accepts it"
         );
-        assert!(
-            decode_stored(&bytes).is_err(),
-            "and the log cannot read it back"
-        );
+        assert!(decode_stored(&bytes).is_ok(), "and the log reads it back");
     }
 }

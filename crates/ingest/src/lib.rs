@@ -7,7 +7,7 @@
 //!   every message ([`plaint_events::decode`] plus the subject checks), stage the valid ones
 //!   in the log (lifecycle, region, duplicates), commit and make durable, publish each
 //!   rejection to `complaints.rejected.<reason>` and await its ack, and only then ack the
-//!   batch (one AckAll on its last message). Nothing is acknowledged that is not durable
+//!   batch (each message acknowledged explicitly). Nothing is acknowledged that is not durable
 //!   in the log or in the rejected stream.
 //! - [`IngestMetrics`]: counters an operator asks about (appended, duplicates, rejected by
 //!   reason, batches).
@@ -103,7 +103,7 @@ impl Default for IngestOptions {
 pub enum IngestError {
     #[error("cannot set up JetStream stream {stream}: {detail}. Is JetStream enabled on the server (`nats-server -js`) and does this user have permission?")]
     Setup { stream: String, detail: String },
-    #[error(transparent)]
+    #[error("cannot write to the log ({0}); nothing unwritten was acknowledged. Free disk space or fix the disk, then start `plaint serve` again: JetStream redelivers the rest")]
     Log(#[from] LogError),
 }
 
@@ -220,7 +220,10 @@ impl Ingester {
             .create_consumer(pull::Config {
                 durable_name: Some(self.topology.consumer.clone()),
                 description: Some("plaint ingest: JetStream → sled log".into()),
-                ack_policy: jetstream::consumer::AckPolicy::All,
+                // Explicit, not All: after a crash, messages delivered to the dead process
+                // stay pending until `ack_wait`; an AckAll on newer messages would
+                // acknowledge them too, and they would never reach the log.
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: self.options.ack_wait,
                 // The 2.9 default of 1,000 silently caps every pull.
                 max_ack_pending: (self.options.batch_size * 20) as i64,
@@ -323,38 +326,22 @@ impl Ingester {
         let payloads: Vec<Bytes> = batch.iter().map(|m| m.payload.clone()).collect();
 
         // Stage and commit on a blocking thread: the commit fsyncs.
-        let outcomes = loop {
-            let log = self.log.clone();
-            let (returned, staged) = tokio::task::spawn_blocking({
-                let payloads = payloads.clone();
-                move || {
-                    let result = stage_and_commit(&log, &valid, &payloads);
-                    (valid, result)
-                }
-            })
+        let log = self.log.clone();
+        let staged = tokio::task::spawn_blocking(move || stage_and_commit(&log, &valid, &payloads))
             .await
             .expect("the staging task does not panic");
-            valid = returned;
-            match staged {
-                Ok(outcomes) => break outcomes,
-                Err(LogError::NotDurable(error)) => {
-                    tracing::error!(%error, "batch written but not durable; not acknowledging until the disk accepts a sync");
-                    if !self.sync_until_durable(shutdown).await {
-                        return Ok(());
-                    }
-                    // The batch is in the log now; staging again turns it into duplicates,
-                    // which is exactly the outcome to report.
-                    continue;
-                }
-                Err(error) => {
-                    tracing::error!(%error, "cannot write the batch to the log; not acknowledging; retrying");
-                    self.metrics
-                        .storage_errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if sleep_or_cancel(Duration::from_secs(1), shutdown).await {
-                        return Ok(());
-                    }
-                }
+        let outcomes = match staged {
+            Ok(outcomes) => outcomes,
+            // sled 0.34 returns the same error from every later write and flush once one
+            // failed, until the database is reopened: retrying in-process cannot succeed.
+            // Nothing of this batch was acknowledged, so stopping loses nothing; the
+            // supervisor (deploy/plaint.service) restarts plaint and JetStream redelivers.
+            Err(error) => {
+                self.metrics
+                    .storage_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(%error, "cannot write to the log; stopping without acknowledging the batch");
+                return Err(IngestError::Log(error));
             }
         };
 
@@ -393,40 +380,14 @@ impl Ingester {
             return Ok(());
         }
         // AckAll: acknowledging the last message acknowledges the whole batch.
-        if let Some(last) = batch.last() {
-            if let Err(error) = last.ack().await {
+        for message in &batch {
+            if let Err(error) = message.ack().await {
                 // Not fatal: the batch is durable, a redelivery is a duplicate.
-                tracing::warn!(%error, "ack failed; the batch will be redelivered and deduplicated");
+                tracing::warn!(%error, "ack failed; the message will be redelivered and deduplicated");
             }
         }
         self.metrics.record_batch(batch.len(), started.elapsed());
         Ok(())
-    }
-
-    async fn sync_until_durable(&self, shutdown: &CancellationToken) -> bool {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let log = self.log.clone();
-            match tokio::task::spawn_blocking(move || log.sync())
-                .await
-                .expect("sync task")
-            {
-                Ok(()) => {
-                    tracing::info!("log durable again; resuming ingest");
-                    return true;
-                }
-                Err(error) => {
-                    self.metrics
-                        .storage_errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::error!(%error, "log still not durable");
-                }
-            }
-            if sleep_or_cancel(backoff, shutdown).await {
-                return false;
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
     }
 
     /// Publishes rejections and waits for JetStream to acknowledge each, retrying until it

@@ -82,7 +82,7 @@ pub enum LogError {
         found: String,
         expected: String,
     },
-    #[error("the log is inconsistent at sequence {seq}: {what}. Do not serve from it: run `plaint verify --data {path}` to see the first bad entry, then `plaint repair --data {path}` to truncate to the last good entry (events after it come back from JetStream)")]
+    #[error("the log is inconsistent at sequence {seq}: {what}. Do not serve from it: run `plaint verify --data {data}` to see the first bad entry, then `plaint repair --redeliver --data {data}` to truncate to the last good entry (events after it come back from JetStream)", data = .path.parent().unwrap_or(.path.as_path()).display())]
     Corrupt {
         path: PathBuf,
         seq: u64,
@@ -676,7 +676,13 @@ pub fn repair_truncate(path: &Path, keep_last_seq: u64) -> Result<(u64, u64), Lo
     }
     // Segments without index records (a torn write) go too.
     for item in tree.range(format::segment_key(head.last_seq + 1)..=format::segment_key(u64::MAX)) {
-        let (key, _) = item?;
+        let (key, value) = item?;
+        if tree
+            .get(format::meta_key(format::seq_of_key(&key).unwrap_or(0)))?
+            .is_none()
+        {
+            removed += SegmentView::parse(&value).map_or(0, |v| v.len() as u64);
+        }
         batch.remove(key);
     }
     batch.insert(format::HEAD_KEY, head.encode());

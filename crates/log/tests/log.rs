@@ -87,7 +87,7 @@ fn same_id_same_content_is_a_duplicate_even_reformatted() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     let filed = fixtures::filed("C-1", "eu", "billing", at(0));
-    assert_eq!(append(&log, &[filed.clone()]), vec![Outcome::Appended(1)]);
+    assert_eq!(append(&log, std::slice::from_ref(&filed)), vec![Outcome::Appended(1)]);
     // serde_json::Value prints keys sorted: a different byte layout of the same JSON.
     let reformatted: Value =
         serde_json::from_str(&serde_json::to_string_pretty(&filed).unwrap()).unwrap();
@@ -106,7 +106,7 @@ fn same_id_other_content_is_rejected_and_the_original_stays() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     let filed = fixtures::filed("C-1", "eu", "billing", at(0));
-    append(&log, &[filed.clone()]);
+    append(&log, std::slice::from_ref(&filed));
     let mut changed = filed.clone();
     changed["data"]["category"] = "delivery".into();
     let outcomes = append(&log, &[changed]);

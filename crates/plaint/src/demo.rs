@@ -124,16 +124,16 @@ pub fn generate(complaints: usize, days: i64, seed: u64, now: Timestamp) -> Vec<
         let never_answered = rng.random_bool(0.06);
         if !never_answered {
             let slow = if rng.random_bool(0.85) { 6.0 } else { 40.0 };
-            t = t + minutes(rng.random_range(5.0..(60.0 * slow)));
+            t += minutes(rng.random_range(5.0..(60.0 * slow)));
             life.push((t, "complaint.acknowledged", json!({"by": agent})));
-            t = t + minutes(rng.random_range(1.0..120.0));
+            t += minutes(rng.random_range(1.0..120.0));
             life.push((
                 t,
                 "complaint.assigned",
                 json!({"assignee": agent, "team": format!("{region}-care")}),
             ));
             if rng.random_bool(0.2) {
-                t = t + minutes(rng.random_range(10.0..240.0));
+                t += minutes(rng.random_range(10.0..240.0));
                 let due = t + minutes(rng.random_range(60.0..1440.0));
                 life.push((
                     t,
@@ -150,23 +150,23 @@ pub fn generate(complaints: usize, days: i64, seed: u64, now: Timestamp) -> Vec<
                 }
             }
             if rng.random_bool(0.25) {
-                t = t + minutes(rng.random_range(30.0..600.0));
+                t += minutes(rng.random_range(30.0..600.0));
                 life.push((
                     t,
                     "complaint.awaiting_customer",
                     json!({"by": agent, "reason": "needs receipt"}),
                 ));
-                t = t + minutes(rng.random_range(60.0..4000.0));
+                t += minutes(rng.random_range(60.0..4000.0));
                 life.push((t, "complaint.customer_replied", json!({"channel": "email"})));
             }
-            t = t + minutes(rng.random_range(30.0..3000.0));
+            t += minutes(rng.random_range(30.0..3000.0));
             life.push((
                 t,
                 "complaint.customer_contacted",
                 json!({"by": agent, "channel": one(&mut rng, CHANNELS)}),
             ));
             if rng.random_bool(0.03) {
-                t = t + minutes(rng.random_range(5.0..60.0));
+                t += minutes(rng.random_range(5.0..60.0));
                 life.push((
                     t,
                     "complaint.escalated",
@@ -174,20 +174,20 @@ pub fn generate(complaints: usize, days: i64, seed: u64, now: Timestamp) -> Vec<
                 ));
             }
             if rng.random_bool(0.8) {
-                t = t + minutes(rng.random_range(60.0..6000.0));
+                t += minutes(rng.random_range(60.0..6000.0));
                 life.push((
                     t,
                     "complaint.resolved",
                     json!({"by": agent, "resolution": "refund issued"}),
                 ));
                 if rng.random_bool(0.1) {
-                    t = t + minutes(rng.random_range(60.0..4000.0));
+                    t += minutes(rng.random_range(60.0..4000.0));
                     life.push((
                         t,
                         "complaint.reopened",
                         json!({"reason": "problem came back"}),
                     ));
-                    t = t + minutes(rng.random_range(60.0..3000.0));
+                    t += minutes(rng.random_range(60.0..3000.0));
                     life.push((
                         t,
                         "complaint.resolved",
@@ -195,11 +195,11 @@ pub fn generate(complaints: usize, days: i64, seed: u64, now: Timestamp) -> Vec<
                     ));
                 }
                 if rng.random_bool(0.7) {
-                    t = t + minutes(rng.random_range(600.0..4000.0));
+                    t += minutes(rng.random_range(600.0..4000.0));
                     life.push((t, "complaint.closed", json!({"by": agent})));
                 }
             } else if rng.random_bool(0.2) {
-                t = t + minutes(rng.random_range(60.0..3000.0));
+                t += minutes(rng.random_range(60.0..3000.0));
                 life.push((
                     t,
                     "complaint.withdrawn",

@@ -1091,7 +1091,7 @@ async fn import(config: &Config, args: &ImportArgs, json_out: bool) -> anyhow::R
                     .await?;
             }
         }
-        if rows % 1000 == 0 {
+        if rows.is_multiple_of(1000) {
             bar.set_position(importer.progress().bytes_read);
         }
         if args.limit.is_some_and(|l| rows >= l) {

@@ -19,6 +19,13 @@ pub async fn connect(config: &NatsConfig) -> Result<Client, ConnectError> {
         .name(&config.name)
         .retry_on_initial_connect();
     let mut auth = "none";
+    // Credentials in the URL (`nats://user:password@host`) are used as user/password, and
+    // the URL is logged without them.
+    let (url, url_credentials) = split_credentials(&config.url);
+    if let (Some((user, password)), None) = (url_credentials, &config.user) {
+        options = options.user_and_password(user, password);
+        auth = "user/password (from the URL)";
+    }
     if let (Some(user), Some(password)) = (&config.user, &config.password) {
         options = options.user_and_password(user.clone(), password.clone());
         auth = "user/password";
@@ -61,15 +68,43 @@ pub async fn connect(config: &NatsConfig) -> Result<Client, ConnectError> {
             other => tracing::info!(event = %other, "NATS event"),
         }
     });
-    tracing::info!(url = %config.url, auth, "connecting to NATS");
-    let connect = options.connect(&config.url);
+    tracing::info!(%url, auth, "connecting to NATS");
+    let connect = options.connect(url.as_str());
     // retry_on_initial_connect makes connect return at once; the first request waits for
     // the connection. Bound the wait so a wrong URL is reported instead of hanging.
     let client = connect.await.map_err(|e| ConnectError::Connect {
-        url: config.url.clone(),
+        url: url.clone(),
         detail: e.to_string(),
     })?;
     Ok(client)
+}
+
+/// Splits `scheme://user:password@rest` into the URL without its userinfo and the
+/// credentials (of the first URL that has some, for comma-separated server lists).
+pub fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
+    let mut credentials = None;
+    let cleaned: Vec<String> = url
+        .split(',')
+        .map(|one| {
+            let (scheme, rest) = match one.split_once("://") {
+                Some((s, r)) => (Some(s), r),
+                None => (None, one),
+            };
+            let (userinfo, host) = match rest.rsplit_once('@') {
+                Some((u, h)) => (Some(u), h),
+                None => (None, rest),
+            };
+            if let Some(userinfo) = userinfo {
+                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                credentials.get_or_insert((user.to_owned(), password.to_owned()));
+            }
+            match scheme {
+                Some(s) => format!("{s}://{host}"),
+                None => host.to_owned(),
+            }
+        })
+        .collect();
+    (cleaned.join(","), credentials)
 }
 
 /// A JetStream context with the configured publish window.
@@ -77,4 +112,24 @@ pub fn jetstream(client: Client, config: &NatsConfig) -> jetstream::Context {
     jetstream::ContextBuilder::new()
         .max_ack_inflight(config.max_ack_inflight)
         .build(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_credentials;
+
+    #[test]
+    fn url_credentials_are_split_off() {
+        assert_eq!(
+            split_credentials("nats://u:p%40ss@host:4222"),
+            (
+                "nats://host:4222".into(),
+                Some(("u".into(), "p%40ss".into()))
+            )
+        );
+        assert_eq!(
+            split_credentials("nats://127.0.0.1:4222"),
+            ("nats://127.0.0.1:4222".into(), None)
+        );
+    }
 }

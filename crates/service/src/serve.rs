@@ -296,23 +296,34 @@ pub async fn serve_with_clock(
     let api = node.api(Some(ingester.metrics()), "server", Some(js.clone()));
     let tracker = TaskTracker::new();
     let failure = CancellationToken::new();
+    let first_failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let fail = {
+        let failure = failure.clone();
+        let first_failure = first_failure.clone();
+        move |what: &str, error: String| {
+            tracing::error!(%error, "{what} failed");
+            first_failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(error);
+            failure.cancel();
+        }
+    };
     {
         let shutdown = shutdown.clone();
-        let failure = failure.clone();
+        let fail = fail.clone();
         tracker.spawn(async move {
             if let Err(error) = ingester.run(shutdown).await {
-                tracing::error!(%error, "ingest failed");
-                failure.cancel();
+                fail("ingest", error.to_string());
             }
         });
     }
     let Node { runners, log, .. } = node;
     for runner in runners {
-        let failure = failure.clone();
+        let fail = fail.clone();
         tracker.spawn(async move {
             if let Err(error) = runner.await {
-                tracing::error!(%error, "projector failed");
-                failure.cancel();
+                fail("projector", error.to_string());
             }
         });
     }
