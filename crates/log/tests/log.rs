@@ -87,7 +87,10 @@ fn same_id_same_content_is_a_duplicate_even_reformatted() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     let filed = fixtures::filed("C-1", "eu", "billing", at(0));
-    assert_eq!(append(&log, std::slice::from_ref(&filed)), vec![Outcome::Appended(1)]);
+    assert_eq!(
+        append(&log, std::slice::from_ref(&filed)),
+        vec![Outcome::Appended(1)]
+    );
     // serde_json::Value prints keys sorted: a different byte layout of the same JSON.
     let reformatted: Value =
         serde_json::from_str(&serde_json::to_string_pretty(&filed).unwrap()).unwrap();
