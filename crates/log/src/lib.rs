@@ -82,7 +82,7 @@ pub enum LogError {
         found: String,
         expected: String,
     },
-    #[error("the log is inconsistent at sequence {seq}: {what}. Do not serve from it: run `plaint verify --data {data}` to see the first bad entry, then `plaint repair --redeliver --data {data}` to truncate to the last good entry (events after it come back from JetStream)", data = .path.parent().unwrap_or(.path.as_path()).display())]
+    #[error("the log is inconsistent at sequence {seq}: {what}. Do not serve from it: run `plaint verify --data {data}` to see the first bad entry, then `plaint repair --data {data} --redeliver` to truncate to the last good entry (events after it come back from JetStream)", data = .path.parent().unwrap_or(.path.as_path()).display())]
     Corrupt {
         path: PathBuf,
         seq: u64,
