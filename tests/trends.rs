@@ -33,11 +33,11 @@ const RISING_REGIONS: [&str; 5] = ["south", "west", "coast", "lakes", "valley"];
 /// Days 0..HISTORY are normal, then RISE_DAYS days at RISE_FACTOR x in the rising cells,
 /// then AFTER_DAYS normal days (the episode ends after 7 quiet buckets), all published before
 /// the restart; RESTART_DAYS more normal days after it.
-const HISTORY_DAYS: i64 = 105;
+const HISTORY_DAYS: i64 = 70;
 const RISE_DAYS: i64 = 7;
-const RISE_FACTOR: f64 = 1.6;
+const RISE_FACTOR: f64 = 2.0;
 const AFTER_DAYS: i64 = 14;
-const RESTART_DAYS: i64 = 7;
+const RESTART_DAYS: i64 = 5;
 const SEED: u64 = 0x7472_656e_6473_0001;
 /// Bound of the waits for ingest + projectors on the whole history (debug build, 2 shared
 /// cores); the shorter `WAIT` bounds everything else.
@@ -88,9 +88,9 @@ impl Rng {
 /// scaled by category, 30 % fewer at weekends (2024-01-01 is a Monday).
 fn rate(day: i64, region: usize, category: usize) -> f64 {
     let base = if CATEGORIES[category] == RISING {
-        10.0 + 2.0 * (region % 4) as f64
+        20.0 + 3.0 * (region % 4) as f64
     } else {
-        2.0 + (region % 3) as f64
+        1.5 + 0.5 * (region % 3) as f64
     };
     let weekend = if day.rem_euclid(7) >= 5 { 0.7 } else { 1.0 };
     let rise = if CATEGORIES[category] == RISING
@@ -372,6 +372,19 @@ async fn a_multi_region_rise_is_one_cross_region_episode_across_restart_and_rebu
     }
     assert_msg_ids_unique_and_consistent(&messages);
     let all = summary(&messages);
+    {
+        let rising: BTreeSet<String> = RISING_REGIONS.iter().map(|r| r.to_string()).collect();
+        let mut line = String::new();
+        for c in CATEGORIES { let e = cross_region_episodes(&messages, c); line += &format!(" {c}:{}", e.len());
+            for ms in e.values() {
+                let cr: Vec<_> = ms.iter().filter(|m| m.alert["kind"] == "cross_region").collect();
+                let f: BTreeSet<String> = cr[0].alert["regions"].as_array().unwrap().iter().map(|r| r["region"].as_str().unwrap().to_owned()).collect();
+                let u: BTreeSet<String> = ms.iter().flat_map(|m| m.alert["regions"].as_array().unwrap().iter()).map(|r| r["region"].as_str().unwrap().to_owned()).collect();
+                line += &format!(" first {}/{} {} all {}/{} msgs {} kinds {:?} start {}", f.intersection(&rising).count(), f.difference(&rising).count(), cr[0].alert["detector"], u.intersection(&rising).count(), u.difference(&rising).count(), ms.len(), ms.iter().map(|m| m.alert["kind"].as_str().unwrap()).collect::<Vec<_>>(), ms[0].alert["started_at"]);
+            }
+        }
+        eprintln!("STAT{line}");
+    }
     for category in CATEGORIES.iter().filter(|c| **c != RISING) {
         let episodes = cross_region_episodes(&messages, category);
         assert!(
