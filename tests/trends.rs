@@ -12,6 +12,7 @@
 //! test published.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,11 +35,13 @@ const RISING_REGIONS: [&str; 5] = ["south", "west", "coast", "lakes", "valley"];
 /// then AFTER_DAYS normal days (the episode ends after 7 quiet buckets), all published before
 /// the restart; RESTART_DAYS more normal days after it.
 const HISTORY_DAYS: i64 = 70;
-const RISE_DAYS: i64 = 7;
-const RISE_FACTOR: f64 = 2.0;
-const AFTER_DAYS: i64 = 14;
+const RISE_DAYS: i64 = 4;
+const RISE_FACTOR: f64 = 2.5;
+const AFTER_DAYS: i64 = 24;
 const RESTART_DAYS: i64 = 5;
-const SEED: u64 = 0x7472_656e_6473_0001;
+/// Seed of the history. With these rates most seeds name exactly the five regions; some
+/// seeds name one or two more (see the bounds asserted below).
+const SEED: u64 = 12;
 /// Bound of the waits for ingest + projectors on the whole history (debug build, 2 shared
 /// cores); the shorter `WAIT` bounds everything else.
 const CATCH_UP: Duration = Duration::from_secs(180);
@@ -372,19 +375,6 @@ async fn a_multi_region_rise_is_one_cross_region_episode_across_restart_and_rebu
     }
     assert_msg_ids_unique_and_consistent(&messages);
     let all = summary(&messages);
-    {
-        let rising: BTreeSet<String> = RISING_REGIONS.iter().map(|r| r.to_string()).collect();
-        let mut line = String::new();
-        for c in CATEGORIES { let e = cross_region_episodes(&messages, c); line += &format!(" {c}:{}", e.len());
-            for ms in e.values() {
-                let cr: Vec<_> = ms.iter().filter(|m| m.alert["kind"] == "cross_region").collect();
-                let f: BTreeSet<String> = cr[0].alert["regions"].as_array().unwrap().iter().map(|r| r["region"].as_str().unwrap().to_owned()).collect();
-                let u: BTreeSet<String> = ms.iter().flat_map(|m| m.alert["regions"].as_array().unwrap().iter()).map(|r| r["region"].as_str().unwrap().to_owned()).collect();
-                line += &format!(" first {}/{} {} all {}/{} msgs {} kinds {:?} start {}", f.intersection(&rising).count(), f.difference(&rising).count(), cr[0].alert["detector"], u.intersection(&rising).count(), u.difference(&rising).count(), ms.len(), ms.iter().map(|m| m.alert["kind"].as_str().unwrap()).collect::<Vec<_>>(), ms[0].alert["started_at"]);
-            }
-        }
-        eprintln!("STAT{line}");
-    }
     for category in CATEGORIES.iter().filter(|c| **c != RISING) {
         let episodes = cross_region_episodes(&messages, category);
         assert!(
