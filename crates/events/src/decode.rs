@@ -78,8 +78,14 @@ pub fn decode(bytes: &[u8], now: Timestamp, limits: &Limits) -> Result<Event, Re
 /// arrived; this skips the clock rule (their time is now in the past) and the size rule
 /// (limits may have been lowered since).
 pub fn decode_stored(bytes: &[u8]) -> Result<Event, Rejection> {
+    // Every size and count limit is skipped: the configured limits may have been raised
+    // when the event was accepted, and the log must always read back what it holds.
     let limits = Limits {
         max_payload_bytes: usize::MAX,
+        max_tags: usize::MAX,
+        max_text_bytes: usize::MAX,
+        max_name_bytes: usize::MAX,
+        max_depth: 128,
         ..Limits::default()
     };
     decode_inner(bytes, &limits)
@@ -305,9 +311,20 @@ fn check_depth(bytes: &[u8], max: usize) -> Result<(), Rejection> {
 }
 
 fn data<T: DeserializeOwned>(event_type: EventType, raw: &str) -> Result<T, Rejection> {
-    // The envelope parse already proved `data` well-formed JSON, so whatever the typed
-    // parse refuses (a wrong type, a number out of range) is a schema violation.
-    serde_json::from_str(raw).map_err(|e| schema(format!("data of {event_type}: {e}")))
+    serde_json::from_str(raw).map_err(|e| {
+        let what = format!("data of {event_type}: {e}");
+        if e.classify() == serde_json::error::Category::Data {
+            return schema(what);
+        }
+        // The envelope parse skipped over `data` without checking every escape or number.
+        // A typed parse fails with a "syntax" error also for well-formed JSON of the wrong
+        // shape (an integer where a string enum belongs): decide by parsing it untyped.
+        match serde_json::from_str::<serde_json::Value>(raw) {
+            Ok(_) => schema(what),
+            Err(untyped) if untyped.to_string().starts_with("number out of range") => schema(what),
+            Err(_) => Rejection::new(RejectReason::MalformedJson, what),
+        }
+    })
 }
 
 fn check_name(field: &str, value: &str, limits: &Limits) -> Result<(), Rejection> {

@@ -1662,6 +1662,7 @@ fn decode_stored_reads_back_what_raised_limits_accepted() {
             decode(&bytes, now(), &raised).is_ok(),
             "the ingester accepts it"
         );
-        assert!(decode_stored(&bytes).is_ok(), "and the log reads it back");
+        let back = decode_stored(&bytes);
+        assert!(back.is_ok(), "and the log reads it back: {back:?}");
     }
 }
