@@ -36,6 +36,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use clock::{Clock, InstantMonotonic, JumpGuardClock, ManualClock, Monotonic, SystemClock};
 
+/// Events per committed batch during a rebuild.
+const REBUILD_BATCH: usize = 50_000;
+
 /// The checkpoint row of a view tree. View keys never start with a zero byte.
 pub const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";
 
@@ -420,6 +423,12 @@ pub async fn rebuild<P: Projection>(
 ) -> Result<RebuildReport, RunnerError> {
     let name = fresh.name();
     log.db().open_tree(view_tree_name(name))?.clear()?;
+    // Large batches: a row touched by many events of a batch is encoded and written once,
+    // and a rebuild has no live reader waiting for the next checkpoint.
+    let options = RunnerOptions {
+        batch_size: options.batch_size.max(REBUILD_BATCH),
+        ..options
+    };
     let started = Instant::now();
     let runner = Runner::new(
         log.clone(),
