@@ -176,3 +176,55 @@ async fn old_events_are_never_rejected_for_their_age() {
     assert!(node.rejected().await.is_empty());
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_poison_loses_nothing_and_blocks_nothing() {
+    let mut node = Node::new().await;
+    node.start();
+    // 2,000 valid events, each followed by a poison message (alternating reasons).
+    let mut valid_ids = std::collections::HashSet::new();
+    for window in 0..4 {
+        let mut acks = Vec::new();
+        for i in 0..500 {
+            let n = window * 500 + i;
+            let event = fixtures::filed(&format!("F-{n}"), "eu", "billing", at(0));
+            valid_ids.insert(event["id"].as_str().unwrap().to_owned());
+            let subject = fixtures::subject("eu", &event);
+            acks.push(
+                node.js
+                    .publish(subject, fixtures::bytes(&event).into())
+                    .await
+                    .unwrap(),
+            );
+            let poison: Vec<u8> = if n % 2 == 0 {
+                b"{not json".to_vec()
+            } else {
+                vec![0xff, 0xfe, b'{']
+            };
+            acks.push(node.js.publish(ACK_SUBJECT, poison.into()).await.unwrap());
+        }
+        for ack in acks {
+            tokio::time::timeout(crate::support::WAIT, ack)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+    node.wait_for_rejected(2000).await;
+    let status = node.wait_for_head(2000).await;
+    assert_eq!(status["ingest"]["rejected"]["malformed_json"], 1000);
+    assert_eq!(status["ingest"]["rejected"]["invalid_utf8"], 1000);
+    node.stop().await;
+    let log = node.open_log();
+    let logged: std::collections::HashSet<String> = log
+        .read_range(1, u64::MAX)
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.unwrap().1).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .filter(|id| valid_ids.contains(id))
+        .collect();
+    assert_eq!(logged.len(), 2000, "every valid event is in the log");
+}

@@ -421,33 +421,43 @@ impl Ingester {
         shutdown: &CancellationToken,
     ) -> bool {
         let prefix = &self.topology.subject_prefix;
-        for (rejection, subject, stream_seq, payload) in rejections {
-            let mut backoff = Duration::from_millis(100);
-            loop {
+        // All of a batch's rejections are in flight at once and their acks awaited
+        // together, so a flood of poison messages costs one round trip per batch, not one
+        // per message. Failed ones are retried until stored.
+        let mut pending: Vec<usize> = (0..rejections.len()).collect();
+        let mut backoff = Duration::from_millis(100);
+        while !pending.is_empty() {
+            let mut acks = Vec::with_capacity(pending.len());
+            for &i in &pending {
+                let (rejection, subject, stream_seq, payload) = &rejections[i];
                 let headers = rejection_headers(rejection, subject, *stream_seq);
-                let result = async {
-                    self.js
-                        .publish_with_headers(
-                            subjects::rejected(prefix, rejection.reason),
-                            headers,
-                            payload.clone(),
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .await
-                        .map_err(|e| e.to_string())
+                let sent = self
+                    .js
+                    .publish_with_headers(
+                        subjects::rejected(prefix, rejection.reason),
+                        headers,
+                        payload.clone(),
+                    )
+                    .await;
+                acks.push((i, sent));
+            }
+            let mut failed = Vec::new();
+            for (i, sent) in acks {
+                let stored = match sent {
+                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(error) = stored {
+                    tracing::warn!(%error, "cannot store a rejection; retrying before acknowledging the batch");
+                    failed.push(i);
                 }
-                .await;
-                match result {
-                    Ok(_) => break,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot store a rejection; retrying before acknowledging the batch");
-                        if sleep_or_cancel(backoff, shutdown).await {
-                            return false;
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
+            }
+            pending = failed;
+            if !pending.is_empty() {
+                if sleep_or_cancel(backoff, shutdown).await {
+                    return false;
                 }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
         true
