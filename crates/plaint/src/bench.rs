@@ -84,6 +84,7 @@ pub async fn run(_config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
             let data = dir.path().join(format!("ingest-{durability:?}"));
             rows.push(durable_ingest(&js, &config, &data, durability, n).await?);
         }
+        rows.push(poison_flood(&js, &config, dir.path(), &events[..n / 2]).await?);
         rows.extend(
             latency(
                 &js,
@@ -242,6 +243,57 @@ async fn durable_ingest(
             .to_lowercase(),
         rate: rate(n, elapsed),
         note: "acked only after the batch is durable".into(),
+    })
+}
+
+/// Durable ingest of `valid` events with one malformed message after each: the rate of
+/// valid events, to compare with the clean run (the 2x bound of the reliability issue).
+async fn poison_flood(
+    js: &jetstream::Context,
+    config: &Config,
+    dir: &std::path::Path,
+    valid: &[demo::DemoEvent],
+) -> anyhow::Result<Row> {
+    let mut topology = config.topology.clone();
+    topology.subject_prefix = "benchpoison".into();
+    topology.events_stream = "BENCH_POISON".into();
+    topology.rejected_stream = "BENCH_POISON_REJECTED".into();
+    topology.alerts_stream = "BENCH_POISON_ALERTS".into();
+    plaint_ingest::ensure_streams(js, &topology).await?;
+    let mut publisher = Publisher::new(js.clone(), 1024);
+    for (i, e) in valid.iter().enumerate() {
+        let subject = e.subject.replacen("complaints.", "benchpoison.", 1);
+        publisher
+            .send(subject.clone(), Some(&e.id), Bytes::from(e.bytes.clone()))
+            .await?;
+        let poison = Bytes::from_static(b"{\"specversion\": oops");
+        publisher
+            .send(subject, Some(&format!("poison-{i}")), poison)
+            .await?;
+    }
+    publisher.finish().await?;
+    let log = Log::open(dir.join("poison.sled"), LogOptions::default())?;
+    let ingester =
+        plaint_ingest::Ingester::new(log.clone(), js.clone(), topology, config.ingest.options());
+    let metrics = ingester.metrics();
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let task = tokio::spawn(ingester.run(shutdown.clone()));
+    let target = valid.len() as u64;
+    while log.last_seq() < target || metrics.snapshot().rejected.values().sum::<u64>() < target {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "poison flood stalled"
+        );
+    }
+    let elapsed = started.elapsed();
+    shutdown.cancel();
+    task.await??;
+    Ok(Row {
+        what: "plaint: durable ingest, one poison message per valid event (fsync)".into(),
+        rate: rate(valid.len(), elapsed),
+        note: format!("valid events/s; {target} rejections stored too"),
     })
 }
 
