@@ -49,6 +49,6 @@ echo "==> plaint complaint $ID (a complaint that was reopened)"
 "$PLAINT" --nats "$NATS_URL" complaint "$ID"
 echo "==> plaint sla compliance --group-by region"
 "$PLAINT" --nats "$NATS_URL" sla compliance --group-by region
-echo "==> plaint escalation queue 2 --limit 5"
-"$PLAINT" --nats "$NATS_URL" escalation queue 2 --limit 5 | head -60
+echo "==> plaint escalation queue 2 --limit 2"
+"$PLAINT" --nats "$NATS_URL" escalation queue 2 --limit 2
 echo "==> done. The server log is $DATA/serve.log; run more commands with $PLAINT --help"

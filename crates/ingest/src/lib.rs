@@ -220,6 +220,28 @@ impl Ingester {
             .get_stream(&self.topology.events_stream)
             .await
             .map_err(|e| e.to_string())?;
+        // An empty log with a consumer that already acknowledged messages means a new
+        // data directory behind an old consumer: start the consumer over, or the stream's
+        // history would never reach this log (duplicates are recognised, so it is safe).
+        if self.log.last_seq() == 0 {
+            if let Ok(mut existing) = stream
+                .get_consumer::<pull::Config>(&self.topology.consumer)
+                .await
+            {
+                let acked = existing
+                    .info()
+                    .await
+                    .map(|i| i.ack_floor.stream_sequence)
+                    .unwrap_or(0);
+                if acked > 0 {
+                    tracing::warn!(consumer = %self.topology.consumer, acked, "the log is empty but the consumer is not: replaying the stream from its start");
+                    stream
+                        .delete_consumer(&self.topology.consumer)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
         stream
             .create_consumer(pull::Config {
                 durable_name: Some(self.topology.consumer.clone()),

@@ -452,7 +452,16 @@ async fn jetstream(config: &Config) -> anyhow::Result<async_nats::jetstream::Con
 }
 
 fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).expect("json"));
+    let text = serde_json::to_string_pretty(value).expect("json");
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}") {
+        // `plaint ... | head` closes the pipe early: that is not an error.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("plaint: cannot write output: {e}");
+        std::process::exit(1);
+    }
 }
 
 fn progress_bar(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
