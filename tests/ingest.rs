@@ -199,8 +199,10 @@ async fn stop_and_restart_mid_stream_loses_nothing_and_doubles_nothing() {
 async fn a_new_data_directory_behind_an_old_consumer_gets_the_whole_stream() {
     let mut node = Node::new().await;
     node.start();
-    node.publish("eu", &fixtures::filed("C-1", "eu", "billing", at(0))).await;
-    node.publish("eu", &fixtures::acknowledged("C-1", at(1))).await;
+    node.publish("eu", &fixtures::filed("C-1", "eu", "billing", at(0)))
+        .await;
+    node.publish("eu", &fixtures::acknowledged("C-1", at(1)))
+        .await;
     node.wait_for_head(2).await;
     node.stop().await;
     // The operator starts over with an empty data directory; the consumer has acked both.
@@ -209,7 +211,10 @@ async fn a_new_data_directory_behind_an_old_consumer_gets_the_whole_stream() {
     node.start();
     node.publish("eu", &fixtures::contacted("C-1", at(2))).await;
     let status = node.wait_for_head(3).await;
-    assert_eq!(status["ingest"]["appended"], 3, "history replayed into the new log");
+    assert_eq!(
+        status["ingest"]["appended"], 3,
+        "history replayed into the new log"
+    );
     node.stop().await;
     assert_eq!(stored(&node.open_log()).len(), 3);
 }
