@@ -132,15 +132,11 @@ fn raise(id: &str, tier: u64, region: &str, reasons: &[(&str, u64)]) -> Raise {
 /// region, raise).
 async fn escalation_messages(node: &Node) -> Vec<(String, u64, String, Raise)> {
     tokio::time::timeout(WAIT, async {
-        let name = &node.config.topology.alerts_stream;
-        let mut stream = node.js.get_stream(name).await.unwrap();
-        let info = stream.info().await.unwrap().clone();
         let mut out = Vec::new();
-        if info.state.messages == 0 {
-            return out;
-        }
-        for seq in info.state.first_sequence..=info.state.last_sequence {
-            let m = stream.get_raw_message(seq).await.unwrap();
+        for m in node
+            .stream_messages(&node.config.topology.alerts_stream)
+            .await
+        {
             let subject = m.subject.to_string();
             let Some(rest) = subject.strip_prefix("complaints.escalations.") else {
                 continue;

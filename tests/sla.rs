@@ -102,15 +102,11 @@ fn customer_replied(complaint: &str, minute: i64) -> Value {
 /// SLA messages of the alerts stream: (msg id, decoded alert).
 async fn stream_alerts(node: &Node) -> Vec<(String, Sla)> {
     tokio::time::timeout(WAIT, async {
-        let name = &node.config.topology.alerts_stream;
-        let mut stream = node.js.get_stream(name).await.unwrap();
-        let info = stream.info().await.unwrap().clone();
         let mut out = Vec::new();
-        if info.state.messages == 0 {
-            return out;
-        }
-        for seq in info.state.first_sequence..=info.state.last_sequence {
-            let m = stream.get_raw_message(seq).await.unwrap();
+        for m in node
+            .stream_messages(&node.config.topology.alerts_stream)
+            .await
+        {
             let subject = m.subject.to_string();
             let Some(rest) = subject.strip_prefix("complaints.alerts.sla.") else {
                 continue;

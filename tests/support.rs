@@ -157,20 +157,34 @@ impl Node {
         }
     }
 
+    /// Every message a JetStream stream holds, in stream order.
+    pub async fn stream_messages(
+        &self,
+        stream: &str,
+    ) -> Vec<async_nats::jetstream::message::StreamMessage> {
+        tokio::time::timeout(WAIT, async {
+            let mut stream = self.js.get_stream(stream).await.unwrap();
+            let state = stream.info().await.unwrap().state.clone();
+            let mut out = Vec::new();
+            if state.messages == 0 {
+                return out;
+            }
+            for seq in state.first_sequence..=state.last_sequence {
+                out.push(stream.get_raw_message(seq).await.unwrap());
+            }
+            out
+        })
+        .await
+        .expect("stream read in time")
+    }
+
     /// Messages of the rejected stream, as (reason, detail, original subject, payload).
     pub async fn rejected(&self) -> Vec<(String, String, String, Bytes)> {
-        let mut stream = self
-            .js
-            .get_stream(&self.config.topology.rejected_stream)
-            .await
-            .unwrap();
-        let info = stream.info().await.unwrap().clone();
         let mut out = Vec::new();
-        if info.state.messages == 0 {
-            return out;
-        }
-        for seq in info.state.first_sequence..=info.state.last_sequence {
-            let m = stream.get_raw_message(seq).await.unwrap();
+        for m in self
+            .stream_messages(&self.config.topology.rejected_stream)
+            .await
+        {
             let h = |k: &str| {
                 m.headers
                     .get(k)

@@ -218,18 +218,11 @@ struct TrendMessage {
 /// Every message on `complaints.alerts.trends.>` in the alerts stream, in stream order.
 async fn trend_messages(node: &Node) -> Vec<TrendMessage> {
     tokio::time::timeout(WAIT, async {
-        let mut stream = node
-            .js
-            .get_stream(&node.config.topology.alerts_stream)
-            .await
-            .unwrap();
-        let state = stream.info().await.unwrap().state.clone();
         let mut out = Vec::new();
-        if state.messages == 0 {
-            return out;
-        }
-        for seq in state.first_sequence..=state.last_sequence {
-            let m = stream.get_raw_message(seq).await.unwrap();
+        for m in node
+            .stream_messages(&node.config.topology.alerts_stream)
+            .await
+        {
             let subject = m.subject.to_string();
             if !subject.starts_with("complaints.alerts.trends.") {
                 continue;
