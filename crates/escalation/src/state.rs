@@ -16,25 +16,8 @@ use uuid::Uuid;
 
 use crate::rules::{ManualEscalation, RuleFacts, SlaBreachFact};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ComplaintStatus {
-    Open,
-    Resolved,
-    Closed,
-    Withdrawn,
-}
-
-impl ComplaintStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ComplaintStatus::Open => "open",
-            ComplaintStatus::Resolved => "resolved",
-            ComplaintStatus::Closed => "closed",
-            ComplaintStatus::Withdrawn => "withdrawn",
-        }
-    }
-}
+/// A complaint's lifecycle status: the one the log's lifecycle rules use.
+pub use plaint_events::lifecycle::StreamStatus as ComplaintStatus;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComplaintRow {

@@ -11,7 +11,8 @@
 use crate::{EventType, RejectReason, Rejection};
 
 /// Where a complaint is in its life, as far as the lifecycle rules care.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum StreamStatus {
     Open = 1,

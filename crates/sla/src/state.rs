@@ -30,25 +30,8 @@ pub(crate) fn from_opt_ts(value: Option<Timestamp>) -> i64 {
     value.map_or(NONE, |t| t.as_second())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ComplaintStatus {
-    Open,
-    Resolved,
-    Closed,
-    Withdrawn,
-}
-
-impl ComplaintStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ComplaintStatus::Open => "open",
-            ComplaintStatus::Resolved => "resolved",
-            ComplaintStatus::Closed => "closed",
-            ComplaintStatus::Withdrawn => "withdrawn",
-        }
-    }
-}
+/// A complaint's lifecycle status: the one the log's lifecycle rules use.
+pub use plaint_events::lifecycle::StreamStatus as ComplaintStatus;
 
 /// Where a metric's clock is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
