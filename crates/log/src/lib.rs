@@ -426,6 +426,16 @@ impl Log {
         })
     }
 
+    fn stream_head(&self, complaint_id: &str) -> Option<PendingStream> {
+        let state = self.read_state();
+        let s = state.streams.get(complaint_id)?;
+        Some(PendingStream {
+            status: s.status,
+            version: s.seqs.len() as u32,
+            region: state.streams.region_name(s.region).to_owned(),
+        })
+    }
+
     /// Counts of complaints by lifecycle status.
     pub fn complaint_counts(&self) -> HashMap<&'static str, u64> {
         let state = self.read_state();
@@ -806,11 +816,9 @@ impl LogWriter<'_> {
         }
         let current = match batch.streams.get(&event.complaint_id) {
             Some(s) => Some(s.clone()),
-            None => self.log.stream(&event.complaint_id).map(|s| PendingStream {
-                status: s.status,
-                version: s.version(),
-                region: s.region,
-            }),
+            // The head only: staging runs once per ingested event, and a complaint's full
+            // list of sequence numbers is not needed to decide.
+            None => self.log.stream_head(&event.complaint_id),
         };
         let current_version = current.as_ref().map_or(0, |s| s.version);
         if let ExpectedVersion::Exactly(expected) = candidate.expected {
