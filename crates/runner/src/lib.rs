@@ -171,10 +171,7 @@ pub async fn catch_up_in_memory<P: Projection>(
     let mut projector = handle.lock();
     for item in log.read_range(from, log.last_seq()) {
         let (seq, bytes) = item?;
-        let event = plaint_events::decode_stored(&bytes).map_err(|r| RunnerError::Undecodable {
-            seq,
-            detail: r.to_string(),
-        })?;
+        let event = decode_entry(seq, &bytes)?;
         projector.apply(seq, &event);
         handle.checkpoint.store(seq, Ordering::Release);
         applied += 1;
@@ -270,11 +267,7 @@ impl<P: Projection> Runner<P> {
         let mut events = Vec::with_capacity((to - from + 1) as usize);
         for item in self.log.read_range(from, to) {
             let (seq, bytes) = item?;
-            let event =
-                plaint_events::decode_stored(&bytes).map_err(|r| RunnerError::Undecodable {
-                    seq,
-                    detail: r.to_string(),
-                })?;
+            let event = decode_entry(seq, &bytes)?;
             events.push((seq, event));
         }
         let (effects, changes) = {
@@ -376,6 +369,14 @@ fn projector_fresh<P: Projection>(mut projector: P) -> P {
     // Restoring from no rows resets the state.
     let _ = projector.restore(&mut empty);
     projector
+}
+
+/// Decodes a log entry; an entry that does not decode means a damaged log.
+fn decode_entry(seq: u64, bytes: &[u8]) -> Result<plaint_events::Event, RunnerError> {
+    plaint_events::decode_stored(bytes).map_err(|r| RunnerError::Undecodable {
+        seq,
+        detail: r.to_string(),
+    })
 }
 
 fn read_checkpoint(tree: &sled::Tree) -> Result<u64, RunnerError> {
