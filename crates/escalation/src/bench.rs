@@ -177,13 +177,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank - 1]
 }
 
-/// Builds the escalated complaints through `apply`, then measures rebuild and queries.
-pub fn run(options: &BenchOptions) -> BenchReport {
+/// The live projector after applying the synthetic upstream log, every event it wrote
+/// fed back right away (as the runner's stream would) and 30% of the raised items claimed
+/// by an operator; the whole log in order; and how long that took.
+pub fn live_log(options: &BenchOptions) -> (EscalationProjector, Vec<Event>, Duration) {
     let start: Timestamp = "2025-01-01T00:00:00Z".parse().expect("valid");
     let upstream = synthetic_upstream(options, start);
-
-    // Live: every event the projector writes is fed back right away, as the runner's
-    // stream would, and 30% of the escalated items are claimed by an operator.
     let mut live =
         EscalationProjector::new(EscalationConfig::default()).expect("default config is valid");
     let mut log: Vec<Event> = Vec::with_capacity(upstream.len() * 2);
@@ -208,7 +207,14 @@ pub fn run(options: &BenchOptions) -> BenchReport {
             }
         }
     }
-    let live_elapsed = began.elapsed();
+    (live, log, began.elapsed())
+}
+
+/// Builds the escalated complaints through `apply`, then measures rebuild and queries.
+pub fn run(options: &BenchOptions) -> BenchReport {
+    let start: Timestamp = "2025-01-01T00:00:00Z".parse().expect("valid");
+    let (live, log, live_elapsed) = live_log(options);
+    let mut random = Seeded(options.seed ^ 0x1234);
     let live_events = log.len();
 
     let began = Instant::now();

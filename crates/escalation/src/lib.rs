@@ -80,6 +80,7 @@ mod projector;
 pub mod query;
 pub mod rules;
 pub mod state;
+mod store;
 #[cfg(test)]
 mod tests;
 

@@ -18,6 +18,7 @@
 //! without limits rank as zero.
 
 use std::cmp::{Ordering, Reverse};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use plaint_events::{AmountAtStake, Severity};
@@ -43,7 +44,8 @@ pub struct PriorityKey {
     /// Millionths of the frontline authority limit, most first.
     pub money_rank: Reverse<i64>,
     pub filed_at: Timestamp,
-    pub complaint_id: String,
+    /// Shared with the view's id map, so that a key costs no allocation.
+    pub complaint_id: Arc<str>,
 }
 
 /// An amount as millionths of its currency's frontline authority limit.
@@ -230,7 +232,7 @@ mod tests {
         ];
         let mut sorted: Vec<_> = items.iter().collect();
         sorted.sort_by(|a, b| compare_across_tiers((a.0, &a.1, a.2), (b.0, &b.1, b.2)));
-        let order: Vec<&str> = sorted.iter().map(|i| i.1.complaint_id.as_str()).collect();
+        let order: Vec<&str> = sorted.iter().map(|i| &*i.1.complaint_id).collect();
         assert_eq!(
             order,
             [

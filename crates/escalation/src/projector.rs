@@ -1,14 +1,17 @@
 //! The escalation projector: applies the log, raises and clears, keeps the queue index.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use plaint_events::{
     own, subjects, ComplaintFiled, EscalationClaimed, EscalationCleared, EscalationRaised,
     EscalationReleased, Event, EventBody, SlaBreached,
 };
-use plaint_projection::{Effect, Projection, ProjectionError, ViewChange, ViewMap, ViewRow};
+use plaint_projection::{Effect, Projection, ProjectionError, ViewChange, ViewRow};
 use serde::Serialize;
 
 use crate::config::{ConfigError, EscalationConfig, MAX_TIER};
@@ -18,6 +21,7 @@ use crate::state::{
     ClaimRecord, ComplaintRow, ComplaintStatus, CustomerFilings, HistoryEntry, QueueItem,
     ReleaseRecord,
 };
+use crate::store::RowStore;
 
 pub(crate) const COMPLAINT_ROWS: &str = "complaint/";
 pub(crate) const CUSTOMER_ROWS: &str = "customer/";
@@ -44,12 +48,14 @@ pub struct UnclaimedAlert<'a> {
     pub at: Timestamp,
 }
 
-/// What the queue index keeps per item, so that filters need not read the row.
+/// What the queue index keeps per item, so that filters need not read the row. Names
+/// are [`Names`] numbers, so that a filter compares integers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ItemSummary {
-    pub region: String,
-    pub team: Option<String>,
-    pub claimed_by: Option<String>,
+    pub slot: u32,
+    pub region: u32,
+    pub team: Option<u32>,
+    pub claimed_by: Option<u32>,
     pub reasons_mask: u8,
     pub entered_at: Timestamp,
 }
@@ -63,21 +69,60 @@ struct IndexEntry {
     unclaimed_since: Option<Timestamp>,
 }
 
+/// Regions, teams and operators seen, numbered in order of appearance (in memory only;
+/// the numbers never reach a row or an answer).
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    numbers: HashMap<String, u32, BuildHasherDefault<DefaultHasher>>,
+    names: Vec<String>,
+}
+
+impl Names {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(number) = self.numbers.get(name) {
+            return *number;
+        }
+        let number = u32::try_from(self.names.len()).expect("fewer than 2^32 names");
+        self.names.push(name.to_owned());
+        self.numbers.insert(name.to_owned(), number);
+        number
+    }
+
+    /// The number of a name; a name never seen gets one that no item carries.
+    pub(crate) fn find(&self, name: &str) -> u32 {
+        self.numbers.get(name).copied().unwrap_or(u32::MAX)
+    }
+
+    pub(crate) fn name(&self, number: u32) -> &str {
+        &self.names[number as usize]
+    }
+}
+
+/// What the projector keeps in memory beside a complaint's row, by slot.
+#[derive(Debug, Clone, Default)]
+struct Companion {
+    /// The entry the complaint has in the queue index (and `awaiting_alert`), if any.
+    indexed: Option<IndexEntry>,
+    /// The tier of a raise written but not yet seen back in the log, so that events
+    /// arriving in between do not write a second raise to the same tier.
+    pending_raise: Option<u8>,
+}
+
 /// The escalation projector. See the crate documentation for the rules and the order.
 pub struct EscalationProjector {
     pub(crate) config: EscalationConfig,
     pub(crate) subject_prefix: String,
-    pub(crate) complaints: ViewMap<ComplaintRow>,
-    customers: ViewMap<CustomerFilings>,
+    pub(crate) complaints: RowStore<ComplaintRow>,
+    customers: RowStore<CustomerFilings>,
+    /// In memory only, by complaint slot: see [`Companion`].
+    companions: Vec<Companion>,
+    pub(crate) names: Names,
     /// Derived from the rows (rebuilt by `restore`): one ordered index per tier.
     pub(crate) queues: [BTreeMap<PriorityKey, ItemSummary>; MAX_TIER as usize],
     /// In memory only: unclaimed items this process has not alerted on yet, by the time
     /// they became unclaimed. After a restart every unclaimed item is alerted once more
     /// (with the same msg id, so within the stream's duplicate window it is absorbed).
-    awaiting_alert: BTreeSet<(Timestamp, String)>,
-    /// In memory only: the tier of a raise written but not yet seen back in the log, so
-    /// that events arriving in between do not write a second raise to the same tier.
-    pending_raise: BTreeMap<String, u8>,
+    awaiting_alert: BTreeSet<(Timestamp, Arc<str>)>,
 }
 
 impl std::fmt::Debug for EscalationProjector {
@@ -99,11 +144,12 @@ impl EscalationProjector {
         Ok(EscalationProjector {
             config,
             subject_prefix: "complaints".into(),
-            complaints: ViewMap::new(),
-            customers: ViewMap::new(),
+            complaints: RowStore::default(),
+            customers: RowStore::default(),
+            companions: Vec::new(),
+            names: Names::default(),
             queues: Default::default(),
             awaiting_alert: BTreeSet::new(),
-            pending_raise: BTreeMap::new(),
         })
     }
 
@@ -124,11 +170,8 @@ impl EscalationProjector {
 
     /// An item whose clear is on its way is already out of the queue index: it is
     /// resolved, closed or withdrawn, and nobody should claim it or be alerted about it.
-    fn index_entry(
-        config: &EscalationConfig,
-        complaint_id: &str,
-        row: &ComplaintRow,
-    ) -> Option<IndexEntry> {
+    fn index_entry(&mut self, slot: u32) -> Option<IndexEntry> {
+        let row = self.complaints.row(slot);
         let item = row.queue.as_ref().filter(|q| !q.clear_requested)?;
         let key = PriorityKey {
             severity: Reverse(row.severity),
@@ -136,22 +179,24 @@ impl EscalationProjector {
                 Some(since) => Urgency::Breached { since },
                 None => Urgency::NotBreached,
             },
-            money_rank: Reverse(money_rank(config, row.amount_at_stake.as_ref())),
+            money_rank: Reverse(money_rank(&self.config, row.amount_at_stake.as_ref())),
             filed_at: row.filed_at,
-            complaint_id: complaint_id.to_owned(),
+            complaint_id: Arc::clone(self.complaints.id(slot)),
         };
         let reasons_mask = item
             .reasons
             .iter()
             .filter_map(|r| rules::rule_bit(&r.rule))
             .fold(0, |a, b| a | b);
+        let names = &mut self.names;
         Some(IndexEntry {
             tier: item.tier,
             key,
             summary: ItemSummary {
-                region: row.region.clone(),
-                team: row.team.clone(),
-                claimed_by: item.claim.as_ref().map(|c| c.by.clone()),
+                slot,
+                region: names.intern(&row.region),
+                team: row.team.as_deref().map(|team| names.intern(team)),
+                claimed_by: item.claim.as_ref().map(|c| names.intern(&c.by)),
                 reasons_mask,
                 entered_at: item.entered_at,
             },
@@ -159,15 +204,14 @@ impl EscalationProjector {
         })
     }
 
-    fn reindex(
-        &mut self,
-        complaint_id: &str,
-        before: Option<IndexEntry>,
-        after: Option<IndexEntry>,
-    ) {
-        if before == after {
+    /// Brings the queue index and the alert schedule in step with the row of `slot`.
+    fn reindex(&mut self, slot: u32) {
+        let after = self.index_entry(slot);
+        let companion = &mut self.companions[slot as usize];
+        if companion.indexed == after {
             return;
         }
+        let before = std::mem::replace(&mut companion.indexed, after.clone());
         let alert_before = before
             .as_ref()
             .and_then(|e| e.unclaimed_since.map(|t| (e.tier, t)));
@@ -183,29 +227,23 @@ impl EscalationProjector {
         // Only a new waiting period (or a new tier) earns a new alert; a change of team or
         // of breach state while waiting must not repeat one already sent.
         if alert_before != alert_after {
+            let complaint_id = self.complaints.id(slot);
             if let Some((_, since)) = alert_before {
                 self.awaiting_alert
-                    .remove(&(since, complaint_id.to_owned()));
+                    .remove(&(since, Arc::clone(complaint_id)));
             }
             if let Some((_, since)) = alert_after {
-                self.awaiting_alert.insert((since, complaint_id.to_owned()));
+                self.awaiting_alert
+                    .insert((since, Arc::clone(complaint_id)));
             }
         }
     }
 
-    /// Mutates a complaint's row and keeps the queue index in step with it.
-    fn update<R>(
-        &mut self,
-        complaint_id: &str,
-        change: impl FnOnce(&mut ComplaintRow) -> R,
-    ) -> Option<R> {
-        let config = &self.config;
-        let row = self.complaints.get_mut(complaint_id)?;
-        let before = Self::index_entry(config, complaint_id, row);
-        let result = change(row);
-        let after = Self::index_entry(config, complaint_id, row);
-        self.reindex(complaint_id, before, after);
-        Some(result)
+    /// Mutates a complaint's row (marking it changed) and keeps the queue index in step.
+    fn update<R>(&mut self, slot: u32, change: impl FnOnce(&mut ComplaintRow) -> R) -> R {
+        let result = change(self.complaints.row_mut(slot));
+        self.reindex(slot);
+        result
     }
 
     fn own_event(
@@ -230,16 +268,13 @@ impl EscalationProjector {
 
     /// Evaluates the rules of an open complaint and writes a raise when they ask for a
     /// tier above where it stands (or is about to stand).
-    fn raise_if_needed(&mut self, trigger: &Event) -> Vec<Effect> {
+    fn raise_if_needed(&mut self, slot: u32, trigger: &Event) -> Vec<Effect> {
         let complaint_id = &trigger.complaint_id;
-        let Some(row) = self.complaints.get(complaint_id) else {
-            return Vec::new();
-        };
+        let row = self.complaints.row(slot);
         if row.status != ComplaintStatus::Open {
             return Vec::new();
         }
-        let reasons = rules::evaluate(&self.config, &row.rule_facts());
-        let Some(target) = rules::target_tier(&reasons) else {
+        let Some(target) = rules::target(&self.config, &row.rule_facts()) else {
             return Vec::new();
         };
         let standing = row
@@ -247,10 +282,11 @@ impl EscalationProjector {
             .as_ref()
             .filter(|q| !q.clear_requested)
             .map(|q| q.tier);
-        let pending = self.pending_raise.get(complaint_id).copied();
+        let pending = self.companions[slot as usize].pending_raise;
         if Some(target) <= standing.max(pending) {
             return Vec::new();
         }
+        let reasons = rules::evaluate(&self.config, &row.rule_facts());
         let region = row.region.clone();
         let trigger_id = trigger.id.to_string();
         let (subject, event) = self.own_event(
@@ -264,7 +300,7 @@ impl EscalationProjector {
                 reasons,
             }),
         );
-        self.pending_raise.insert(complaint_id.clone(), target);
+        self.companions[slot as usize].pending_raise = Some(target);
         let publish = Effect::Publish {
             subject: subjects::escalation(&self.subject_prefix, target, &region),
             msg_id: event.id.to_string(),
@@ -273,12 +309,9 @@ impl EscalationProjector {
         vec![Effect::AppendEvent { subject, event }, publish]
     }
 
-    fn clear(&mut self, trigger: &Event, reason: ComplaintStatus) -> Vec<Effect> {
+    fn clear(&mut self, slot: u32, trigger: &Event, reason: ComplaintStatus) -> Vec<Effect> {
         let complaint_id = &trigger.complaint_id;
-        let Some(row) = self.complaints.get(complaint_id) else {
-            return Vec::new();
-        };
-        let region = row.region.clone();
+        let region = self.complaints.row(slot).region.clone();
         let trigger_id = trigger.id.to_string();
         let (subject, event) = self.own_event(
             trigger,
@@ -292,20 +325,14 @@ impl EscalationProjector {
     }
 
     fn on_filed(&mut self, event: &Event, filed: &ComplaintFiled) -> Vec<Effect> {
-        if self.complaints.contains_key(&event.complaint_id) {
+        if self.complaints.slot(&event.complaint_id).is_some() {
             return Vec::new();
         }
         let window = self.config.repeat_complainant.window;
-        let filings = match self.customers.get_mut(&filed.customer_id) {
-            Some(filings) => filings,
-            None => {
-                self.customers
-                    .insert(filed.customer_id.clone(), CustomerFilings::default());
-                self.customers
-                    .get_mut(&filed.customer_id)
-                    .expect("just inserted")
-            }
-        };
+        let customer = self
+            .customers
+            .upsert(&filed.customer_id, CustomerFilings::default);
+        let filings = self.customers.row_mut(customer);
         let position = filings.filed_at.partition_point(|t| *t <= event.time);
         filings.filed_at.insert(position, event.time);
         let repeat_count = rules::filings_in_window(&filings.filed_at, event.time, window);
@@ -315,8 +342,8 @@ impl EscalationProjector {
         let keep_after = newest.checked_sub(window).unwrap_or(Timestamp::MIN);
         let stale = filings.filed_at.partition_point(|t| *t <= keep_after);
         filings.filed_at.drain(..stale);
-        self.complaints.insert(
-            event.complaint_id.clone(),
+        let (slot, _) = self.complaints.insert(
+            &event.complaint_id,
             ComplaintRow {
                 region: filed.region.clone(),
                 customer_id: filed.customer_id.clone(),
@@ -336,23 +363,23 @@ impl EscalationProjector {
                 history: Vec::new(),
             },
         );
-        self.raise_if_needed(event)
+        self.companions
+            .resize_with(self.complaints.len(), Default::default);
+        self.raise_if_needed(slot, event)
     }
 
-    fn on_breached(&mut self, event: &Event, breach: &SlaBreached) -> Vec<Effect> {
+    fn on_breached(&mut self, slot: u32, event: &Event, breach: &SlaBreached) -> Vec<Effect> {
         let config = &self.config;
-        let Some(row) = self.complaints.get(&event.complaint_id) else {
-            return Vec::new();
-        };
+        let row = self.complaints.row(slot);
         if row.status != ComplaintStatus::Open {
             return Vec::new();
         }
         // "Where it stands" is read from the rows only (queue tier, rule targets), never
         // from the in-memory pending raise, so that a rebuild fixes the same tier.
-        let rule_target = rules::target_tier(&rules::evaluate(config, &row.rule_facts()));
+        let rule_target = rules::target(config, &row.rule_facts());
         let standing = row.queue_tier().max(rule_target).unwrap_or(1);
         let breach_tier = rules::sla_breach_tier(config, standing);
-        self.update(&event.complaint_id, |row| {
+        self.update(slot, |row| {
             row.breached_since = Some(
                 row.breached_since
                     .map_or(breach.due_at, |t| t.min(breach.due_at)),
@@ -370,11 +397,11 @@ impl EscalationProjector {
                 fact.latest_due_at = breach.due_at;
             }
         });
-        self.raise_if_needed(event)
+        self.raise_if_needed(slot, event)
     }
 
-    fn on_terminal(&mut self, event: &Event, status: ComplaintStatus) -> Vec<Effect> {
-        let Some(needs_clear) = self.update(&event.complaint_id, |row| {
+    fn on_terminal(&mut self, slot: u32, event: &Event, status: ComplaintStatus) -> Vec<Effect> {
+        let needs_clear = self.update(slot, |row| {
             row.status = status;
             match row.queue.as_mut() {
                 Some(item) if !item.clear_requested => {
@@ -383,32 +410,30 @@ impl EscalationProjector {
                 }
                 _ => false,
             }
-        }) else {
-            return Vec::new();
-        };
+        });
         // A raise still on its way is cleared when it comes back (see on_raised). A raise
         // written before this clear lands before it and is cleared with the item, so it
         // must not hold back a raise after a reopen.
         if needs_clear {
-            self.pending_raise.remove(&event.complaint_id);
-            self.clear(event, status)
+            self.companions[slot as usize].pending_raise = None;
+            self.clear(slot, event, status)
         } else {
             Vec::new()
         }
     }
 
-    fn on_raised(&mut self, seq: u64, event: &Event, raised: &EscalationRaised) -> Vec<Effect> {
-        let complaint_id = &event.complaint_id;
-        if self
-            .pending_raise
-            .get(complaint_id)
-            .is_some_and(|tier| *tier <= raised.tier)
-        {
-            self.pending_raise.remove(complaint_id);
+    fn on_raised(
+        &mut self,
+        slot: u32,
+        seq: u64,
+        event: &Event,
+        raised: &EscalationRaised,
+    ) -> Vec<Effect> {
+        let pending_raise = &mut self.companions[slot as usize].pending_raise;
+        if pending_raise.is_some_and(|tier| tier <= raised.tier) {
+            *pending_raise = None;
         }
-        let Some(row) = self.complaints.get(complaint_id) else {
-            return Vec::new();
-        };
+        let row = self.complaints.row(slot);
         // A raise not above the current tier can only be written twice when a restart lost
         // the pending marker; it changes nothing.
         if row.queue_tier() >= Some(raised.tier) || !(1..=MAX_TIER).contains(&raised.tier) {
@@ -416,7 +441,7 @@ impl EscalationProjector {
         }
         let needs_clear = row.status != ComplaintStatus::Open;
         let status = row.status;
-        let already_clearing = self.update(complaint_id, |row| {
+        let already_clearing = self.update(slot, |row| {
             row.raise_count += 1;
             let previous = row.queue.take();
             let already_clearing = previous.as_ref().is_some_and(|q| q.clear_requested);
@@ -444,14 +469,14 @@ impl EscalationProjector {
         });
         // A raise that arrives after the complaint was resolved, closed or withdrawn is
         // cleared at once, unless a clear is already on its way.
-        if needs_clear && already_clearing == Some(false) {
-            return self.clear(event, status);
+        if needs_clear && !already_clearing {
+            return self.clear(slot, event, status);
         }
         Vec::new()
     }
 
-    fn on_claimed(&mut self, seq: u64, event: &Event, claimed: &EscalationClaimed) {
-        self.update(&event.complaint_id, |row| {
+    fn on_claimed(&mut self, slot: u32, seq: u64, event: &Event, claimed: &EscalationClaimed) {
+        self.update(slot, |row| {
             let Some(item) = row.queue.as_mut() else {
                 return;
             };
@@ -482,8 +507,8 @@ impl EscalationProjector {
         });
     }
 
-    fn on_released(&mut self, seq: u64, event: &Event, released: &EscalationReleased) {
-        self.update(&event.complaint_id, |row| {
+    fn on_released(&mut self, slot: u32, seq: u64, event: &Event, released: &EscalationReleased) {
+        self.update(slot, |row| {
             let Some(item) = row.queue.as_mut() else {
                 return;
             };
@@ -509,8 +534,8 @@ impl EscalationProjector {
         });
     }
 
-    fn on_cleared(&mut self, seq: u64, event: &Event, cleared: &EscalationCleared) {
-        self.update(&event.complaint_id, |row| {
+    fn on_cleared(&mut self, slot: u32, seq: u64, event: &Event, cleared: &EscalationCleared) {
+        self.update(slot, |row| {
             if row.queue.take().is_some() {
                 row.history.push(HistoryEntry::Cleared {
                     seq,
@@ -525,33 +550,19 @@ impl EscalationProjector {
     fn rebuild_indexes(&mut self) {
         self.queues = Default::default();
         self.awaiting_alert.clear();
-        let entries: Vec<(String, IndexEntry)> = self
-            .complaints
-            .iter()
-            .filter_map(|(id, row)| {
-                Self::index_entry(&self.config, id, row).map(|e| (id.clone(), e))
-            })
-            .collect();
-        for (id, entry) in entries {
-            self.reindex(&id, None, Some(entry));
+        self.companions = vec![Companion::default(); self.complaints.len()];
+        for slot in 0..self.complaints.len() {
+            self.reindex(slot as u32);
         }
     }
 
     /// All persisted rows in key order, as the runner would hold them (for digests and
     /// rebuild comparisons in tests and tools).
     pub fn rows(&self) -> Vec<ViewRow> {
-        fn json<T: Serialize>(value: &T) -> Vec<u8> {
-            serde_json::to_vec(value).expect("view values serialise infallibly")
-        }
         let mut rows: Vec<ViewRow> = self
             .complaints
-            .iter()
-            .map(|(k, v)| (format!("{COMPLAINT_ROWS}{k}").into_bytes(), json(v)))
-            .chain(
-                self.customers
-                    .iter()
-                    .map(|(k, v)| (format!("{CUSTOMER_ROWS}{k}").into_bytes(), json(v))),
-            )
+            .persisted(COMPLAINT_ROWS)
+            .chain(self.customers.persisted(CUSTOMER_ROWS))
             .collect();
         rows.sort();
         rows
@@ -564,10 +575,17 @@ impl Projection for EscalationProjector {
     }
 
     fn apply(&mut self, seq: u64, event: &Event) -> Vec<Effect> {
+        if let EventBody::Filed(filed) = &event.body {
+            return self.on_filed(event, filed);
+        }
+        // Every other event is about a complaint filed before, or changes nothing.
+        let Some(slot) = self.complaints.slot(&event.complaint_id) else {
+            return Vec::new();
+        };
         match &event.body {
-            EventBody::Filed(filed) => self.on_filed(event, filed),
+            EventBody::Filed(_) => Vec::new(),
             EventBody::Assigned(assigned) => {
-                self.update(&event.complaint_id, |row| {
+                self.update(slot, |row| {
                     if assigned.team.is_some() {
                         row.team = assigned.team.clone();
                     }
@@ -580,7 +598,7 @@ impl Projection for EscalationProjector {
                     by: escalated.by.clone(),
                     reason: escalated.reason.clone(),
                 };
-                self.update(&event.complaint_id, |row| {
+                self.update(slot, |row| {
                     if row
                         .manual
                         .as_ref()
@@ -589,30 +607,30 @@ impl Projection for EscalationProjector {
                         row.manual = Some(escalation);
                     }
                 });
-                self.raise_if_needed(event)
+                self.raise_if_needed(slot, event)
             }
             EventBody::Reopened(_) => {
-                self.update(&event.complaint_id, |row| {
+                self.update(slot, |row| {
                     row.status = ComplaintStatus::Open;
                     row.reopen_count += 1;
                 });
-                self.raise_if_needed(event)
+                self.raise_if_needed(slot, event)
             }
-            EventBody::Resolved(_) => self.on_terminal(event, ComplaintStatus::Resolved),
-            EventBody::Closed(_) => self.on_terminal(event, ComplaintStatus::Closed),
-            EventBody::Withdrawn(_) => self.on_terminal(event, ComplaintStatus::Withdrawn),
-            EventBody::SlaBreached(breach) => self.on_breached(event, breach),
-            EventBody::EscalationRaised(raised) => self.on_raised(seq, event, raised),
+            EventBody::Resolved(_) => self.on_terminal(slot, event, ComplaintStatus::Resolved),
+            EventBody::Closed(_) => self.on_terminal(slot, event, ComplaintStatus::Closed),
+            EventBody::Withdrawn(_) => self.on_terminal(slot, event, ComplaintStatus::Withdrawn),
+            EventBody::SlaBreached(breach) => self.on_breached(slot, event, breach),
+            EventBody::EscalationRaised(raised) => self.on_raised(slot, seq, event, raised),
             EventBody::EscalationClaimed(claimed) => {
-                self.on_claimed(seq, event, claimed);
+                self.on_claimed(slot, seq, event, claimed);
                 Vec::new()
             }
             EventBody::EscalationReleased(released) => {
-                self.on_released(seq, event, released);
+                self.on_released(slot, seq, event, released);
                 Vec::new()
             }
             EventBody::EscalationCleared(cleared) => {
-                self.on_cleared(seq, event, cleared);
+                self.on_cleared(slot, seq, event, cleared);
                 Vec::new()
             }
             EventBody::Acknowledged(_)
@@ -680,11 +698,11 @@ impl Projection for EscalationProjector {
     fn restore(&mut self, rows: &mut dyn Iterator<Item = ViewRow>) -> Result<(), ProjectionError> {
         self.complaints.clear();
         self.customers.clear();
-        self.pending_raise.clear();
         for row in rows {
-            if !self
+            if self
                 .complaints
                 .restore_row("escalation", COMPLAINT_ROWS, &row)?
+                .is_none()
             {
                 self.customers
                     .restore_row("escalation", CUSTOMER_ROWS, &row)?;

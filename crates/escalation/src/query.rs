@@ -23,6 +23,9 @@ use crate::state::{ComplaintStatus, HistoryEntry};
 /// The next SLA deadline of a complaint (from the SLA projector), if it has one.
 pub type NextDeadline<'a> = &'a dyn Fn(&str) -> Option<Timestamp>;
 
+/// An item on its way to a page: its key, its slot, and its next deadline if looked up.
+type Ranked<'a> = (&'a PriorityKey, u32, Option<Timestamp>);
+
 /// Which items of a tier's queue to list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -165,29 +168,24 @@ pub struct OldestItem {
     pub waiting_seconds: i64,
 }
 
+/// A query's filters, names turned into the index's numbers.
 struct Filter {
-    region: Option<String>,
-    team: Option<String>,
+    region: Option<u32>,
+    team: Option<u32>,
     reason_bit: Option<u8>,
     claimed: Option<bool>,
-    claimed_by: Option<String>,
+    claimed_by: Option<u32>,
 }
 
 impl Filter {
     fn matches(&self, item: &ItemSummary) -> bool {
-        self.region.as_ref().is_none_or(|r| *r == item.region)
-            && self
-                .team
-                .as_ref()
-                .is_none_or(|t| item.team.as_ref() == Some(t))
+        self.region.is_none_or(|r| r == item.region)
+            && self.team.is_none_or(|t| item.team == Some(t))
             && self
                 .reason_bit
                 .is_none_or(|bit| item.reasons_mask & bit != 0)
             && self.claimed.is_none_or(|c| c == item.claimed_by.is_some())
-            && self
-                .claimed_by
-                .as_ref()
-                .is_none_or(|by| item.claimed_by.as_ref() == Some(by))
+            && self.claimed_by.is_none_or(|by| item.claimed_by == Some(by))
     }
 }
 
@@ -230,16 +228,16 @@ impl EscalationProjector {
             None => None,
         };
         let filter = Filter {
-            region: query.region.clone(),
-            team: query.team.clone(),
+            region: query.region.as_deref().map(|r| self.names.find(r)),
+            team: query.team.as_deref().map(|t| self.names.find(t)),
             reason_bit,
             claimed: query.claimed,
-            claimed_by: query.claimed_by.clone(),
+            claimed_by: query.claimed_by.as_deref().map(|by| self.names.find(by)),
         };
         let index = &self.queues[usize::from(query.tier - 1)];
         // One more than the page, to tell whether more follow.
         let wanted = query.offset.saturating_add(query.limit).saturating_add(1);
-        let mut ordered: Vec<(&PriorityKey, Option<Timestamp>)> = Vec::new();
+        let mut ordered: Vec<Ranked<'_>> = Vec::new();
         let mut walk = index.iter().peekable();
         while ordered.len() < wanted {
             let Some((key, summary)) = walk.next() else {
@@ -249,25 +247,26 @@ impl EscalationProjector {
                 continue;
             }
             let (Urgency::NotBreached, Some(deadline_of)) = (&key.urgency, next_deadline) else {
-                ordered.push((key, None));
+                ordered.push((key, summary.slot, None));
                 continue;
             };
             // Not-breached items sort last within their severity, so the band runs to the
             // next severity; within it the deadline decides.
-            let mut band = vec![(key, deadline_of(&key.complaint_id))];
+            let mut band = vec![(key, summary.slot, deadline_of(&key.complaint_id))];
             while let Some((next_key, next_summary)) = walk.peek() {
                 if next_key.severity != key.severity {
                     break;
                 }
                 if filter.matches(next_summary) {
-                    band.push((next_key, deadline_of(&next_key.complaint_id)));
+                    band.push((
+                        next_key,
+                        next_summary.slot,
+                        deadline_of(&next_key.complaint_id),
+                    ));
                 }
                 walk.next();
             }
-            let order = |a: &(&PriorityKey, Option<Timestamp>),
-                         b: &(&PriorityKey, Option<Timestamp>)| {
-                compare_with_deadlines(a.0, a.1, b.0, b.1)
-            };
+            let order = |a: &Ranked<'_>, b: &Ranked<'_>| compare_with_deadlines(a.0, a.2, b.0, b.2);
             let room = wanted - ordered.len();
             if band.len() > room {
                 band.select_nth_unstable_by(room - 1, order);
@@ -282,8 +281,8 @@ impl EscalationProjector {
             .enumerate()
             .skip(query.offset)
             .take(query.limit)
-            .filter_map(|(position, (key, deadline))| {
-                let row = self.complaints.get(&key.complaint_id)?;
+            .filter_map(|(position, (key, slot, deadline))| {
+                let row = self.complaints.row(*slot);
                 let item = row.queue.as_ref()?;
                 let next_deadline = match (deadline, next_deadline) {
                     (Some(d), _) => Some(*d),
@@ -292,7 +291,7 @@ impl EscalationProjector {
                 };
                 Some(QueueEntry {
                     position: position + 1,
-                    complaint_id: key.complaint_id.clone(),
+                    complaint_id: key.complaint_id.to_string(),
                     tier: item.tier,
                     region: row.region.clone(),
                     team: row.team.clone(),
@@ -380,7 +379,7 @@ impl EscalationProjector {
                 let mut oldest = None;
                 let mut unclaimed = 0;
                 for (key, item) in index {
-                    let region = regions.entry(item.region.as_str()).or_default();
+                    let region = regions.entry(self.names.name(item.region)).or_default();
                     region.0 += 1;
                     if item.claimed_by.is_none() {
                         region.1 += 1;

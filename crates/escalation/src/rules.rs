@@ -8,7 +8,7 @@
 //! and whether the target is above where the complaint stands.
 
 use jiff::{SignedDuration, Timestamp};
-use plaint_events::{AmountAtStake, EscalationReason, Severity, SlaMetric};
+use plaint_events::{AmountAtStake, EscalationReason, Money, Severity, SlaMetric};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{EscalationConfig, MAX_TIER};
@@ -80,11 +80,7 @@ fn reason(rule: &str, tier: u8, detail: String) -> EscalationReason {
 /// Money rule: the highest tier whose authority limit (in the amount's currency) the
 /// amount exceeds. Currencies without limits stay silent.
 pub fn money(config: &EscalationConfig, amount: &AmountAtStake) -> Option<EscalationReason> {
-    let limits = config.money.get(&amount.currency)?;
-    let (tier, limit) = limits
-        .by_tier()
-        .filter(|(_, limit)| amount.value > *limit)
-        .last()?;
+    let (tier, limit) = money_tier(config, amount)?;
     let currency = &amount.currency;
     Some(reason(
         MONEY,
@@ -95,6 +91,16 @@ pub fn money(config: &EscalationConfig, amount: &AmountAtStake) -> Option<Escala
             tier - 1
         ),
     ))
+}
+
+/// The money rule's tier and the limit the amount exceeds.
+fn money_tier(config: &EscalationConfig, amount: &AmountAtStake) -> Option<(u8, Money)> {
+    config
+        .money
+        .get(&amount.currency)?
+        .by_tier()
+        .filter(|(_, limit)| amount.value > *limit)
+        .last()
 }
 
 pub fn severity(config: &EscalationConfig, severity: Severity) -> Option<EscalationReason> {
@@ -141,12 +147,17 @@ pub fn filings_in_window(
         .count() as u32
 }
 
+fn repeat_complainant_fires(config: &EscalationConfig, repeat_count: u32) -> bool {
+    let rule = &config.repeat_complainant;
+    rule.tier > 0 && repeat_count >= rule.count
+}
+
 pub fn repeat_complainant(
     config: &EscalationConfig,
     repeat_count: u32,
 ) -> Option<EscalationReason> {
     let rule = &config.repeat_complainant;
-    (rule.tier > 0 && repeat_count >= rule.count).then(|| {
+    repeat_complainant_fires(config, repeat_count).then(|| {
         reason(
             REPEAT_COMPLAINANT,
             rule.tier,
@@ -158,9 +169,14 @@ pub fn repeat_complainant(
     })
 }
 
+fn reopened_fires(config: &EscalationConfig, reopen_count: u32) -> bool {
+    let rule = &config.reopened;
+    rule.tier > 0 && reopen_count >= rule.count
+}
+
 pub fn reopened(config: &EscalationConfig, reopen_count: u32) -> Option<EscalationReason> {
     let rule = &config.reopened;
-    (rule.tier > 0 && reopen_count >= rule.count).then(|| {
+    reopened_fires(config, reopen_count).then(|| {
         let times = if reopen_count == 1 {
             "once".to_owned()
         } else {
@@ -170,14 +186,22 @@ pub fn reopened(config: &EscalationConfig, reopen_count: u32) -> Option<Escalati
     })
 }
 
+fn vip_fires(config: &EscalationConfig, vip: bool) -> bool {
+    vip && config.vip.tier > 0
+}
+
 pub fn vip(config: &EscalationConfig, vip: bool) -> Option<EscalationReason> {
-    (vip && config.vip.tier > 0).then(|| reason(VIP, config.vip.tier, "VIP customer".into()))
+    vip_fires(config, vip).then(|| reason(VIP, config.vip.tier, "VIP customer".into()))
+}
+
+fn manual_tier(escalation: &ManualEscalation) -> u8 {
+    escalation.tier.clamp(1, MAX_TIER)
 }
 
 pub fn manual(escalation: &ManualEscalation) -> EscalationReason {
     reason(
         MANUAL,
-        escalation.tier.clamp(1, MAX_TIER),
+        manual_tier(escalation),
         format!("escalated by {}: {}", escalation.by, escalation.reason),
     )
 }
@@ -204,10 +228,31 @@ pub fn target_tier(reasons: &[EscalationReason]) -> Option<u8> {
     reasons.iter().map(|r| r.tier).max()
 }
 
+/// `target_tier(&evaluate(config, facts))` without writing the reasons: most events that
+/// evaluate the rules raise nothing, and the reasons' texts are the costly part.
+pub fn target(config: &EscalationConfig, facts: &RuleFacts<'_>) -> Option<u8> {
+    let severity_tier = config.severity.tier_of(facts.severity);
+    [
+        facts
+            .amount_at_stake
+            .and_then(|amount| money_tier(config, amount))
+            .map(|(tier, _)| tier),
+        (severity_tier > 0).then_some(severity_tier),
+        facts.sla_breach.map(|fact| fact.tier),
+        repeat_complainant_fires(config, facts.repeat_count)
+            .then_some(config.repeat_complainant.tier),
+        reopened_fires(config, facts.reopen_count).then_some(config.reopened.tier),
+        vip_fires(config, facts.vip).then_some(config.vip.tier),
+        facts.manual.map(manual_tier),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plaint_events::Money;
 
     fn config() -> EscalationConfig {
         EscalationConfig::default()
@@ -432,6 +477,55 @@ mod tests {
         let reasons = evaluate(&config(), &quiet_facts());
         assert!(reasons.is_empty());
         assert_eq!(target_tier(&reasons), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_target_is_the_highest_tier_of_the_reasons(
+            severity in 0usize..4,
+            amount in proptest::option::of((0i64..50_000, 0usize..3)),
+            vip in proptest::bool::ANY,
+            repeat_count in 0u32..5,
+            reopen_count in 0u32..4,
+            breach_tier in proptest::option::of(0u8..6),
+            manual_tier in proptest::option::of(0u8..7),
+            severity_tiers in proptest::collection::vec(0u8..5, 4),
+            off in proptest::collection::vec(proptest::bool::ANY, 3),
+        ) {
+            let mut config = config();
+            config.severity.low = severity_tiers[0];
+            config.severity.medium = severity_tiers[1];
+            config.severity.high = severity_tiers[2];
+            config.severity.critical = severity_tiers[3];
+            if off[0] { config.vip.tier = 0; }
+            if off[1] { config.reopened.tier = 0; }
+            if off[2] { config.repeat_complainant.tier = 0; }
+            let amount = amount.map(|(value, currency)| AmountAtStake {
+                value: Money::from_units(value),
+                currency: ["EUR", "JPY", "SEK"][currency].into(),
+            });
+            let breach = breach_tier.map(|tier| SlaBreachFact {
+                count: 1,
+                tier,
+                latest_metric: SlaMetric::Resolution,
+                latest_due_at: Timestamp::UNIX_EPOCH,
+            });
+            let manual = manual_tier.map(|tier| ManualEscalation {
+                tier,
+                by: "ana".into(),
+                reason: "press".into(),
+            });
+            let facts = RuleFacts {
+                severity: [Severity::Low, Severity::Medium, Severity::High, Severity::Critical][severity],
+                amount_at_stake: amount.as_ref(),
+                vip,
+                repeat_count,
+                reopen_count,
+                sla_breach: breach.as_ref(),
+                manual: manual.as_ref(),
+            };
+            proptest::prop_assert_eq!(target(&config, &facts), target_tier(&evaluate(&config, &facts)));
+        }
     }
 
     #[test]

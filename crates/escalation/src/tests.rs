@@ -1305,7 +1305,7 @@ mod properties {
                     .collect();
                 expected.sort_by(|a, b| compare_with_deadlines(&a.0, a.1, &b.0, b.1));
                 let expected: Vec<String> =
-                    expected.into_iter().skip(offset).take(limit).map(|(k, _)| k.complaint_id).collect();
+                    expected.into_iter().skip(offset).take(limit).map(|(k, _)| k.complaint_id.to_string()).collect();
                 let query = QueueQuery { tier, claimed, offset, limit, ..QueueQuery::default() };
                 let page = h.projector.queue(&query, t(0), Some(&deadline_of)).unwrap();
                 let got: Vec<String> = page.items.into_iter().map(|i| i.complaint_id).collect();
