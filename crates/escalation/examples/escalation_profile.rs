@@ -1,8 +1,10 @@
-//! Rebuilds the benchmark's log repeatedly, for a profiler to look at `apply` alone.
+//! Rebuilds the benchmark's log repeatedly, for a profiler to look at `apply` alone, and
+//! prints where the time goes by event type.
 //!
 //! `cargo run --release -p plaint-escalation --example escalation_profile [rounds]`
 
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use plaint_escalation::bench::{live_log, BenchOptions};
 use plaint_escalation::{EscalationConfig, EscalationProjector};
@@ -24,6 +26,23 @@ fn main() {
             "{} events in {elapsed:?}: {:.0} events/s",
             log.len(),
             log.len() as f64 / elapsed.as_secs_f64()
+        );
+    }
+    let mut by_type: BTreeMap<&str, (usize, Duration, usize)> = BTreeMap::new();
+    let mut rebuilt = EscalationProjector::new(EscalationConfig::default()).expect("valid");
+    for (i, event) in log.iter().enumerate() {
+        let began = Instant::now();
+        let effects = rebuilt.apply(i as u64 + 1, event);
+        let spent = began.elapsed();
+        let entry = by_type.entry(event.event_type().as_str()).or_default();
+        entry.0 += 1;
+        entry.1 += spent;
+        entry.2 += effects.len();
+    }
+    for (event_type, (count, spent, effects)) in by_type {
+        println!(
+            "  {event_type:<22} {count:>7} events, {:>7.0} ns each, {spent:>10.3?} in all, {effects} effects",
+            spent.as_nanos() as f64 / count as f64
         );
     }
 }

@@ -4,6 +4,11 @@
 //! This is the one module that reads a clock (`std::time::Instant`), only to measure.
 //! Synthetic events come from a seeded generator, so every run applies the same log.
 //! Run it with `cargo run --release -p plaint-escalation --example escalation_bench`.
+//!
+//! Queries with deadlines ask a deadline source for every item of the severity band a
+//! page reaches, so the source's cost per call is part of the latency. [`run`] models it
+//! with an ordered map lookup; [`run_with_deadlines`] takes any source, and the example
+//! passes a real `plaint_sla::SlaProjector` fed the same log, as the service does.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -63,6 +68,8 @@ pub struct BenchReport {
     /// Rebuild including `take_changes` (row serialisation) every 1,000 events.
     pub rebuild_with_rows_events_per_sec: f64,
     pub rows: usize,
+    /// What answered the next-deadline lookups.
+    pub deadline_source: String,
     pub latencies: Vec<LatencySummary>,
 }
 
@@ -181,7 +188,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// fed back right away (as the runner's stream would) and 30% of the raised items claimed
 /// by an operator; the whole log in order; and how long that took.
 pub fn live_log(options: &BenchOptions) -> (EscalationProjector, Vec<Event>, Duration) {
-    let start: Timestamp = "2025-01-01T00:00:00Z".parse().expect("valid");
+    let start = bench_start();
     let upstream = synthetic_upstream(options, start);
     let mut live =
         EscalationProjector::new(EscalationConfig::default()).expect("default config is valid");
@@ -210,9 +217,49 @@ pub fn live_log(options: &BenchOptions) -> (EscalationProjector, Vec<Event>, Dur
     (live, log, began.elapsed())
 }
 
-/// Builds the escalated complaints through `apply`, then measures rebuild and queries.
+/// The start of the synthetic log; complaints are filed over the 30 days after it.
+fn bench_start() -> Timestamp {
+    "2025-01-01T00:00:00Z".parse().expect("valid")
+}
+
+/// The time the queries are asked at: a day after the last filing.
+pub fn query_time() -> Timestamp {
+    bench_start()
+        .checked_add(SignedDuration::from_hours(31 * 24))
+        .expect("in range")
+}
+
+/// [`run_with_deadlines`] with next deadlines modelled by an ordered map lookup (three
+/// complaints in four have one), for a run without an SLA projector.
 pub fn run(options: &BenchOptions) -> BenchReport {
-    let start: Timestamp = "2025-01-01T00:00:00Z".parse().expect("valid");
+    let start = bench_start();
+    let complaints = options.complaints;
+    run_with_deadlines(options, "modelled (ordered map lookup)", move |_| {
+        let deadlines: BTreeMap<String, Timestamp> = (0..complaints)
+            .filter(|i| i % 4 != 0)
+            .map(|i| {
+                let offset = SignedDuration::from_mins((i as i64 * 7919) % (60 * 24 * 40));
+                (
+                    format!("cmp-{i:07}"),
+                    start.checked_add(offset).expect("in range"),
+                )
+            })
+            .collect();
+        move |id: &str| deadlines.get(id).copied()
+    })
+}
+
+/// Builds the escalated complaints through `apply`, then measures rebuild and queries.
+/// `deadlines` builds the next-deadline source from the whole log (upstream events and
+/// the escalation events fed back); queries ask it at [`query_time`].
+pub fn run_with_deadlines<D>(
+    options: &BenchOptions,
+    source: &str,
+    deadlines: impl FnOnce(&[Event]) -> D,
+) -> BenchReport
+where
+    D: Fn(&str) -> Option<Timestamp>,
+{
     let (live, log, live_elapsed) = live_log(options);
     let mut random = Seeded(options.seed ^ 0x1234);
     let live_events = log.len();
@@ -238,21 +285,8 @@ pub fn run(options: &BenchOptions) -> BenchReport {
     let rebuild_with_rows_elapsed = began.elapsed();
     drop(rebuilt);
 
-    // The SLA projector's answer, stood in for by an ordered map like the one it keeps.
-    let deadlines: BTreeMap<String, Timestamp> = (0..options.complaints)
-        .filter(|i| i % 4 != 0)
-        .map(|i| {
-            let offset = SignedDuration::from_mins((i as i64 * 7919) % (60 * 24 * 40));
-            (
-                format!("cmp-{i:07}"),
-                start.checked_add(offset).expect("in range"),
-            )
-        })
-        .collect();
-    let deadline_of = |id: &str| deadlines.get(id).copied();
-    let now = start
-        .checked_add(SignedDuration::from_hours(31 * 24))
-        .expect("in range");
+    let deadline_of = deadlines(&log);
+    let now = query_time();
     let mut latencies = Vec::new();
     let regions = options.regions as u64;
     type Scenario<'a> = (
@@ -338,6 +372,7 @@ pub fn run(options: &BenchOptions) -> BenchReport {
         rebuild_events_per_sec: rate(log.len(), rebuild_elapsed),
         rebuild_with_rows_events_per_sec: rate(log.len(), rebuild_with_rows_elapsed),
         rows,
+        deadline_source: source.to_owned(),
         latencies,
     }
 }
@@ -370,7 +405,11 @@ impl fmt::Display for BenchReport {
             "  rebuild + take_changes every 1000 events:  {:.0} events/s ({} row writes)",
             self.rebuild_with_rows_events_per_sec, self.rows
         )?;
-        writeln!(f, "  queue query latency (p50 / p99 / max):")?;
+        writeln!(
+            f,
+            "  queue query latency (p50 / p99 / max), deadlines {}:",
+            self.deadline_source
+        )?;
         for l in &self.latencies {
             writeln!(
                 f,

@@ -130,14 +130,9 @@ impl Api {
                 let query: QueueQuery = parse(request)?;
                 let escalation = self.views.escalation.lock();
                 let sla = self.views.sla.lock();
-                let next_deadline = |id: &str| -> Option<plaint_events::Timestamp> {
-                    sla.complaint(id, now)?
-                        .metrics
-                        .iter()
-                        .filter(|m| !m.breached)
-                        .filter_map(|m| m.due_at)
-                        .min()
-                };
+                // Called for every item of the severity band a page reaches: the SLA
+                // projector answers from its compact state, without building a report.
+                let next_deadline = |id: &str| sla.earliest_unbreached_due(id);
                 let page = escalation
                     .queue(&query, now, Some(&next_deadline))
                     .map_err(command_error)?;

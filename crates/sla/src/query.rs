@@ -253,6 +253,31 @@ impl SlaProjector {
         Self::sorted(items, filter)
     }
 
+    /// The earliest deadline of the complaint not marked breached: the least `due_at`
+    /// among the metrics of [`SlaProjector::complaint`] whose `breached` is false, read
+    /// from the compact state without building that report. The escalation queue asks for
+    /// it for every item of the severity band a page reaches, so it must not allocate.
+    ///
+    /// Like the report, it counts a metric met in time (its `due_at` stays set) and a
+    /// running one whose deadline has passed but whose breach is not recorded yet.
+    pub fn earliest_unbreached_due(&self, complaint_id: &str) -> Option<Timestamp> {
+        let &slot = self.by_id.get(complaint_id)?;
+        let complaint = &self.complaints[slot as usize];
+        let clocks = self
+            .envs_of(complaint)
+            .into_iter()
+            .zip(&complaint.clocks)
+            .filter(|(env, clock)| env.is_some() && !clock.breached && clock.due_at != NONE)
+            .map(|(_, clock)| clock.due_at);
+        let promises = complaint
+            .promises
+            .iter()
+            .filter(|p| !p.breached)
+            .map(|p| p.due_at);
+        // `ts` never decreases, so the least second gives the least timestamp.
+        clocks.chain(promises).min().map(ts)
+    }
+
     /// One complaint's SLA state at `now`: each metric's target, deadline, time used,
     /// pause, met or breached; and its completed cycles.
     pub fn complaint(&self, complaint_id: &str, now: Timestamp) -> Option<ComplaintSla> {
