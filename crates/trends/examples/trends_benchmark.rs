@@ -1,6 +1,6 @@
 //! The trend-detection benchmark (see `plaint_trends::benchmark`).
 //!
-//! `cargo run --release -p plaint-trends --example trends_benchmark -- --seeds 20 [--quick] [--phi 1.5]`
+//! `cargo run --release -p plaint-trends --example trends_benchmark -- --seeds 20 [--quick] [--phi 1.5] [--threads 2] [--scenarios ABCN] [--verbose]`
 
 use plaint_trends::benchmark::{run, BenchConfig};
 
@@ -20,6 +20,23 @@ fn main() {
     if let Some(seeds) = value("--seeds") {
         cfg.seeds = seeds.parse().expect("--seeds takes a number");
     }
+    if let Some(threads) = value("--threads") {
+        cfg.threads = threads.parse().expect("--threads takes a number");
+    }
+    if let Some(list) = value("--scenarios") {
+        use plaint_trends::benchmark::Scenario;
+        cfg.scenarios = list
+            .chars()
+            .map(|c| match c {
+                'A' => Scenario::A,
+                'B' => Scenario::B,
+                'C' => Scenario::C,
+                'N' => Scenario::N,
+                _ => panic!("--scenarios takes letters of ABCN"),
+            })
+            .collect();
+    }
+    cfg.verbose = args.iter().any(|a| a == "--verbose");
     if let Some(phi) = value("--phi") {
         cfg.phi = phi.parse().expect("--phi takes a number");
     }

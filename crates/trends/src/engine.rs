@@ -211,8 +211,13 @@ struct Episode {
     last_alarm: u64,
     revision: u32,
     best_ratio: f64,
+    /// Every region the episode has named (its cell alarms are subsumed by it).
     regions: BTreeSet<usize>,
     last: TrendAlert,
+    /// First bucket of the first alarm's window: series episodes localise over the
+    /// whole episode so far.
+    #[serde(default)]
+    evidence_from: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1114,6 +1119,9 @@ impl TrendEngine {
             column.cusum = 0.0;
         }
 
+        let active_regions = (0..n_regions)
+            .filter(|&r| self.cells[c][r].share > 0.0)
+            .count();
         let mut best: Option<(f64, usize, f64, Vec<usize>)> = None;
         let mut observed = vec![0.0; n_regions];
         let mut expected = vec![0.0; n_regions];
@@ -1155,12 +1163,14 @@ impl TrendEngine {
             );
             let ratio = score / h;
             if ratio > 1.0 && best.as_ref().is_none_or(|b| ratio > b.0 / scan_h[b.1]) {
-                best = Some((score, wi, h, scratch[..k].to_vec()));
+                best = Some((
+                    score,
+                    wi,
+                    h,
+                    localise(&observed, &expected, phi, &scratch[..k]),
+                ));
             }
         }
-        let active_regions = (0..n_regions)
-            .filter(|&r| self.cells[c][r].share > 0.0)
-            .count();
         if let Some((score, wi, h, mut regions)) = best {
             regions.sort_unstable();
             let (q99, theta) = self.columns[c].scan_tail[wi];
@@ -1183,9 +1193,33 @@ impl TrendEngine {
             });
         }
         if drift {
-            let regions: Vec<usize> = (0..n_regions)
-                .filter(|&r| self.cells[c][r].share > 0.0)
-                .collect();
+            // Name the regions that carry the rise: the maximizing subset of the scan over
+            // the CUSUM's window (all regions only if no subset stands out).
+            for r in 0..n_regions {
+                let (x, m) = window_sums(&self.cells[c][r], drift_since, t, history);
+                observed[r] = x as f64;
+                expected[r] = m;
+            }
+            let (score, k) = best_subset(
+                &observed,
+                &expected,
+                phi,
+                misfit,
+                self.config.min_excess,
+                &mut scratch,
+            );
+            let regions: Vec<usize> = if score > 0.0 && k > 0 {
+                localise(&observed, &expected, phi, &scratch[..k])
+            } else {
+                (0..n_regions)
+                    .filter(|&r| self.cells[c][r].share > 0.0)
+                    .collect()
+            };
+            let kind = if regions.len() * 5 >= active_regions * 4 {
+                AlertKind::Drift
+            } else {
+                AlertKind::CrossRegion
+            };
             let (mut sx, mut sm) = (0u64, 0.0);
             for &r in &regions {
                 let (x, m) = window_sums(&self.cells[c][r], drift_since, t, history);
@@ -1193,7 +1227,7 @@ impl TrendEngine {
                 sm += m;
             }
             return Some(Alarm {
-                kind: AlertKind::Drift,
+                kind,
                 regions,
                 window_start: drift_since,
                 window_buckets: (t - drift_since + 1) as u32,
@@ -1302,23 +1336,30 @@ impl TrendEngine {
             None => self.columns[c].episode.as_ref(),
         }
         .filter(|ep| t - ep.last_alarm <= gap);
-        // A message names every region of the episode so far (counts over this alarm's
-        // window), not only the ones of the latest alarm.
+        // A message names the regions the rise is localised to now (see `localise`); a
+        // series episode in progress localises over all its buckets so far (at most 28),
+        // which is better evidence than the latest window alone. The episode keeps the
+        // union of every region it named: its cell alarms are subsumed by it.
         let mut alarm = alarm;
-        let new_regions: Vec<usize> = match ongoing {
-            Some(ep) => alarm
-                .regions
-                .iter()
-                .copied()
-                .filter(|r| !ep.regions.contains(r))
-                .collect(),
-            None => alarm.regions.clone(),
-        };
-        if let Some(ep) = ongoing {
-            let mut union: BTreeSet<usize> = ep.regions.clone();
-            union.extend(alarm.regions.iter().copied());
-            alarm.regions = union.into_iter().collect();
+        let ongoing_from = ongoing.map(|ep| ep.evidence_from);
+        let previously_named: Option<BTreeSet<String>> =
+            ongoing.map(|ep| ep.last.regions.iter().map(|rc| rc.region.clone()).collect());
+        if let (None, Some(from)) = (region, ongoing_from) {
+            self.localise_episode(c, t, from.min(alarm.window_start), &mut alarm);
         }
+        // Regions join when the message names regions the previous one did not (at least
+        // a fifth more, so that chance wobbles of a large set are not news).
+        let grew = match &previously_named {
+            Some(before) => {
+                let joined = alarm
+                    .regions
+                    .iter()
+                    .filter(|&&r| !before.contains(&self.regions[r]))
+                    .count();
+                joined >= (before.len() / 5).max(1)
+            }
+            None => true,
+        };
         let mut alert = self.build_alert(c, region, &alarm, t);
         let scope = self.scope_key(c, region);
         let ratio = alarm.score / alarm.threshold.max(1e-9);
@@ -1329,7 +1370,6 @@ impl TrendEngine {
         let (episode, publish) = match existing {
             Some(mut ep) if t - ep.last_alarm <= gap => {
                 ep.last_alarm = t;
-                let grew = !new_regions.is_empty();
                 let stronger = ratio > ep.best_ratio * 1.5;
                 let kind_changed = alarm.kind != ep.last.kind;
                 ep.regions.extend(alarm.regions.iter().copied());
@@ -1365,6 +1405,7 @@ impl TrendEngine {
                     best_ratio: ratio,
                     regions: alarm.regions.iter().copied().collect(),
                     last: alert.clone(),
+                    evidence_from: alarm.window_start,
                 };
                 (ep, true)
             }
@@ -1398,6 +1439,42 @@ impl TrendEngine {
             region_set,
             bucket: t,
         })
+    }
+
+    /// Re-localises a series alarm over buckets `from..=t` (at most 28 of them, within
+    /// the recent ring) and sets its kind from the coverage of the regions named.
+    fn localise_episode(&self, c: usize, t: u64, from: u64, alarm: &mut Alarm) {
+        let history = self.config.history_buckets as u64;
+        let from = from.max(t.saturating_sub(27));
+        let n_regions = self.regions.len();
+        let phi = self.columns[c].phi_cell;
+        let mut observed = vec![0.0; n_regions];
+        let mut expected = vec![0.0; n_regions];
+        for r in 0..n_regions {
+            let (x, m) = window_sums(&self.cells[c][r], from, t, history);
+            // Capped like in the scan, so one region's spike does not steer the naming.
+            observed[r] = (x as f64).min(m + 4.0 * (phi * m).sqrt() + 2.0 * (t - from + 1) as f64);
+            expected[r] = m;
+        }
+        let mut scratch = Vec::with_capacity(n_regions);
+        let (score, k) = best_subset(
+            &observed,
+            &expected,
+            phi,
+            self.columns[c].misfit,
+            self.config.min_excess,
+            &mut scratch,
+        );
+        if score <= 0.0 || k == 0 {
+            return;
+        }
+        alarm.regions = localise(&observed, &expected, phi, &scratch[..k]);
+        let active = expected.iter().filter(|&&e| e > 0.0).count();
+        alarm.kind = if alarm.regions.len() * 5 >= active * 4 {
+            AlertKind::Drift
+        } else {
+            AlertKind::CrossRegion
+        };
     }
 
     /// A persistent shift: raise the baseline of what the episode covered to the level
@@ -1757,6 +1834,55 @@ pub fn best_subset(
     (best, best_k)
 }
 
+/// The regions an alarm names: those more likely than not part of the rise.
+///
+/// The maximizing subset of the scan is the right test statistic but a poor answer to
+/// "which regions": with a moderate rise in many regions it keeps only the luckiest ones,
+/// with a strong rise in a few it also takes in regions that are merely high by chance.
+/// So the regions are modelled as a two-group mixture, raised by a common relative risk
+/// `q` with probability `pi` or at their expectation otherwise, fitted by EM starting from
+/// the maximizing subset; a region is named if its posterior probability of being raised
+/// exceeds one half (the choice that maximizes the expected overlap with the true set).
+/// Likelihoods are Poisson scaled by the cell dispersion `phi`. The result is sorted and
+/// never empty (the maximizing subset if the mixture collapses).
+pub fn localise(observed: &[f64], expected: &[f64], phi: f64, subset: &[usize]) -> Vec<usize> {
+    let (c, b) = subset
+        .iter()
+        .fold((0.0, 0.0), |(c, b), &r| (c + observed[r], b + expected[r]));
+    let active: Vec<usize> = (0..observed.len()).filter(|&r| expected[r] > 0.0).collect();
+    let mut q = if b > 0.0 { (c / b).max(1.05) } else { 1.05 };
+    let mut pi = (subset.len() as f64 / active.len().max(1) as f64).clamp(0.02, 0.98);
+    let mut post = vec![0.0; observed.len()];
+    for _ in 0..30 {
+        let ln_q = q.ln();
+        let (mut w_sum, mut wx, mut wb) = (0.0, 0.0, 0.0);
+        for &r in &active {
+            let llr = ((observed[r] * ln_q - (q - 1.0) * expected[r]) / phi).clamp(-50.0, 50.0);
+            let odds = pi / (1.0 - pi) * llr.exp();
+            post[r] = odds / (1.0 + odds);
+            w_sum += post[r];
+            wx += post[r] * observed[r];
+            wb += post[r] * expected[r];
+        }
+        let next_pi = (w_sum / active.len().max(1) as f64).clamp(0.02, 0.98);
+        let next_q = if wb > 0.0 { (wx / wb).max(1.01) } else { q };
+        let settled = (next_pi - pi).abs() < 1e-4 && (next_q - q).abs() < 1e-4;
+        pi = next_pi;
+        q = next_q;
+        if settled {
+            break;
+        }
+    }
+    let named: Vec<usize> = active.iter().copied().filter(|&r| post[r] > 0.5).collect();
+    let mut out = if named.is_empty() {
+        subset.to_vec()
+    } else {
+        named
+    };
+    out.sort_unstable();
+    out
+}
+
 /// Finds the NB-CUSUM threshold with the target in-control run length by simulating the
 /// statistic without resets and counting up-crossings of each candidate threshold.
 fn simulate_cusum_threshold(mu: f64, phi: f64, kappa: f64, arl: f64, seed: u64) -> f64 {
@@ -1825,6 +1951,23 @@ mod tests {
         let mut chosen = order[..k].to_vec();
         chosen.sort_unstable();
         assert_eq!(chosen, vec![2, 5]);
+    }
+
+    #[test]
+    fn localisation_names_the_raised_regions_not_the_luckiest_or_the_noise() {
+        // A 1.5x rise in 30 of 50 regions: every raised region is named, almost no other.
+        let mut rng = Rng::new(11);
+        let expected = vec![20.0; 50];
+        let observed: Vec<f64> = (0..50)
+            .map(|r| rng.neg_binomial(if r < 30 { 30.0 } else { 20.0 }, 1.5) as f64)
+            .collect();
+        let mut order = Vec::new();
+        let (score, k) = best_subset(&observed, &expected, 1.5, 0.0, 3.0, &mut order);
+        assert!(score > 0.0);
+        let named = localise(&observed, &expected, 1.5, &order[..k]);
+        let hits = named.iter().filter(|&&r| r < 30).count();
+        let jaccard = hits as f64 / (named.len() + 30 - hits) as f64;
+        assert!(jaccard > 0.7, "named {named:?}");
     }
 
     #[test]

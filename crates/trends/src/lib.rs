@@ -44,9 +44,13 @@
 //! - **Series detectors** (per category and per tracked tag): an expectation-based subset
 //!   scan over regions (exact maximum by the linear-time subset scanning property) on
 //!   windows of 1, 3, 7 and 14 buckets, subsets of two or more regions, each region capped
-//!   at four standard deviations of excess so one region cannot carry it (kind
-//!   `cross_region`, or `drift` if it covers 80 % of the regions); and an NB-CUSUM on the
-//!   total for a 1.2x rise (kind `drift`).
+//!   at four standard deviations of excess so one region cannot carry it; and an
+//!   NB-CUSUM on the total for a 1.2x rise. The maximizing subset is the test, not the
+//!   answer to "which regions": the regions named are those whose posterior probability
+//!   of being raised exceeds one half under a two-group mixture (common relative risk or
+//!   none) fitted by EM from that subset ([`engine::localise`]), over the alarm's window,
+//!   or over the whole episode so far (at most 28 buckets) once it is under way. Kind
+//!   `drift` if the named regions are 80 % of the active ones, else `cross_region`.
 //! - **Thresholds** come from the false-alarm budget (`cell_false_alarms_per_region_month`,
 //!   `cross_region_false_alarms_per_series_year`): 75 % of the cell budget to the spike
 //!   tests (Bonferroni over the series of a region and the three windows), 25 % to the
@@ -57,9 +61,13 @@
 //!   part of the persisted state and shown by [`TrendsProjector::model`].
 //! - **Episodes**: alarms on the same scope (cell, or series) within 7 buckets form one
 //!   episode, with a deterministic id (UUIDv5 of scope and first bucket) and messages
-//!   `started` (revision 0), `updated` (only when the score grows 1.5x, regions join or
-//!   the kind changes) and `ended` (after 7 quiet buckets). A series episode subsumes
-//!   the cell alarms of the regions it names. An episode still alarming after 28 buckets,
+//!   `started` (revision 0), `updated` (only when the score grows 1.5x, the kind changes,
+//!   or regions join: the message names regions the previous one did not, at least a
+//!   fifth more) and `ended` (after 7 quiet buckets, repeating the last message). Each
+//!   message names the regions of the current localisation, so the list may also shrink
+//!   as evidence accumulates, and a series episode's kind may change between
+//!   `cross_region` and `drift` with it; the id stays. A series episode subsumes the cell
+//!   alarms of every region it has named so far. An episode still alarming after 28 buckets,
 //!   or a sustained one that goes quiet while still clearly above its old level, is a new
 //!   level: the baseline is raised and the episode ends with a note, so a level shift is
 //!   one alert, not one a week.
