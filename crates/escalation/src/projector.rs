@@ -1,7 +1,6 @@
 //! The escalation projector: applies the log, raises and clears, keeps the queue index.
 
 use std::cmp::Reverse;
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
@@ -9,10 +8,11 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use plaint_events::{
     own, subjects, ComplaintFiled, EscalationClaimed, EscalationCleared, EscalationRaised,
-    EscalationReleased, Event, EventBody, SlaBreached,
+    EscalationReleased, Event, EventBody, EventType, SlaBreached,
 };
 use plaint_projection::{Effect, Projection, ProjectionError, ViewChange, ViewRow};
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::config::{ConfigError, EscalationConfig, MAX_TIER};
 use crate::priority::{money_rank, PriorityKey, Urgency};
@@ -21,7 +21,7 @@ use crate::state::{
     ClaimRecord, ComplaintRow, ComplaintStatus, CustomerFilings, HistoryEntry, QueueItem,
     ReleaseRecord,
 };
-use crate::store::RowStore;
+use crate::store::{IdHasher, RowStore};
 
 pub(crate) const COMPLAINT_ROWS: &str = "complaint/";
 pub(crate) const CUSTOMER_ROWS: &str = "customer/";
@@ -73,7 +73,7 @@ struct IndexEntry {
 /// the numbers never reach a row or an answer).
 #[derive(Debug, Default)]
 pub(crate) struct Names {
-    numbers: HashMap<String, u32, BuildHasherDefault<DefaultHasher>>,
+    numbers: HashMap<String, u32, BuildHasherDefault<IdHasher>>,
     names: Vec<String>,
 }
 
@@ -101,11 +101,43 @@ impl Names {
 /// What the projector keeps in memory beside a complaint's row, by slot.
 #[derive(Debug, Clone, Default)]
 struct Companion {
+    /// The complaint's region as a [`Names`] number (it never changes after filing).
+    region: u32,
     /// The entry the complaint has in the queue index (and `awaiting_alert`), if any.
     indexed: Option<IndexEntry>,
     /// The tier of a raise written but not yet seen back in the log, so that events
     /// arriving in between do not write a second raise to the same tier.
     pending_raise: Option<u8>,
+}
+
+/// The subjects of one region's own events and escalations, formatted once: a filing
+/// that raises writes two of them, and formatting them was a visible part of its cost.
+#[derive(Debug)]
+struct RegionSubjects {
+    raised: String,
+    cleared: String,
+    /// `<prefix>.escalations.<tier>.<region>` of tiers 1 to 4.
+    escalations: [String; MAX_TIER as usize],
+}
+
+impl RegionSubjects {
+    fn new(prefix: &str, region: &str) -> RegionSubjects {
+        RegionSubjects {
+            raised: subjects::event(prefix, region, EventType::EscalationRaised),
+            cleared: subjects::event(prefix, region, EventType::EscalationCleared),
+            escalations: std::array::from_fn(|i| subjects::escalation(prefix, i as u8 + 1, region)),
+        }
+    }
+
+    fn escalation(&self, prefix: &str, tier: u8, region: &str) -> String {
+        match tier
+            .checked_sub(1)
+            .and_then(|i| self.escalations.get(usize::from(i)))
+        {
+            Some(subject) => subject.clone(),
+            None => subjects::escalation(prefix, tier, region),
+        }
+    }
 }
 
 /// The escalation projector. See the crate documentation for the rules and the order.
@@ -117,6 +149,10 @@ pub struct EscalationProjector {
     /// In memory only, by complaint slot: see [`Companion`].
     companions: Vec<Companion>,
     pub(crate) names: Names,
+    /// By region number; see [`RegionSubjects`].
+    region_subjects: Vec<Option<RegionSubjects>>,
+    /// `own::source("escalation")`, made once.
+    source: String,
     /// Derived from the rows (rebuilt by `restore`): one ordered index per tier.
     pub(crate) queues: [BTreeMap<PriorityKey, ItemSummary>; MAX_TIER as usize],
     /// In memory only: unclaimed items this process has not alerted on yet, by the time
@@ -148,6 +184,8 @@ impl EscalationProjector {
             customers: RowStore::default(),
             companions: Vec::new(),
             names: Names::default(),
+            region_subjects: Vec::new(),
+            source: own::source("escalation"),
             queues: Default::default(),
             awaiting_alert: BTreeSet::new(),
         })
@@ -156,6 +194,7 @@ impl EscalationProjector {
     /// Uses `prefix` (plaint's `subject_prefix`) for every subject it emits.
     pub fn with_subject_prefix(mut self, prefix: impl Into<String>) -> EscalationProjector {
         self.subject_prefix = prefix.into();
+        self.region_subjects.clear();
         self
     }
 
@@ -189,12 +228,13 @@ impl EscalationProjector {
             .filter_map(|r| rules::rule_bit(&r.rule))
             .fold(0, |a, b| a | b);
         let names = &mut self.names;
+        let region = self.companions[slot as usize].region;
         Some(IndexEntry {
             tier: item.tier,
             key,
             summary: ItemSummary {
                 slot,
-                region: names.intern(&row.region),
+                region,
                 team: row.team.as_deref().map(|team| names.intern(team)),
                 claimed_by: item.claim.as_ref().map(|c| names.intern(&c.by)),
                 reasons_mask,
@@ -246,24 +286,25 @@ impl EscalationProjector {
         result
     }
 
-    fn own_event(
-        &self,
-        trigger: &Event,
-        region: &str,
-        id_parts: &[&str],
-        body: EventBody,
-    ) -> (String, Event) {
-        let event = Event {
+    /// The subjects of the region of `slot`.
+    fn region_subjects(&mut self, slot: u32) -> &RegionSubjects {
+        let region = self.companions[slot as usize].region as usize;
+        if self.region_subjects.len() <= region {
+            self.region_subjects.resize_with(region + 1, || None);
+        }
+        let (prefix, names) = (&self.subject_prefix, &self.names);
+        self.region_subjects[region]
+            .get_or_insert_with(|| RegionSubjects::new(prefix, names.name(region as u32)))
+    }
+
+    fn own_event(&self, trigger: &Event, id_parts: &[&str], body: EventBody) -> Event {
+        Event {
             id: own::event_id(id_parts),
-            source: own::source("escalation"),
+            source: self.source.clone(),
             complaint_id: trigger.complaint_id.clone(),
             time: trigger.time,
             body,
-        };
-        (
-            subjects::event(&self.subject_prefix, region, event.event_type()),
-            event,
-        )
+        }
     }
 
     /// Evaluates the rules of an open complaint and writes a raise when they ask for a
@@ -288,39 +329,46 @@ impl EscalationProjector {
         }
         let reasons = rules::evaluate(&self.config, &row.rule_facts());
         let region = row.region.clone();
-        let trigger_id = trigger.id.to_string();
-        let (subject, event) = self.own_event(
+        let mut trigger_id = Uuid::encode_buffer();
+        let trigger_id = trigger.id.hyphenated().encode_lower(&mut trigger_id);
+        let event = self.own_event(
             trigger,
-            &region,
-            &[complaint_id, "raised", &target.to_string(), &trigger_id],
+            &[complaint_id, "raised", &target.to_string(), trigger_id],
             EventBody::EscalationRaised(EscalationRaised {
                 tier: target,
                 previous_tier: standing,
-                region: region.clone(),
+                region,
                 reasons,
             }),
         );
         self.companions[slot as usize].pending_raise = Some(target);
+        let prefix = self.subject_prefix.clone();
+        let subjects = self.region_subjects(slot);
+        let region = match &event.body {
+            EventBody::EscalationRaised(raised) => raised.region.as_str(),
+            _ => unreachable!("built above"),
+        };
         let publish = Effect::Publish {
-            subject: subjects::escalation(&self.subject_prefix, target, &region),
+            subject: subjects.escalation(&prefix, target, region),
             msg_id: event.id.to_string(),
             payload: event.to_wire(),
         };
+        let subject = subjects.raised.clone();
         vec![Effect::AppendEvent { subject, event }, publish]
     }
 
     fn clear(&mut self, slot: u32, trigger: &Event, reason: ComplaintStatus) -> Vec<Effect> {
         let complaint_id = &trigger.complaint_id;
-        let region = self.complaints.row(slot).region.clone();
-        let trigger_id = trigger.id.to_string();
-        let (subject, event) = self.own_event(
+        let mut trigger_id = Uuid::encode_buffer();
+        let trigger_id = trigger.id.hyphenated().encode_lower(&mut trigger_id);
+        let event = self.own_event(
             trigger,
-            &region,
-            &[complaint_id, "cleared", &trigger_id],
+            &[complaint_id, "cleared", trigger_id],
             EventBody::EscalationCleared(EscalationCleared {
                 reason: reason.as_str().to_owned(),
             }),
         );
+        let subject = self.region_subjects(slot).cleared.clone();
         vec![Effect::AppendEvent { subject, event }]
     }
 
@@ -363,8 +411,11 @@ impl EscalationProjector {
                 history: Vec::new(),
             },
         );
-        self.companions
-            .resize_with(self.complaints.len(), Default::default);
+        let region = self.names.intern(&filed.region);
+        self.companions.push(Companion {
+            region,
+            ..Companion::default()
+        });
         self.raise_if_needed(slot, event)
     }
 
@@ -550,7 +601,15 @@ impl EscalationProjector {
     fn rebuild_indexes(&mut self) {
         self.queues = Default::default();
         self.awaiting_alert.clear();
-        self.companions = vec![Companion::default(); self.complaints.len()];
+        let names = &mut self.names;
+        self.companions = self
+            .complaints
+            .values()
+            .map(|row| Companion {
+                region: names.intern(&row.region),
+                ..Companion::default()
+            })
+            .collect();
         for slot in 0..self.complaints.len() {
             self.reindex(slot as u32);
         }

@@ -7,18 +7,54 @@
 //! complaint's slot lets the projector keep in-memory companions of a row in plain
 //! vectors. Rows are never removed: the escalation view keeps every complaint.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use plaint_projection::{ProjectionError, ViewChange, ViewRow};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// A fixed (unkeyed) hasher: the map is only looked up, never iterated for output, so
-/// hashing cannot change what the view shows or persists.
-type IdMap = HashMap<Arc<str>, u32, BuildHasherDefault<DefaultHasher>>;
+/// Id → slot. The map is only looked up, never iterated for output, so hashing cannot
+/// change what the view shows or persists.
+type IdMap = HashMap<Arc<str>, u32, BuildHasherDefault<IdHasher>>;
+
+/// The multiply-rotate hash of rustc's `FxHasher`, a word at a time. Ids are short, so
+/// hashing them with SipHash (`DefaultHasher`) cost more than the probe; SipHash with its
+/// fixed default keys would not resist chosen ids any better.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl IdHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct RowStore<V> {
