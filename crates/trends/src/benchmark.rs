@@ -411,6 +411,8 @@ struct Ep {
 struct RunResult {
     episodes: Vec<Ep>,
     bucket_seconds: Vec<f64>,
+    /// CPU time of this thread per bucket (wall time is inflated on a busy machine).
+    bucket_cpu: Vec<f64>,
     state_bytes: usize,
     state_json_bytes: usize,
     /// (phi_cell, misfit variance, mean expected total) per series at the end.
@@ -444,6 +446,7 @@ fn run_engine(
         examples: BTreeMap::new(),
     };
     let mut bucket_seconds = Vec::new();
+    let mut bucket_cpu = Vec::new();
     let eval_start = cfg.history_days;
     for t in 0..world.days {
         for c in 0..world.categories {
@@ -453,9 +456,13 @@ fn run_engine(
             }
         }
         let started = Instant::now();
+        let cpu_before = thread_cpu_seconds();
         let alerts = engine.close_bucket(&input);
         if t >= eval_start {
             bucket_seconds.push(started.elapsed().as_secs_f64());
+            if let (Some(a), Some(b)) = (cpu_before, thread_cpu_seconds()) {
+                bucket_cpu.push(b - a);
+            }
         }
         for a in alerts {
             let entry = by_id.entry(a.alert.id.clone()).or_insert_with(|| Ep {
@@ -501,6 +508,7 @@ fn run_engine(
     RunResult {
         episodes,
         bucket_seconds,
+        bucket_cpu,
         state_bytes,
         state_json_bytes,
         fitted,
@@ -714,7 +722,7 @@ struct SeedOut {
     fa_ours: BTreeMap<&'static str, FalseAlarms>,
     fa_ears: Vec<FalseAlarms>,
     ears_hits_by_thr: BTreeMap<String, Vec<u64>>,
-    cost: (Vec<f64>, usize, usize),
+    cost: (Vec<f64>, usize, usize, Vec<f64>),
 }
 
 /// Runs every scenario of one seed.
@@ -732,7 +740,7 @@ fn run_seed(
         .map(|_| FalseAlarms::default())
         .collect();
     let mut ears_hits_by_thr: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let mut cost = (Vec::new(), 0usize, 0usize);
+    let mut cost = (Vec::new(), 0usize, 0usize, Vec::new());
     let region_months = cfg.regions as f64 * cfg.eval_days as f64 / (365.25 / 12.0);
     let column_years = cfg.categories as f64 * cfg.eval_days as f64 / 365.25;
     let world = World::new(seed, cfg.regions, cfg.categories, days, cfg.phi);
@@ -801,6 +809,7 @@ fn run_seed(
             result.episodes.len()
         ));
         cost.0.extend_from_slice(&result.bucket_seconds);
+        cost.3.extend_from_slice(&result.bucket_cpu);
         cost.1 = cost.1.max(result.state_bytes);
         cost.2 = cost.2.max(result.state_json_bytes);
         let ears = ears_episodes(&world, &counts, &extra, eval_start, &EARS_THRESHOLDS);
@@ -903,7 +912,7 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> BenchReport {
         .map(|_| FalseAlarms::default())
         .collect();
     let mut ears_hits_by_thr: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let mut cost = (Vec::new(), 0usize, 0usize);
+    let mut cost = (Vec::new(), 0usize, 0usize, Vec::new());
     let threads = cfg.threads.clamp(1, cfg.seeds.max(1) as usize);
     let next = std::sync::atomic::AtomicU64::new(0);
     let (tx, rx) = std::sync::mpsc::channel::<(u64, Option<SeedOut>, String)>();
@@ -961,6 +970,7 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> BenchReport {
             }
         }
         cost.0.extend(out.cost.0);
+        cost.3.extend(out.cost.3);
         cost.1 = cost.1.max(out.cost.1);
         cost.2 = cost.2.max(out.cost.2);
     }
@@ -1124,6 +1134,16 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> BenchReport {
         mean_ms,
         ms(0.99)
     );
+    if !cost.3.is_empty() {
+        // The kernel updates a running thread's CPU time at scheduler ticks, so single
+        // buckets read coarsely; the mean over all of them is exact to a tick per run.
+        let cpu = &cost.3;
+        let _ = writeln!(
+            out,
+            "CPU time per bucket (this thread's, not inflated by other load on the machine): mean {:.2} ms",
+            cpu.iter().sum::<f64>() / cpu.len() as f64 * 1000.0,
+        );
+    }
     let _ = writeln!(
         out,
         "detector state: {:.1} MB in memory, {:.1} MB as persisted JSON (730 days of counts per cell included)",
@@ -1140,6 +1160,14 @@ fn scenario_name(s: Scenario) -> &'static str {
         Scenario::C => "C",
         Scenario::N => "N",
     }
+}
+
+/// CPU time used so far by the calling thread (Linux `schedstat`, nanoseconds); None
+/// where it cannot be read.
+fn thread_cpu_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 * 1e-9)
 }
 
 #[cfg(test)]

@@ -237,6 +237,10 @@ struct Column {
     /// Per window: (score at the 0.99 quantile, exponential tail scale) of the null scan.
     scan_tail: Vec<(f64, f64)>,
     calibrated_at: Option<u64>,
+    /// (typical total, cell dispersion, misfit, bucket) the thresholds were simulated
+    /// for and when; `calibrated_at` is the last check.
+    #[serde(default)]
+    calibrated_for: Option<(f64, f64, f64, u64)>,
     episode: Option<Episode>,
 }
 
@@ -415,6 +419,7 @@ impl TrendEngine {
             scan_h: Vec::new(),
             scan_tail: Vec::new(),
             calibrated_at: None,
+            calibrated_for: None,
             episode: None,
         });
         self.cells.push(
@@ -764,8 +769,31 @@ impl TrendEngine {
             due.extend(oldest.map(|(_, c)| c));
         }
         for c in due {
+            // The simulations are the bulk of the engine's cost; when what they depend on
+            // has hardly moved since the last ones (typical total within 15 %, dispersion
+            // within 0.1, misfit within a quarter), the thresholds would come out the same
+            // up to simulation noise, so they are kept for another period (at most a
+            // year). A rebaseline clears `calibrated_for` and forces new ones.
+            let now = self.typical_total(c, t).map(|m| {
+                let column = &self.columns[c];
+                (m, column.phi_cell, column.misfit, t)
+            });
+            let unchanged = match (self.columns[c].calibrated_for, now) {
+                (Some((m0, p0, f0, at)), Some((m, p, f, _))) => {
+                    (m / m0).ln().abs() < 1.15f64.ln()
+                        && (p - p0).abs() < 0.1
+                        && (f - f0).abs() <= 0.25 * f0 + 1e-4
+                        && t - at < self.config.bucket.per_year() as u64
+                }
+                _ => false,
+            };
+            if unchanged {
+                self.columns[c].calibrated_at = Some(t);
+                continue;
+            }
             self.recalibrate(t, c);
             self.columns[c].calibrated_at = Some(t);
+            self.columns[c].calibrated_for = now;
         }
     }
 
@@ -1483,6 +1511,8 @@ impl TrendEngine {
         let history = self.config.history_buckets as u64;
         let from = ep.started.max(self.closed.saturating_sub(RECENT as u64));
         let t = self.closed - 1;
+        // New levels: the thresholds must be simulated for them at the next occasion.
+        self.columns[c].calibrated_for = None;
         let regions: Vec<usize> = match region {
             Some(r) => vec![r],
             None => ep.regions.iter().copied().collect(),
@@ -1610,6 +1640,7 @@ impl TrendEngine {
         for s in ep.started..=t {
             cell.counts[(s % history) as usize] &= COUNT_MASK;
         }
+        self.columns[c].calibrated_for = None;
         Some(format!(
             "still {ratio:.2}x the old expectation: taken as the new level"
         ))
