@@ -12,8 +12,10 @@
 //! - [`commands`]: `prepare_claim`, `prepare_release`, `prepare_reassign`, pure
 //!   validations that return the event to append ([`PreparedCommand`]) or a
 //!   [`CommandError`].
-//! - [`bench`]: the benchmark of apply rate and first-page latency
-//!   (`cargo run --release -p plaint-escalation --example escalation_bench`).
+//! - [`bench`](mod@bench): the benchmark of apply rate and first-page latency
+//!   (`cargo run --release -p plaint-escalation --example escalation_bench`, deadlines
+//!   from a real SLA projector; `--example escalation_profile` rebuilds repeatedly and
+//!   splits the time by event type, for a profiler).
 //!
 //! # Tiers and rules
 //! Tiers run from 1 (frontline) to 4 (executive). A complaint enters a tier's queue when
@@ -58,7 +60,13 @@
 //! then nearest next deadline; unknown deadlines last), then money at stake (as a
 //! multiple of the currency's frontline limit), then age (oldest complaint first). See
 //! [`priority`]. The next deadline comes from the caller ([`query::NextDeadline`], wired
-//! to the SLA projector) because only the SLA projector knows business calendars.
+//! to `SlaProjector::earliest_unbreached_due`) because only the SLA projector knows
+//! business calendars.
+//!
+//! # Memory
+//! Rows live in a slot store (id → slot by hash, rows in vectors) that persists exactly
+//! what a `ViewMap` would; beside each row the projector keeps, by slot, the entry it has
+//! in the queue index and the tier of a raise on its way.
 //!
 //! # Unclaimed alerts
 //! `tick(now)` publishes one alert on `<prefix>.alerts.escalation.unclaimed.<region>`
