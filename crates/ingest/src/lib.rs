@@ -260,18 +260,53 @@ impl Ingester {
             .map_err(|e| e.to_string())
     }
 
-    /// Consumes until `shutdown` is cancelled. A batch in progress when the signal comes is
-    /// finished (committed, acknowledged) before returning; a batch whose write cannot be
-    /// made durable is abandoned unacknowledged (JetStream redelivers it).
+    /// Consumes until `shutdown` is cancelled. Batches in progress when the signal comes
+    /// are finished (committed, rejections stored, acknowledged) before returning; a batch
+    /// whose write cannot be made durable is abandoned unacknowledged (JetStream
+    /// redelivers it).
+    ///
+    /// Two stages run at once: this loop fetches, validates and commits batch N+1 while
+    /// a settling task stores batch N's rejections and acknowledges its messages. Each
+    /// batch is acknowledged only after its own commit returned, so the overlap changes
+    /// the rate, not the guarantee; a poison flood then costs its rejection round trips
+    /// beside the commits instead of between them.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), IngestError> {
         ensure_streams_with_retry(&self.js, &self.topology, &shutdown).await?;
+        let (to_settle, mut settle_queue) = tokio::sync::mpsc::channel::<Committed>(SETTLE_QUEUE);
+        let settler = Settler {
+            js: self.js.clone(),
+            prefix: self.topology.subject_prefix.clone(),
+            metrics: self.metrics.clone(),
+        };
+        let settle_shutdown = shutdown.clone();
+        let settling = tokio::spawn(async move {
+            while let Some(batch) = settle_queue.recv().await {
+                settler.settle(batch, &settle_shutdown).await;
+            }
+        });
+        let consumed = self.consume(&shutdown, &to_settle).await;
+        // Committed batches are settled even when the loop stops on a storage error:
+        // what is durable is acknowledged.
+        drop(to_settle);
+        if let Err(error) = settling.await {
+            tracing::error!(%error, "the settling task failed; unacknowledged messages will be redelivered and deduplicated");
+        }
+        tracing::info!("ingest stopped");
+        consumed
+    }
+
+    async fn consume(
+        &self,
+        shutdown: &CancellationToken,
+        to_settle: &tokio::sync::mpsc::Sender<Committed>,
+    ) -> Result<(), IngestError> {
         let mut backoff = Duration::from_millis(200);
         while !shutdown.is_cancelled() {
             let consumer = match self.consumer().await {
                 Ok(c) => c,
                 Err(error) => {
                     tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot reach the ingest consumer; is NATS up?");
-                    sleep_or_cancel(backoff, &shutdown).await;
+                    sleep_or_cancel(backoff, shutdown).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
@@ -293,7 +328,7 @@ impl Ingester {
                     Ok(r) => r,
                     Err(error) => {
                         tracing::warn!(%error, "pull request failed; is NATS up? re-creating the consumer");
-                        sleep_or_cancel(backoff, &shutdown).await;
+                        sleep_or_cancel(backoff, shutdown).await;
                         break;
                     }
                 };
@@ -304,13 +339,15 @@ impl Ingester {
                     let Some(first) = chunks.next().await else {
                         break;
                     };
-                    // Top the batch up with what arrives within TOP_UP: under load one
-                    // commit (one fsync) then covers a full batch instead of whatever
-                    // happened to be in the socket buffer; when quiet it costs TOP_UP of
-                    // latency at most.
+                    // Top the batch up with what arrives within TOP_UP of its first
+                    // message: under load one commit (one fsync) then covers a full batch
+                    // instead of whatever happened to be in the socket buffer, and the
+                    // deadline is fixed so a steady trickle cannot keep a batch open (a
+                    // per-chunk timeout let 5,000 msg/s grow batches for ~100 ms).
                     let mut items = first;
+                    let deadline = tokio::time::Instant::now() + TOP_UP;
                     while items.len() < self.options.batch_size {
-                        match tokio::time::timeout(TOP_UP, chunks.next()).await {
+                        match tokio::time::timeout_at(deadline, chunks.next()).await {
                             Ok(Some(more)) => items.extend(more),
                             Ok(None) => {
                                 ended = true;
@@ -330,25 +367,25 @@ impl Ingester {
                         }
                     }
                     if !batch.is_empty() {
-                        self.handle_batch(batch, &shutdown).await?;
+                        let committed = self.commit_batch(batch).await?;
+                        if to_settle.send(committed).await.is_err() {
+                            // The settling task only ends when this sender is dropped.
+                            unreachable!("the settling task outlives the consume loop");
+                        }
                     }
                 }
                 if broken {
-                    sleep_or_cancel(backoff, &shutdown).await;
+                    sleep_or_cancel(backoff, shutdown).await;
                     break;
                 }
             }
         }
-        tracing::info!("ingest stopped");
         Ok(())
     }
 
-    /// Decodes, stores, reports and acknowledges one batch.
-    async fn handle_batch(
-        &self,
-        batch: Vec<jetstream::Message>,
-        shutdown: &CancellationToken,
-    ) -> Result<(), IngestError> {
+    /// Decodes and validates one batch and commits its valid events durably. What is
+    /// left to do (store the rejections, acknowledge) is returned for the settler.
+    async fn commit_batch(&self, batch: Vec<jetstream::Message>) -> Result<Committed, IngestError> {
         let started = std::time::Instant::now();
         let now = Timestamp::now();
         let prefix = &self.topology.subject_prefix;
@@ -369,6 +406,7 @@ impl Ingester {
             }
         }
         let payloads: Vec<Bytes> = batch.iter().map(|m| m.payload.clone()).collect();
+        let decoded = started.elapsed();
 
         // Stage and commit on a blocking thread: the commit fsyncs.
         let log = self.log.clone();
@@ -389,6 +427,7 @@ impl Ingester {
                 return Err(IngestError::Log(error));
             }
         };
+        let committed = started.elapsed();
 
         let mut rejections = Vec::new();
         for ((message, invalid), outcome) in batch.iter().zip(invalid).zip(&outcomes) {
@@ -421,18 +460,62 @@ impl Ingester {
                 ));
             }
         }
-        if !self.publish_rejections(&rejections, shutdown).await {
-            return Ok(());
+        Ok(Committed {
+            messages: batch,
+            rejections,
+            started,
+            decoded,
+            committed,
+        })
+    }
+}
+
+/// Batches committed but not yet settled that the consume loop may run ahead by: enough
+/// to overlap one batch's settling with the next one's commit, few enough that
+/// unacknowledged messages do not pile up towards `max_ack_pending`.
+const SETTLE_QUEUE: usize = 2;
+
+/// A batch whose valid events are durable in the log and whose rejections still have to
+/// be stored before its messages are acknowledged.
+struct Committed {
+    messages: Vec<jetstream::Message>,
+    rejections: Vec<(Rejection, String, u64, Bytes)>,
+    started: std::time::Instant,
+    decoded: Duration,
+    committed: Duration,
+}
+
+/// Stores rejections and acknowledges committed batches, in commit order.
+struct Settler {
+    js: Context,
+    prefix: String,
+    metrics: Arc<IngestMetrics>,
+}
+
+impl Settler {
+    async fn settle(&self, batch: Committed, shutdown: &CancellationToken) {
+        if !self.publish_rejections(&batch.rejections, shutdown).await {
+            // Shutting down with a rejection not stored: leave the batch unacknowledged;
+            // its events are durable, so the redelivery is a duplicate, and the
+            // rejection is published again then (same Nats-Msg-Id).
+            return;
         }
-        // AckAll: acknowledging the last message acknowledges the whole batch.
-        for message in &batch {
+        for message in &batch.messages {
             if let Err(error) = message.ack().await {
                 // Not fatal: the batch is durable, a redelivery is a duplicate.
                 tracing::warn!(%error, "ack failed; the message will be redelivered and deduplicated");
             }
         }
-        self.metrics.record_batch(batch.len(), started.elapsed());
-        Ok(())
+        let elapsed = batch.started.elapsed();
+        tracing::debug!(
+            size = batch.messages.len(),
+            rejected = batch.rejections.len(),
+            decode_ms = batch.decoded.as_secs_f64() * 1e3,
+            commit_ms = (batch.committed - batch.decoded).as_secs_f64() * 1e3,
+            total_ms = elapsed.as_secs_f64() * 1e3,
+            "batch acknowledged"
+        );
+        self.metrics.record_batch(batch.messages.len(), elapsed);
     }
 
     /// Publishes rejections and waits for JetStream to acknowledge each, retrying until it
@@ -442,7 +525,7 @@ impl Ingester {
         rejections: &[(Rejection, String, u64, Bytes)],
         shutdown: &CancellationToken,
     ) -> bool {
-        let prefix = &self.topology.subject_prefix;
+        let prefix = &self.prefix;
         // All of a batch's rejections are in flight at once and their acks awaited
         // together, so a flood of poison messages costs one round trip per batch, not one
         // per message. Failed ones are retried until stored.

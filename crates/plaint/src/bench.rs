@@ -39,6 +39,24 @@ pub struct BenchArgs {
     /// Skip the runs that need nats-server (storage and projector figures only).
     #[arg(long)]
     no_nats: bool,
+    /// Run only these measures (comma-separated): sled, publish, consume, ingest, poison,
+    /// latency, append, replay, rebuild, cold. Runs a measure's prerequisites too (ingest
+    /// and consume need publish; replay, rebuild and cold need append).
+    #[arg(long, value_delimiter = ',', value_parser = [
+        "sled", "publish", "consume", "ingest", "poison", "latency", "append", "replay",
+        "rebuild", "cold",
+    ])]
+    only: Vec<String>,
+}
+
+impl BenchArgs {
+    fn runs(&self, measure: &str) -> bool {
+        let only = |m: &str| self.only.iter().any(|o| o == m);
+        self.only.is_empty()
+            || only(measure)
+            || (measure == "publish" && (only("consume") || only("ingest")))
+            || (measure == "append" && (only("replay") || only("rebuild") || only("cold")))
+    }
 }
 
 struct Row {
@@ -67,9 +85,14 @@ pub async fn run(_config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(1, |p| p.get())
     );
     let mut rows = Vec::new();
-    rows.push(bare_sled(&events)?);
+    if args.runs("sled") {
+        rows.push(bare_sled(&events)?);
+    }
     let dir = tempfile::tempdir()?;
-    if !args.no_nats {
+    let needs_nats = ["publish", "poison", "latency"]
+        .iter()
+        .any(|m| args.runs(m));
+    if !args.no_nats && needs_nats {
         let server = plaint_testkit::NatsServer::start();
         let client = async_nats::connect(server.url()).await?;
         let js = jetstream::ContextBuilder::new()
@@ -78,23 +101,33 @@ pub async fn run(_config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
         let mut config = Config::default();
         config.nats.url = server.url();
         plaint_ingest::ensure_streams(&js, &config.topology).await?;
-        rows.push(publish_all(&js, &events, &config.topology.subject_prefix).await?);
-        rows.push(bare_consume(&js, n).await?);
-        for durability in [Durability::Fsync, Durability::Flush] {
-            let data = dir.path().join(format!("ingest-{durability:?}"));
-            rows.push(durable_ingest(&js, &config, &data, durability, n).await?);
+        if args.runs("publish") {
+            rows.push(publish_all(&js, &events, &config.topology.subject_prefix).await?);
         }
-        rows.push(poison_flood(&js, &config, dir.path(), &events[..n / 2]).await?);
-        rows.extend(
-            latency(
-                &js,
-                &config,
-                dir.path(),
-                args.latency_rate,
-                args.latency_seconds,
-            )
-            .await?,
-        );
+        if args.runs("consume") {
+            rows.push(bare_consume(&js, n).await?);
+        }
+        if args.runs("ingest") {
+            for durability in [Durability::Fsync, Durability::Flush] {
+                let data = dir.path().join(format!("ingest-{durability:?}"));
+                rows.push(durable_ingest(&js, &config, &data, durability, n).await?);
+            }
+        }
+        if args.runs("poison") {
+            rows.push(poison_flood(&js, &config, dir.path(), &events[..n / 2]).await?);
+        }
+        if args.runs("latency") {
+            rows.extend(
+                latency(
+                    &js,
+                    &config,
+                    dir.path(),
+                    args.latency_rate,
+                    args.latency_seconds,
+                )
+                .await?,
+            );
+        }
     }
     // Replay and rebuild over a log with the events, written through the log API.
     let log = Log::open(
@@ -104,11 +137,19 @@ pub async fn run(_config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     )?;
-    rows.push(append_direct(&log, &events)?);
-    rows.push(replay(&log)?);
-    rows.extend(rebuilds(&log).await?);
+    if args.runs("append") {
+        rows.push(append_direct(&log, &events)?);
+    }
+    if args.runs("replay") {
+        rows.push(replay(&log)?);
+    }
+    if args.runs("rebuild") {
+        rows.extend(rebuilds(&log).await?);
+    }
     drop(log);
-    rows.push(cold_start(&dir.path().join("offline.sled"))?);
+    if args.runs("cold") {
+        rows.push(cold_start(&dir.path().join("offline.sled"))?);
+    }
     println!();
     println!("{:<58} {:>14}  note", "measure", "events/s");
     for r in &rows {
