@@ -677,7 +677,19 @@ fn detection(inj: &Injected, episodes: &[Ep]) -> Option<(u64, Option<f64>)> {
 
 fn describe(inj: &Injected, episodes: &[Ep]) -> String {
     match detecting_episode(inj, episodes) {
-        None => "-".to_owned(),
+        None => {
+            let near: Vec<String> = episodes
+                .iter()
+                .filter(|e| {
+                    e.column == inj.column
+                        && e.cell_region.is_none()
+                        && e.start + 40 >= inj.onset
+                        && e.start <= inj.onset + 40
+                })
+                .map(|e| format!("{:+} {}", e.start as i64 - inj.onset as i64, e.kind))
+                .collect();
+            format!("- (series episodes near: {})", near.join(", "))
+        }
         Some(e) => match e.cell_region {
             Some(r) => format!("+{} cell r{r:02} {}", e.start - inj.onset, e.kind),
             None => format!(
@@ -873,8 +885,24 @@ fn run_seed(
                         tally.null_hits += 1;
                     }
                     if cfg.verbose && (inj.kind != Kind::Spike || !inj.label.ends_with("=3")) {
+                        let cell = if inj.kind == Kind::Spike {
+                            let r = inj.regions[0];
+                            let added: u32 = (inj.onset..inj.onset + inj.duration)
+                                .map(|t| extra.get(&(t, inj.column, r)).copied().unwrap_or(0))
+                                .sum();
+                            let base: Vec<u32> = (inj.onset..inj.onset + inj.duration)
+                                .map(|t| counts.base[t as usize][inj.column][r])
+                                .collect();
+                            format!(
+                                " r{r:02} mu {:.2} +{added} over {} base {base:?}",
+                                world.mu(r, inj.column, inj.onset),
+                                inj.duration
+                            )
+                        } else {
+                            String::new()
+                        };
                         progress(&format!(
-                            "seed {seed} {} c{:02} onset {}: run {} | null {}",
+                            "seed {seed} {} c{:02} onset {}{cell}: run {} | null {}",
                             inj.label,
                             inj.column,
                             inj.onset,

@@ -965,7 +965,9 @@ impl TrendEngine {
                         o - f64::from(self.cells[c][r].counts[slot] & COUNT_MASK),
                         e - m,
                     );
-                    if e > 0.0 {
+                    // The other series must be improbably high on their own: a spike of
+                    // this cell must not explain away its own rise.
+                    if e > 0.0 && nb_upper_tail(o as u64, e, region_phi) < SURGE_P {
                         m *= (o / e).max(1.0);
                     }
                 }

@@ -35,7 +35,9 @@
 //!   toward the region's share of all categories by empirical Bayes, so a cell with one
 //!   complaint a month borrows strength from its region. A region whose whole volume is
 //!   improbably high (p < 0.01) in a bucket has its other series' expectations scaled by
-//!   that jump (leave-one-out), so a reporting surge is not a trend in every category.
+//!   that jump (leave-one-out, and only if the other series are improbably high on their
+//!   own: a cell's spike must not raise its own expectation), so a reporting surge is not
+//!   a trend in every category.
 //!   Dispersions: per series for cells (pooled over regions), and a model-misfit variance
 //!   for totals, both estimated from the fit residuals.
 //! - **Cell detectors**: a negative-binomial upper-tail test (mid-p) of the last 1, 2 and 3
