@@ -3,7 +3,7 @@
 //! `cargo run --release -p plaint-escalation --example escalation_bench [--deadlines=sla|sla-report|model] [complaints [queries]]`
 //!
 //! Deadlines come from a real SLA projector fed the same log (`sla`, the default: the
-//! service's `earliest_unbreached_due`), from its full per-complaint report (`sla-report`,
+//! service's `next_due`), from its full per-complaint report (`sla-report`,
 //! what the service called before), or from the library's modelled lookup (`model`).
 
 use plaint_escalation::bench::{query_time, run, run_with_deadlines, BenchOptions};
@@ -42,14 +42,10 @@ fn main() {
         }
     }
     let report = match source.as_str() {
-        "sla" => run_with_deadlines(
-            &options,
-            "from SlaProjector::earliest_unbreached_due",
-            |log| {
-                let sla = sla_projector(log);
-                move |id: &str| sla.earliest_unbreached_due(id)
-            },
-        ),
+        "sla" => run_with_deadlines(&options, "from SlaProjector::next_due", |log| {
+            let sla = sla_projector(log);
+            move |id: &str| sla.next_due(id)
+        }),
         "sla-report" => run_with_deadlines(
             &options,
             "from SlaProjector::complaint (full report)",

@@ -60,7 +60,7 @@
 //! then nearest next deadline; unknown deadlines last), then money at stake (as a
 //! multiple of the currency's frontline limit), then age (oldest complaint first). See
 //! [`priority`]. The next deadline comes from the caller ([`query::NextDeadline`], wired
-//! to `SlaProjector::earliest_unbreached_due`) because only the SLA projector knows
+//! to `SlaProjector::next_due`) because only the SLA projector knows
 //! business calendars.
 //!
 //! # Memory

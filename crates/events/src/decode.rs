@@ -140,7 +140,11 @@ fn decode_inner(bytes: &[u8], limits: &Limits) -> Result<Event, Rejection> {
             format!("payload is not UTF-8: {e}"),
         )
     })?;
-    check_depth(text.as_bytes(), limits.max_depth)?;
+    // serde_json itself stops at 128 levels; the pre-pass is only needed below that (and
+    // costs a scan of every stored event on replay otherwise).
+    if limits.max_depth < SERDE_JSON_DEPTH {
+        check_depth(text.as_bytes(), limits.max_depth)?;
+    }
     let wire: WireEnvelope<'_> =
         serde_json::from_str(text).map_err(|e| json_error(e, "envelope"))?;
 
@@ -277,6 +281,9 @@ fn truncate(s: &str) -> &str {
         None => s,
     }
 }
+
+/// serde_json's own recursion limit (its default, which plaint does not disable).
+const SERDE_JSON_DEPTH: usize = 128;
 
 /// Rejects nesting deeper than `max` before serde sees it, so a hostile `[[[[...` cannot
 /// drive the parser's recursion.

@@ -14,7 +14,8 @@
 //!   for a deadline; [`JumpGuardClock`] keeps wall-clock jumps from firing timers en masse
 //!   or stalling them.
 //! - [`rebuild`] and [`view_digest`]: drop a view and replay the whole log into it (no
-//!   ticks, effects discarded), and the deterministic digest to compare views.
+//!   ticks, effects discarded; segments decoded ahead on one thread, rows written to sled
+//!   on another, `apply` on the caller's), and the deterministic digest to compare views.
 //!
 //! What it does not do: decide anything about complaints. It never looks inside an event
 //! beyond decoding it.
@@ -264,26 +265,29 @@ impl<P: Projection> Runner<P> {
             return Ok(0);
         }
         let to = head.min(from + self.options.batch_size as u64 - 1);
-        let mut events = Vec::with_capacity((to - from + 1) as usize);
-        for item in self.log.read_range(from, to) {
-            let (seq, bytes) = item?;
-            let event = decode_entry(seq, &bytes)?;
-            events.push((seq, event));
-        }
-        let (effects, changes) = {
+        // Segment by segment: decode outside the projector's lock (queries wait on it),
+        // apply a segment's events while they are still in cache.
+        let mut effects = Vec::new();
+        let mut applied = 0u64;
+        for segment in self.log.segments(from) {
+            let segment = segment?;
+            if segment.first_seq > to {
+                break;
+            }
+            let events = decode_segment(&segment, from, to)?;
             let mut projector = self.handle.lock();
-            let mut effects = Vec::new();
             for (seq, event) in &events {
                 effects.extend(projector.apply(*seq, event));
             }
-            (effects, projector.take_changes())
-        };
+            applied += events.len() as u64;
+        }
+        let changes = self.handle.lock().take_changes();
         self.deliver(effects).await;
         // Commit under the projector's lock so a digest taken under the same lock sees
         // rows and checkpoint of one batch boundary.
         let _projector = self.handle.lock();
         self.commit(changes, to)?;
-        Ok(events.len() as u64)
+        Ok(applied)
     }
 
     /// Carries out effects, retrying until they succeed: skipping one would lose an alert
@@ -310,17 +314,7 @@ impl<P: Projection> Runner<P> {
         changes: Vec<plaint_projection::ViewChange>,
         checkpoint: u64,
     ) -> Result<(), RunnerError> {
-        let mut batch = sled::Batch::default();
-        for (key, value) in changes {
-            match value {
-                Some(v) => batch.insert(key, v),
-                None => batch.remove(key),
-            }
-        }
-        batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
-        self.tree.apply_batch(batch)?;
-        self.handle.checkpoint.store(checkpoint, Ordering::Release);
-        Ok(())
+        commit_rows(&self.tree, &self.handle.checkpoint, changes, checkpoint)
     }
 
     /// Catches up, then follows the log and the clock until `shutdown` is cancelled.
@@ -372,6 +366,88 @@ fn projector_fresh<P: Projection>(mut projector: P) -> P {
 }
 
 /// Decodes a log entry; an entry that does not decode means a damaged log.
+/// Writes changed rows and the checkpoint in one atomic sled batch, then publishes the
+/// checkpoint.
+fn commit_rows(
+    tree: &sled::Tree,
+    published: &AtomicU64,
+    changes: Vec<plaint_projection::ViewChange>,
+    checkpoint: u64,
+) -> Result<(), RunnerError> {
+    let mut batch = sled::Batch::default();
+    for (key, value) in changes {
+        match value {
+            Some(v) => batch.insert(key, v),
+            None => batch.remove(key),
+        }
+    }
+    batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
+    tree.apply_batch(batch)?;
+    published.store(checkpoint, Ordering::Release);
+    Ok(())
+}
+
+/// The decoded entries of one segment with `from <= seq <= to`.
+fn decode_segment(
+    segment: &plaint_log::Segment,
+    from: u64,
+    to: u64,
+) -> Result<Vec<(u64, plaint_events::Event)>, RunnerError> {
+    let view = segment.view();
+    let mut events = Vec::with_capacity(view.len());
+    for (seq, bytes) in view.iter() {
+        if seq < from {
+            continue;
+        }
+        if seq > to {
+            break;
+        }
+        events.push((seq, decode_entry(seq, bytes)?));
+    }
+    Ok(events)
+}
+
+/// Decoded segments of `from..=to`, decoded on a thread of their own: a rebuild decodes
+/// the next segments while it applies this one (decoding is about half of a rebuild's
+/// CPU, and the machine has more than one core). A few segments of read-ahead bound the
+/// memory.
+type DecodedSegment = Result<Vec<(u64, plaint_events::Event)>, RunnerError>;
+
+fn decode_ahead(
+    log: Log,
+    from: u64,
+    to: u64,
+) -> (
+    std::thread::JoinHandle<()>,
+    tokio::sync::mpsc::Receiver<DecodedSegment>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let thread = std::thread::Builder::new()
+        .name("plaint-decode".into())
+        .spawn(move || {
+            for segment in log.segments(from) {
+                let decoded = segment
+                    .map_err(RunnerError::from)
+                    .and_then(|segment| {
+                        if segment.first_seq > to {
+                            Ok(None)
+                        } else {
+                            decode_segment(&segment, from, to).map(Some)
+                        }
+                    })
+                    .transpose();
+                let Some(decoded) = decoded else { return };
+                let failed = decoded.is_err();
+                // The receiver is gone when the rebuild stopped on an error of its own.
+                if tx.blocking_send(decoded).is_err() || failed {
+                    return;
+                }
+            }
+        })
+        .expect("a thread can be spawned");
+    (thread, rx)
+}
+
 fn decode_entry(seq: u64, bytes: &[u8]) -> Result<plaint_events::Event, RunnerError> {
     plaint_events::decode_stored(bytes).map_err(|r| RunnerError::Undecodable {
         seq,
@@ -430,6 +506,7 @@ pub async fn rebuild<P: Projection>(
         batch_size: options.batch_size.max(REBUILD_BATCH),
         ..options
     };
+    let batch_size = options.batch_size;
     let started = Instant::now();
     let runner = Runner::new(
         log.clone(),
@@ -438,15 +515,73 @@ pub async fn rebuild<P: Projection>(
         Arc::new(SystemClock),
         options,
     )?;
+    let head = log.last_seq();
+    // Three stages on their own threads: decode, apply (here), write rows to sled. Each
+    // is a large share of the work, and the rows of batch N are written while batch N+1
+    // is applied.
+    let (decoder, mut decoded) = decode_ahead(log.clone(), 1, head);
+    let (to_commit, commits) =
+        std::sync::mpsc::sync_channel::<(Vec<plaint_projection::ViewChange>, u64)>(1);
+    let committer = {
+        let tree = runner.tree.clone();
+        let published = runner.handle.checkpoint.clone();
+        std::thread::Builder::new()
+            .name("plaint-commit".into())
+            .spawn(move || -> Result<(), RunnerError> {
+                for (changes, checkpoint) in commits {
+                    commit_rows(&tree, &published, changes, checkpoint)?;
+                }
+                Ok(())
+            })
+            .expect("a thread can be spawned")
+    };
+    let committed = |committer: std::thread::JoinHandle<Result<(), RunnerError>>| {
+        committer.join().expect("the commit thread does not panic")
+    };
     let mut events = 0;
-    loop {
-        let n = runner.apply_batch().await?;
-        if n == 0 {
-            break;
+    let mut uncommitted = 0;
+    let mut reached = 0;
+    while let Some(segment) = decoded.recv().await {
+        let segment = match segment {
+            Ok(segment) => segment,
+            Err(error) => {
+                drop(to_commit);
+                committed(committer)?;
+                return Err(error);
+            }
+        };
+        {
+            let mut projector = runner.handle.lock();
+            for (seq, event) in &segment {
+                // Effects are dropped: their results are in the log already.
+                projector.apply(*seq, event);
+            }
         }
-        events += n;
-        progress(runner.handle.checkpoint());
+        if let Some((last, _)) = segment.last() {
+            reached = *last;
+        }
+        events += segment.len() as u64;
+        uncommitted += segment.len();
+        if uncommitted >= batch_size {
+            let changes = runner.handle.lock().take_changes();
+            if to_commit.send((changes, reached)).is_err() {
+                // The committer stopped on an error: report it.
+                break;
+            }
+            progress(reached);
+            uncommitted = 0;
+        }
     }
+    if uncommitted > 0 {
+        let changes = runner.handle.lock().take_changes();
+        // An error here is the committer's, reported by the join below.
+        let _ = to_commit.send((changes, reached));
+        progress(reached);
+    }
+    drop(to_commit);
+    drop(decoded);
+    decoder.join().expect("the decoding thread does not panic");
+    committed(committer)?;
     log.sync()?;
     let seconds = started.elapsed().as_secs_f64();
     let (digest, checkpoint) = view_digest(log, name)?;

@@ -132,7 +132,7 @@ impl Api {
                 let sla = self.views.sla.lock();
                 // Called for every item of the severity band a page reaches: the SLA
                 // projector answers from its compact state, without building a report.
-                let next_deadline = |id: &str| sla.earliest_unbreached_due(id);
+                let next_deadline = |id: &str| sla.next_due(id);
                 let page = escalation
                     .queue(&query, now, Some(&next_deadline))
                     .map_err(command_error)?;

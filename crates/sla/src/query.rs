@@ -253,21 +253,27 @@ impl SlaProjector {
         Self::sorted(items, filter)
     }
 
-    /// The earliest deadline of the complaint not marked breached: the least `due_at`
-    /// among the metrics of [`SlaProjector::complaint`] whose `breached` is false, read
-    /// from the compact state without building that report. The escalation queue asks for
-    /// it for every item of the severity band a page reaches, so it must not allocate.
+    /// The complaint's next deadline: the least `due_at` among its metrics that are
+    /// still running and its callback promises still pending, none of them breached (the
+    /// metrics of [`SlaProjector::complaint`] in state `running` or `pending`). Read from
+    /// the compact state without building that report: the escalation queue asks for it
+    /// for every item of the severity band a page reaches, so it must not allocate.
     ///
-    /// Like the report, it counts a metric met in time (its `due_at` stays set) and a
-    /// running one whose deadline has passed but whose breach is not recorded yet.
-    pub fn earliest_unbreached_due(&self, complaint_id: &str) -> Option<Timestamp> {
+    /// A met metric keeps its `due_at` in the report but is no deadline any more, and a
+    /// paused clock's deadline moves when it resumes: neither counts.
+    pub fn next_due(&self, complaint_id: &str) -> Option<Timestamp> {
         let &slot = self.by_id.get(complaint_id)?;
         let complaint = &self.complaints[slot as usize];
         let clocks = self
             .envs_of(complaint)
             .into_iter()
             .zip(&complaint.clocks)
-            .filter(|(env, clock)| env.is_some() && !clock.breached && clock.due_at != NONE)
+            .filter(|(env, clock)| {
+                env.is_some()
+                    && clock.phase == ClockPhase::Running
+                    && !clock.breached
+                    && clock.due_at != NONE
+            })
             .map(|(_, clock)| clock.due_at);
         let promises = complaint
             .promises
