@@ -455,37 +455,62 @@ fn append_direct(log: &Log, events: &[demo::DemoEvent]) -> anyhow::Result<Row> {
     })
 }
 
-/// Resident memory of this process in bytes (Linux), for the cold-start row.
-fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
-}
-
-/// Reopens the log: the head check, the last segment's chain check and the in-memory
-/// indexes rebuilt from the index records.
+/// Reopens the log in a fresh process (`plaint bench-open`): the head check, the last
+/// segment's chain check and the in-memory indexes rebuilt from the index records. A
+/// process of its own, so its resident memory is the open log's and nothing else's.
 fn cold_start(path: &std::path::Path) -> anyhow::Result<Row> {
     // Let sled's flusher release the previous handle's lock.
     std::thread::sleep(Duration::from_millis(500));
-    let before = resident_bytes().unwrap_or(0);
-    let started = Instant::now();
-    let log = Log::open(path, LogOptions::default())?;
-    let elapsed = started.elapsed();
-    let after = resident_bytes().unwrap_or(0);
-    let n = log.last_seq();
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .arg("bench-open")
+        .arg(path)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "bench-open failed (its error is printed above)"
+    );
+    let measured: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let n = measured["events"].as_u64().unwrap_or(0);
+    let seconds = measured["seconds"].as_f64().unwrap_or(0.0);
+    let resident = measured["resident_bytes"].as_u64().unwrap_or(0);
+    let peak = measured["peak_resident_bytes"].as_u64().unwrap_or(0);
     Ok(Row {
         what: "plaint: cold start, open the log and load its indexes".into(),
-        rate: rate(n as usize, elapsed),
-        // The growth is what the open log holds (indexes, sled's cache of what it read);
-        // the process total includes the other benchmarks' leftovers.
+        rate: n as f64 / seconds.max(1e-9),
         note: format!(
-            "{n} events in {:.2} s; the open log added {} MiB resident ({} B/event); process {} MiB",
-            elapsed.as_secs_f64(),
-            after.saturating_sub(before) >> 20,
-            after.saturating_sub(before) / n.max(1),
-            after >> 20
+            "{n} events in {seconds:.2} s; process resident {} MiB ({} B/event), peak {} MiB",
+            resident >> 20,
+            resident / n.max(1),
+            peak >> 20
         ),
     })
+}
+
+/// The body of `plaint bench-open DIR`.
+pub fn open_and_measure(dir: &std::path::Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let log = Log::open(dir, LogOptions::default())?;
+    let seconds = started.elapsed().as_secs_f64();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |field: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "events": log.last_seq(),
+            "seconds": seconds,
+            "resident_bytes": kib("VmRSS:") * 1024,
+            "peak_resident_bytes": kib("VmHWM:") * 1024,
+        })
+    );
+    Ok(())
 }
 
 fn replay(log: &Log) -> anyhow::Result<Row> {

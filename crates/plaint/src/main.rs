@@ -118,6 +118,10 @@ enum Command {
     },
     /// Benchmarks: ingest, replay and rebuild rates beside the raw limits of NATS and sled.
     Bench(bench::BenchArgs),
+    /// (Used by `bench`.) Opens the log in DIR in a fresh process and prints the time and
+    /// resident memory it took, as JSON.
+    #[command(hide = true)]
+    BenchOpen { dir: std::path::PathBuf },
 }
 
 #[derive(Debug, Args)]
@@ -568,6 +572,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::run(&config, args).await,
+        Command::BenchOpen { dir } => bench::open_and_measure(dir),
     }
 }
 
