@@ -741,6 +741,21 @@ struct SeedOut {
     cost: (Vec<f64>, usize, usize, Vec<f64>),
 }
 
+impl SeedOut {
+    /// Nothing counted yet: where one seed's run and the merge of all seeds start.
+    fn empty() -> SeedOut {
+        SeedOut {
+            tallies: BTreeMap::new(),
+            fa_ours: BTreeMap::new(),
+            fa_ears: (0..EARS_THRESHOLDS.len())
+                .map(|_| FalseAlarms::default())
+                .collect(),
+            ears_hits_by_thr: BTreeMap::new(),
+            cost: (Vec::new(), 0, 0, Vec::new()),
+        }
+    }
+}
+
 /// Runs every scenario of one seed.
 fn run_seed(
     cfg: &BenchConfig,
@@ -750,13 +765,13 @@ fn run_seed(
 ) -> SeedOut {
     let days = cfg.history_days + cfg.eval_days;
     let eval_start = cfg.history_days;
-    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
-    let mut fa_ours: BTreeMap<&'static str, FalseAlarms> = BTreeMap::new();
-    let mut fa_ears: Vec<FalseAlarms> = (0..EARS_THRESHOLDS.len())
-        .map(|_| FalseAlarms::default())
-        .collect();
-    let mut ears_hits_by_thr: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let mut cost = (Vec::new(), 0usize, 0usize, Vec::new());
+    let SeedOut {
+        mut tallies,
+        mut fa_ours,
+        mut fa_ears,
+        mut ears_hits_by_thr,
+        mut cost,
+    } = SeedOut::empty();
     let region_months = cfg.regions as f64 * cfg.eval_days as f64 / (365.25 / 12.0);
     let column_years = cfg.categories as f64 * cfg.eval_days as f64 / 365.25;
     let world = World::new(seed, cfg.regions, cfg.categories, days, cfg.phi);
@@ -938,13 +953,13 @@ fn run_seed(
 /// Runs every scenario for every seed (seeds spread over `cfg.threads` threads; the
 /// result does not depend on the thread count) and prints the table.
 pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> BenchReport {
-    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
-    let mut fa_ours: BTreeMap<&'static str, FalseAlarms> = BTreeMap::new();
-    let mut fa_ears: Vec<FalseAlarms> = (0..EARS_THRESHOLDS.len())
-        .map(|_| FalseAlarms::default())
-        .collect();
-    let mut ears_hits_by_thr: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let mut cost = (Vec::new(), 0usize, 0usize, Vec::new());
+    let SeedOut {
+        mut tallies,
+        mut fa_ours,
+        mut fa_ears,
+        mut ears_hits_by_thr,
+        mut cost,
+    } = SeedOut::empty();
     let threads = cfg.threads.clamp(1, cfg.seeds.max(1) as usize);
     let next = std::sync::atomic::AtomicU64::new(0);
     let (tx, rx) = std::sync::mpsc::channel::<(u64, Option<SeedOut>, String)>();
