@@ -21,6 +21,16 @@ fn open(dir: &std::path::Path) -> Log {
     .unwrap()
 }
 
+async fn rebuild_complaints(log: &Log) -> Result<plaint_runner::RebuildReport, RunnerError> {
+    rebuild(
+        log,
+        ComplaintsProjector::new(),
+        RunnerOptions::default(),
+        |_| {},
+    )
+    .await
+}
+
 /// Appends `segments` batches, each one segment with several complaints' events.
 fn fill(log: &Log, segments: usize) -> u64 {
     let first = log.last_seq();
@@ -97,14 +107,7 @@ async fn rebuild_equals_a_live_runner_that_caught_up_in_batches_cutting_segments
     assert_eq!(report.digest, live_digest);
 
     // A second rebuild gives the same digest again (deterministic across threads).
-    let again = rebuild(
-        &log,
-        ComplaintsProjector::new(),
-        RunnerOptions::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let again = rebuild_complaints(&log).await.unwrap();
     assert_eq!(again.digest, live_digest);
 }
 
@@ -112,14 +115,7 @@ async fn rebuild_equals_a_live_runner_that_caught_up_in_batches_cutting_segments
 async fn rebuild_of_an_empty_log_is_an_empty_view() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
-    let report = rebuild(
-        &log,
-        ComplaintsProjector::new(),
-        RunnerOptions::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let report = rebuild_complaints(&log).await.unwrap();
     assert_eq!(report.events, 0);
     assert_eq!(report.checkpoint, 0);
 }
@@ -144,13 +140,7 @@ async fn an_entry_that_does_not_decode_stops_the_rebuild_and_names_its_sequence(
         .unwrap();
     fill(&log, 2);
 
-    let result = rebuild(
-        &log,
-        ComplaintsProjector::new(),
-        RunnerOptions::default(),
-        |_| {},
-    )
-    .await;
+    let result = rebuild_complaints(&log).await;
     match result {
         Err(RunnerError::Undecodable { seq, .. }) => assert_eq!(seq, head + 1),
         other => panic!("expected Undecodable at {}, got {other:?}", head + 1),
