@@ -5,10 +5,11 @@
 //!   idempotently at start, with file storage and duplicate windows.
 //! - [`Ingester`]: the durable pull consumer loop. For each batch: decode and validate
 //!   every message ([`plaint_events::decode`] plus the subject checks), stage the valid ones
-//!   in the log (lifecycle, region, duplicates), commit and make durable, publish each
-//!   rejection to `complaints.rejected.<reason>` and await its ack, and only then ack the
-//!   batch (each message acknowledged explicitly). Nothing is acknowledged that is not durable
-//!   in the log or in the rejected stream.
+//!   in the log (lifecycle, region, duplicates), commit and make durable; then a settling
+//!   task publishes each rejection to `complaints.rejected.<reason>`, awaits its ack, and
+//!   only then acks the batch (each message explicitly) while the loop commits the next
+//!   batch. Nothing is acknowledged that is not durable in the log or in the rejected
+//!   stream.
 //! - [`IngestMetrics`]: counters an operator asks about (appended, duplicates, rejected by
 //!   reason, batches).
 //! - [`rejection_headers`]: how a rejection is described on the rejected stream.
