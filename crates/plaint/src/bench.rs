@@ -249,6 +249,18 @@ async fn bare_consume(js: &jetstream::Context, n: usize) -> anyhow::Result<Row> 
     })
 }
 
+/// A topology with streams of its own (subject prefix `prefix`, streams named after
+/// `stream`), so a run starts from an empty stream whatever ran before it.
+fn own_streams(config: &Config, prefix: &str, stream: &str) -> plaint_ingest::Topology {
+    plaint_ingest::Topology {
+        subject_prefix: prefix.into(),
+        events_stream: stream.into(),
+        rejected_stream: format!("{stream}_REJECTED"),
+        alerts_stream: format!("{stream}_ALERTS"),
+        ..config.topology.clone()
+    }
+}
+
 async fn durable_ingest(
     js: &jetstream::Context,
     config: &Config,
@@ -295,11 +307,7 @@ async fn poison_flood(
     dir: &std::path::Path,
     valid: &[demo::DemoEvent],
 ) -> anyhow::Result<Row> {
-    let mut topology = config.topology.clone();
-    topology.subject_prefix = "benchpoison".into();
-    topology.events_stream = "BENCH_POISON".into();
-    topology.rejected_stream = "BENCH_POISON_REJECTED".into();
-    topology.alerts_stream = "BENCH_POISON_ALERTS".into();
+    let topology = own_streams(config, "benchpoison", "BENCH_POISON");
     plaint_ingest::ensure_streams(js, &topology).await?;
     let mut publisher = Publisher::new(js.clone(), 1024);
     for (i, e) in valid.iter().enumerate() {
@@ -346,11 +354,7 @@ async fn latency(
     seconds: u64,
 ) -> anyhow::Result<Vec<Row>> {
     let count = (offered * seconds) as usize;
-    let mut topology = config.topology.clone();
-    topology.subject_prefix = "benchlat".into();
-    topology.events_stream = "BENCH_LATENCY".into();
-    topology.rejected_stream = "BENCH_LATENCY_REJECTED".into();
-    topology.alerts_stream = "BENCH_LATENCY_ALERTS".into();
+    let topology = own_streams(config, "benchlat", "BENCH_LATENCY");
     plaint_ingest::ensure_streams(js, &topology).await?;
     let log = Log::open(dir.join("latency.sled"), LogOptions::default())?;
     let ingester =
