@@ -75,6 +75,24 @@ impl Conn {
         Conn { client, js, errors }
     }
 
+    /// Publishes `body` to JetStream and waits for the stream's ack; panics, naming the
+    /// subject, if none comes in time or the publish fails.
+    async fn publish_acked(
+        &self,
+        subject: &str,
+        body: &serde_json::Value,
+    ) -> jetstream::publish::PublishAck {
+        timeout(WAIT, async {
+            self.js
+                .publish(subject.to_owned(), event_bytes(body))
+                .await?
+                .await
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no ack in time for a publish to {subject}"))
+        .unwrap_or_else(|e| panic!("publish to {subject} refused: {e}"))
+    }
+
     /// Waits for the server's permissions error about `what` on `subject`
     /// (`what` = "Publish" or "Subscription").
     async fn refused(&mut self, what: &str, subject: &str) {
@@ -159,31 +177,11 @@ async fn a_regional_crm_publishes_only_upstream_events_of_its_own_region() {
     let filed = fixtures::filed("C-1", "eu", "billing", fixtures::at(0));
 
     // Allowed: its own region, an upstream kind, acked by JetStream into its private inbox.
-    let ack = timeout(WAIT, async {
-        eu.js
-            .publish("complaints.events.eu.filed", event_bytes(&filed))
-            .await
-            .unwrap()
-            .await
-    })
-    .await
-    .expect("ack in time")
-    .expect("crm-eu may publish complaints.events.eu.filed");
+    let ack = eu.publish_acked("complaints.events.eu.filed", &filed).await;
     assert_eq!(ack.stream, "COMPLAINTS");
     let contacted = fixtures::contacted("C-2", fixtures::at(1));
-    timeout(WAIT, async {
-        us.js
-            .publish(
-                "complaints.events.us.customer_contacted",
-                event_bytes(&contacted),
-            )
-            .await
-            .unwrap()
-            .await
-    })
-    .await
-    .expect("ack in time")
-    .expect("crm-us may publish its own region");
+    us.publish_acked("complaints.events.us.customer_contacted", &contacted)
+        .await;
 
     // Another region: dropped by the server, so no ack ever comes.
     let publish = eu
@@ -263,17 +261,9 @@ async fn a_regional_crm_reads_nothing_not_even_other_users_inboxes() {
         .await
         .unwrap();
     let filed = fixtures::filed("C-9", "us", "billing", fixtures::at(0));
-    timeout(WAIT, async {
-        plaint
-            .js
-            .publish("complaints.events.us.filed", event_bytes(&filed))
-            .await
-            .unwrap()
-            .await
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    plaint
+        .publish_acked("complaints.events.us.filed", &filed)
+        .await;
     let mut batch = consumer
         .fetch()
         .max_messages(1)
@@ -329,17 +319,7 @@ async fn an_analyst_reads_alerts_and_nothing_else() {
         ("complaints.escalations.2.eu", &escalation),
         ("complaints.alerts.trends.all.billing", &alert),
     ] {
-        timeout(WAIT, async {
-            plaint
-                .js
-                .publish(subject, event_bytes(body))
-                .await
-                .unwrap()
-                .await
-        })
-        .await
-        .unwrap()
-        .expect("plaint may publish alerts and escalations");
+        plaint.publish_acked(subject, body).await;
     }
     let first = timeout(WAIT, live.next()).await.unwrap().unwrap();
     assert_eq!(first.subject.as_str(), "complaints.alerts.sla.breached.eu");
@@ -464,20 +444,9 @@ async fn an_analyst_reads_alerts_and_nothing_else() {
         snoops.push(analyst.subscribe_refused(subject).await);
     }
     let contacted = fixtures::contacted("C-1", fixtures::at(5));
-    timeout(WAIT, async {
-        plaint
-            .js
-            .publish(
-                "complaints.events.eu.customer_contacted",
-                event_bytes(&contacted),
-            )
-            .await
-            .unwrap()
-            .await
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    plaint
+        .publish_acked("complaints.events.eu.customer_contacted", &contacted)
+        .await;
     plaint
         .client
         .publish("complaints.escalations.3.eu", Bytes::from_static(b"{}"))
@@ -505,18 +474,12 @@ async fn an_analyst_cannot_turn_a_push_consumer_into_an_event_publisher() {
     // here.
     let (server, plaint) = server().await;
     let analyst = Conn::new(&server, "analyst", Some("_INBOX_analyst")).await;
-    timeout(WAIT, async {
-        let alert = event_bytes(&json!({"alert": "sla_breached"}));
-        plaint
-            .js
-            .publish("complaints.alerts.sla.breached.eu", alert)
-            .await
-            .unwrap()
-            .await
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    plaint
+        .publish_acked(
+            "complaints.alerts.sla.breached.eu",
+            &json!({"alert": "sla_breached"}),
+        )
+        .await;
     let push = |name: &str, deliver_subject: &str| jetstream::consumer::push::Config {
         name: Some(name.into()),
         filter_subject: "complaints.alerts.>".into(),
@@ -594,17 +557,9 @@ async fn an_operator_uses_the_api_and_publishes_no_events() {
     }
     let mut snoop = operator.subscribe_refused("complaints.events.>").await;
     let filed = fixtures::filed("C-1", "eu", "billing", fixtures::at(0));
-    timeout(WAIT, async {
-        plaint
-            .js
-            .publish("complaints.events.eu.filed", event_bytes(&filed))
-            .await
-            .unwrap()
-            .await
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    plaint
+        .publish_acked("complaints.events.eu.filed", &filed)
+        .await;
     nothing_arrives(&mut snoop, &operator).await;
     // Read-only access to the rejected stream (`plaint rejected list`).
     let mut rejected = operator
@@ -664,16 +619,7 @@ async fn plaint_serves_under_its_own_user_end_to_end() {
         ("complaints.events.eu.acknowledged", &acknowledged),
         ("complaints.events.eu.acknowledged", &unknown),
     ] {
-        timeout(WAIT, async {
-            eu.js
-                .publish(subject, event_bytes(event))
-                .await
-                .unwrap()
-                .await
-        })
-        .await
-        .expect("ack in time")
-        .expect("crm-eu publishes");
+        eu.publish_acked(subject, event).await;
     }
 
     // The rejection reaches operators, published by plaint.
