@@ -57,28 +57,6 @@ fn escalated(id: &str, minute: i64, tier: u8) -> Value {
     fixtures::envelope(Uuid::new_v4(), "complaint.escalated", id, at(minute), data)
 }
 
-/// Publishes an event and waits until it is in the log and every projector applied it.
-async fn publish_applied(node: &Node, region: &str, event: &Value) {
-    node.publish(region, event).await;
-    let id = event["id"].as_str().unwrap();
-    let complaint = event["subject"].as_str().unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Ok(report) = node.api("complaint", json!({"id": complaint})).await {
-            let history = report["history"].as_array().unwrap();
-            if let Some(entry) = history.iter().find(|e| e["event"]["id"] == id) {
-                node.wait_for_head(entry["seq"].as_u64().unwrap()).await;
-                return;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "event {id} of {complaint} not in the log"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Events of the given type in the log, through the API's replay.
 async fn logged(node: &Node, event_type: &str) -> Result<Vec<Value>, plaint_service::ApiError> {
     let mut out = Vec::new();
@@ -356,7 +334,7 @@ async fn scripted_day_queues_claims_restart_and_rebuild() {
     ];
     for (minute, region, event) in &script {
         clock.set(at(*minute));
-        publish_applied(&node, region, event).await;
+        node.publish_applied(region, event).await;
     }
 
     let mut raises = vec![
@@ -477,7 +455,8 @@ async fn scripted_day_queues_claims_restart_and_rebuild() {
 
     // A resolved complaint leaves its queue.
     clock.set(at(120));
-    publish_applied(&node, "eu", &fixtures::resolved("m-150", at(120))).await;
+    node.publish_applied("eu", &fixtures::resolved("m-150", at(120)))
+        .await;
     check_raises(&node, &raises, 1, "after m-150 was resolved").await;
     let cleared = logged(&node, "escalation.cleared").await.unwrap();
     assert_eq!(
@@ -501,7 +480,7 @@ async fn scripted_day_queues_claims_restart_and_rebuild() {
 
     // A manual escalation moves vip up from tier 2 to 4 (previous tier recorded).
     clock.set(at(130));
-    publish_applied(&node, "eu", &escalated("vip", 130, 4)).await;
+    node.publish_applied("eu", &escalated("vip", 130, 4)).await;
     raises.push((
         "vip".into(),
         4,

@@ -198,32 +198,6 @@ async fn logged_breaches(node: &Node) -> Result<Vec<(String, Sla)>, plaint_servi
     }
 }
 
-/// Publishes an event and waits until it is in the log and every projector applied it.
-async fn publish_applied(node: &Node, region: &str, event: &Value) {
-    node.publish(region, event).await;
-    let id = event["id"].as_str().unwrap();
-    let complaint = event["subject"].as_str().unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Ok(report) = node.api("complaint", json!({"id": complaint})).await {
-            let entry = report["history"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|e| e["event"]["id"] == id);
-            if let Some(entry) = entry {
-                node.wait_for_head(entry["seq"].as_u64().unwrap()).await;
-                return;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "event {id} of {complaint} not in the log"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// What the scenario expects so far (cumulative).
 #[derive(Default)]
 struct Expected {
@@ -374,16 +348,21 @@ async fn scripted_scenario_alerts_and_breaches_exactly_once_across_restarts() {
         } else {
             "delivery"
         };
-        publish_applied(&node, region, &fixtures::filed(id, region, category, at(0))).await;
+        node.publish_applied(region, &fixtures::filed(id, region, category, at(0)))
+            .await;
     }
     set(&clock, 10);
-    publish_applied(&node, "eu", &fixtures::acknowledged("C", at(10))).await;
+    node.publish_applied("eu", &fixtures::acknowledged("C", at(10)))
+        .await;
     set(&clock, 15);
-    publish_applied(&node, "eu", &fixtures::acknowledged("E", at(15))).await;
+    node.publish_applied("eu", &fixtures::acknowledged("E", at(15)))
+        .await;
     set(&clock, 20);
-    publish_applied(&node, "eu", &fixtures::acknowledged("A", at(20))).await;
+    node.publish_applied("eu", &fixtures::acknowledged("A", at(20)))
+        .await;
     set(&clock, 30);
-    publish_applied(&node, "eu", &callback_promised("C", 30, 90)).await;
+    node.publish_applied("eu", &callback_promised("C", 30, 90))
+        .await;
     expected.check(&node, "t=30: nothing at risk yet").await;
 
     // t=46: 75 % of the first response of B and D (the others answered).
@@ -397,11 +376,13 @@ async fn scripted_scenario_alerts_and_breaches_exactly_once_across_restarts() {
     expected.add(sla("breached", "us", "B", fr, 60));
     expected.add(sla("breached", "eu", "D", fr, 60));
     expected.check(&node, "t=60").await;
-    publish_applied(&node, "eu", &awaiting_customer("E", 60)).await;
+    node.publish_applied("eu", &awaiting_customer("E", 60))
+        .await;
 
     // t=70: D answers late: the breach is already recorded, no second one.
     set(&clock, 70);
-    publish_applied(&node, "eu", &fixtures::acknowledged("D", at(70))).await;
+    node.publish_applied("eu", &fixtures::acknowledged("D", at(70)))
+        .await;
     let d = node.api("sla.complaint", json!({"id": "D"})).await.unwrap();
     let d_fr = d["metrics"]
         .as_array()
@@ -432,18 +413,25 @@ async fn scripted_scenario_alerts_and_breaches_exactly_once_across_restarts() {
     expected.add(sla("breached", "eu", "C", cb, 90));
     expected.check(&node, "t=90").await;
     set(&clock, 100);
-    publish_applied(&node, "eu", &fixtures::resolved("A", at(100))).await;
+    node.publish_applied("eu", &fixtures::resolved("A", at(100)))
+        .await;
     set(&clock, 120);
-    publish_applied(&node, "eu", &fixtures::contacted("C", at(120))).await;
+    node.publish_applied("eu", &fixtures::contacted("C", at(120)))
+        .await;
     set(&clock, 150);
-    publish_applied(&node, "us", &fixtures::resolved("B", at(150))).await;
-    publish_applied(&node, "eu", &fixtures::resolved("C", at(150))).await;
-    publish_applied(&node, "eu", &fixtures::resolved("D", at(150))).await;
+    node.publish_applied("us", &fixtures::resolved("B", at(150)))
+        .await;
+    node.publish_applied("eu", &fixtures::resolved("C", at(150)))
+        .await;
+    node.publish_applied("eu", &fixtures::resolved("D", at(150)))
+        .await;
     // E's periodic update (due 255 without the pause) must not warn at 195.
     set(&clock, 180);
-    publish_applied(&node, "eu", &customer_replied("E", 180)).await;
+    node.publish_applied("eu", &customer_replied("E", 180))
+        .await;
     set(&clock, 200);
-    publish_applied(&node, "eu", &fixtures::filed("F", "eu", "billing", at(200))).await;
+    node.publish_applied("eu", &fixtures::filed("F", "eu", "billing", at(200)))
+        .await;
     expected.check(&node, "t=200").await;
 
     // t=246: F's first response is at risk (due 260).
@@ -453,7 +441,8 @@ async fn scripted_scenario_alerts_and_breaches_exactly_once_across_restarts() {
     // t=258: F's answer arrives stamped 262 (4 minutes ahead of our clock, within the
     // allowed skew): met late before the timer fired, so a met-late breach is written.
     set(&clock, 258);
-    publish_applied(&node, "eu", &fixtures::acknowledged("F", at(262))).await;
+    node.publish_applied("eu", &fixtures::acknowledged("F", at(262)))
+        .await;
     expected.add(Sla {
         met: Some(262),
         ..sla("breached", "eu", "F", fr, 260)
@@ -461,7 +450,8 @@ async fn scripted_scenario_alerts_and_breaches_exactly_once_across_restarts() {
     expected.check(&node, "t=258").await;
     set(&clock, 270);
     set(&clock, 300);
-    publish_applied(&node, "eu", &fixtures::resolved("F", at(300))).await;
+    node.publish_applied("eu", &fixtures::resolved("F", at(300)))
+        .await;
     expected
         .check(
             &node,
@@ -477,9 +467,11 @@ async fn scripted_scenario_alerts_and_breaches_exactly_once_across_restarts() {
     expected.add(sla("at_risk", "eu", "E", pu, 375));
     expected.check(&node, "t=316 after a restart").await;
     set(&clock, 340);
-    publish_applied(&node, "eu", &fixtures::contacted("E", at(340))).await;
+    node.publish_applied("eu", &fixtures::contacted("E", at(340)))
+        .await;
     set(&clock, 350);
-    publish_applied(&node, "eu", &fixtures::resolved("E", at(350))).await;
+    node.publish_applied("eu", &fixtures::resolved("E", at(350)))
+        .await;
     expected.check(&node, "t=350").await;
 
     // Compliance of A–F. A: FR, PU×2, RES met. B: FR breached; PU, RES met. C: FR, PU×3,
@@ -492,12 +484,8 @@ async fn scripted_scenario_alerts_and_breaches_exactly_once_across_restarts() {
     // Z is filed at 1000 and the clock jumps to 2000, past all of Z's deadlines: three
     // breaches and no at-risk alert (a warning past its deadline is pointless).
     set(&clock, 1000);
-    publish_applied(
-        &node,
-        "eu",
-        &fixtures::filed("Z", "eu", "delivery", at(1000)),
-    )
-    .await;
+    node.publish_applied("eu", &fixtures::filed("Z", "eu", "delivery", at(1000)))
+        .await;
     set(&clock, 2000);
     expected.add(sla("breached", "eu", "Z", fr, 1060));
     expected.add(sla("breached", "eu", "Z", pu, 1240));

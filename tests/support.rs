@@ -101,6 +101,31 @@ impl Node {
         .await;
     }
 
+    /// Publishes an event and waits until it is in the log and every projector applied it.
+    pub async fn publish_applied(&self, region: &str, event: &Value) {
+        self.publish(region, event).await;
+        let id = event["id"].as_str().unwrap();
+        let complaint = event["subject"].as_str().unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(report) = self
+                .api("complaint", serde_json::json!({"id": complaint}))
+                .await
+            {
+                let history = report["history"].as_array().unwrap();
+                if let Some(entry) = history.iter().find(|e| e["event"]["id"] == id) {
+                    self.wait_for_head(entry["seq"].as_u64().unwrap()).await;
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "event {id} of {complaint} not in the log"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn publish_raw(&self, subject: &str, payload: Vec<u8>) {
         tokio::time::timeout(WAIT, async {
             self.js
