@@ -182,11 +182,7 @@ impl Node {
     async fn wait_ready(&mut self) -> Duration {
         let started = Instant::now();
         loop {
-            if let Some(status) = self
-                .serve
-                .as_mut()
-                .and_then(|c| c.try_wait().expect("try_wait"))
-            {
+            if let Some(status) = self.exited() {
                 panic!(
                     "plaint serve exited ({status}) before it answered; stderr:\n{}",
                     self.stderr_tail()
@@ -213,6 +209,14 @@ impl Node {
         }
     }
 
+    /// The exit status if serve has ended (it is reaped and forgotten), None while it runs
+    /// or when none was started.
+    fn exited(&mut self) -> Option<ExitStatus> {
+        let status = self.serve.as_mut()?.try_wait().expect("try_wait")?;
+        self.serve = None;
+        Some(status)
+    }
+
     /// kill -9, as a crash would.
     fn kill9(&mut self) {
         let mut child = self.serve.take().expect("serve running");
@@ -224,9 +228,8 @@ impl Node {
     async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let started = Instant::now();
         loop {
-            let child = self.serve.as_mut().expect("serve running");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.serve = None;
+            assert!(self.serve.is_some(), "serve running");
+            if let Some(status) = self.exited() {
                 return status;
             }
             assert!(
@@ -934,12 +937,7 @@ async fn write_errors_lose_nothing() {
     let hit = Instant::now();
     let mut exited = None;
     loop {
-        if let Some(status) = node
-            .serve
-            .as_mut()
-            .and_then(|c| c.try_wait().expect("try_wait"))
-        {
-            node.serve = None;
+        if let Some(status) = node.exited() {
             exited = Some(status);
             break;
         }
@@ -974,12 +972,7 @@ async fn write_errors_lose_nothing() {
         // supervisor restarts it. What it may not do is neither: retry a dead handle forever.
         let resumed = Instant::now();
         loop {
-            if let Some(status) = node
-                .serve
-                .as_mut()
-                .and_then(|c| c.try_wait().expect("try_wait"))
-            {
-                node.serve = None;
+            if let Some(status) = node.exited() {
                 exited = Some(status);
                 break;
             }
