@@ -38,6 +38,8 @@ const SPIKE_SHARE: f64 = 0.75;
 /// Share of the series false-alarm budget given to the subset scan (the rest: the CUSUM
 /// on the total).
 const SCAN_SHARE: f64 = 0.75;
+/// Exceeding buckets per false scan episode assumed by the calibration.
+const RUN_CREDIT: f64 = 1.0;
 /// Examples kept per cell.
 const EXAMPLES: usize = 5;
 
@@ -228,6 +230,9 @@ struct Column {
     model: Option<SeasonalModel>,
     phi_cell: f64,
     misfit: f64,
+    /// Misfit variance of window sums, per scan window (see `window_misfits`).
+    #[serde(default)]
+    misfit_w: Vec<f64>,
     level: f64,
     level_since: u64,
     cusum: f64,
@@ -241,6 +246,9 @@ struct Column {
     /// for and when; `calibrated_at` is the last check.
     #[serde(default)]
     calibrated_for: Option<(f64, f64, f64, u64)>,
+    /// The window misfits the scan thresholds were simulated for.
+    #[serde(default)]
+    calibrated_misfit_w: Vec<f64>,
     episode: Option<Episode>,
 }
 
@@ -411,6 +419,7 @@ impl TrendEngine {
             model: None,
             phi_cell: 1.0,
             misfit: 0.0,
+            misfit_w: Vec::new(),
             level: 1.0,
             level_since: 0,
             cusum: 0.0,
@@ -420,6 +429,7 @@ impl TrendEngine {
             scan_tail: Vec::new(),
             calibrated_at: None,
             calibrated_for: None,
+            calibrated_misfit_w: Vec::new(),
             episode: None,
         });
         self.cells.push(
@@ -731,10 +741,82 @@ impl TrendEngine {
                 1.0
             };
             let mbar = if mcount > 0.0 { msum / mcount } else { 1.0 };
+            let misfit_w = self.window_misfits(c, &model, from, end, phi_cell);
             let column = &mut self.columns[c];
             column.phi_cell = phi_cell;
             column.misfit = ((model.phi_total - phi_cell) / mbar.max(1e-9)).clamp(0.0, 1.0);
+            column.misfit_w = misfit_w;
         }
+    }
+
+    /// Relative variance of the model's error on window sums of the series total, per
+    /// scan window, beyond the counts' own dispersion: `var(X - E) = phi E + m E^2`.
+    /// Estimated from the upper semi-variance only (twice the mean square of positive
+    /// errors), since every test is one-sided and the dips the model does not know
+    /// (holidays, outages) would otherwise make the rises look less surprising than they
+    /// are. Errors are capped at five standard deviations so a past outbreak the alerts
+    /// missed does not pass for misfit.
+    fn window_misfits(
+        &self,
+        c: usize,
+        model: &SeasonalModel,
+        from: u64,
+        end: u64,
+        phi: f64,
+    ) -> Vec<f64> {
+        let column = &self.columns[c];
+        let share_sum: f64 = self.cells[c]
+            .iter()
+            .map(|cell| cell.share * cell.level)
+            .sum();
+        let n = end.saturating_sub(from) as usize;
+        let mut x = Vec::with_capacity(n);
+        let mut e = Vec::with_capacity(n);
+        let mut ok = Vec::with_capacity(n);
+        for s in from..end {
+            let raw = column.totals[self.slot(s)];
+            x.push(f64::from(raw & COUNT_MASK));
+            e.push(
+                model.predict(s, self.week_pos(s)) * Self::column_level_at(column, s) * share_sum,
+            );
+            ok.push(raw & EXCLUDED == 0);
+        }
+        self.config
+            .scan_windows
+            .iter()
+            .map(|&w| {
+                let (mut num, mut den) = (0.0, 0.0);
+                if n < w {
+                    return 0.0;
+                }
+                for i in w - 1..n {
+                    let span = i + 1 - w..=i;
+                    if !ok[span.clone()].iter().all(|&k| k) {
+                        continue;
+                    }
+                    let xs: f64 = x[span.clone()].iter().sum();
+                    let es: f64 = e[span].iter().sum();
+                    let d = xs - es;
+                    if d > 0.0 {
+                        num += 2.0 * (d * d).min(25.0 * phi * es);
+                    }
+                    num -= phi * es;
+                    den += es * es;
+                }
+                if den > 0.0 {
+                    (num / den).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    }
+
+    /// The misfit variance the scan over window `wi` uses (the whole-series estimate
+    /// until the windows have one).
+    fn window_misfit(&self, c: usize, wi: usize) -> f64 {
+        let column = &self.columns[c];
+        column.misfit_w.get(wi).copied().unwrap_or(column.misfit)
     }
 
     /// Mean expected total of the coming week (the typical bucket thresholds are set for).
@@ -778,11 +860,20 @@ impl TrendEngine {
                 let column = &self.columns[c];
                 (m, column.phi_cell, column.misfit, t)
             });
-            let unchanged = match (self.columns[c].calibrated_for, now) {
+            let column = &self.columns[c];
+            // A window's threshold follows its variance factor `phi + misfit_w * E_w`.
+            let windows_unchanged = column.misfit_w.len() == column.calibrated_misfit_w.len()
+                && self.config.scan_windows.iter().enumerate().all(|(wi, &w)| {
+                    let (m, m0) = (column.misfit_w[wi], column.calibrated_misfit_w[wi]);
+                    let e = now.map_or(0.0, |n| n.0) * w as f64;
+                    (m - m0).abs() * e <= 0.1 * (column.phi_cell + m0 * e)
+                });
+            let unchanged = match (column.calibrated_for, now) {
                 (Some((m0, p0, f0, at)), Some((m, p, f, _))) => {
                     (m / m0).ln().abs() < 1.15f64.ln()
                         && (p - p0).abs() < 0.1
                         && (f - f0).abs() <= 0.25 * f0 + 1e-4
+                        && windows_unchanged
                         && t - at < self.config.bucket.per_year() as u64
                 }
                 _ => false,
@@ -794,6 +885,7 @@ impl TrendEngine {
             self.recalibrate(t, c);
             self.columns[c].calibrated_at = Some(t);
             self.columns[c].calibrated_for = now;
+            self.columns[c].calibrated_misfit_w = self.columns[c].misfit_w.clone();
         }
     }
 
@@ -840,7 +932,8 @@ impl TrendEngine {
             let mut observed = vec![0.0; mus.len()];
             let mut expected = vec![0.0; mus.len()];
             let mut scratch = Vec::with_capacity(mus.len());
-            for &w in &windows {
+            for (wi, &w) in windows.iter().enumerate() {
+                let misfit = self.window_misfit(c, wi);
                 let mut scores = Vec::with_capacity(draws);
                 for _ in 0..draws {
                     let f = (misfit.sqrt() * rng.normal() - misfit / 2.0).exp();
@@ -867,9 +960,11 @@ impl TrendEngine {
                 let q90 = quantile(&scores, 0.90);
                 let q99 = quantile(&scores, 0.99);
                 let theta = ((q99 - q90) / 10f64.ln()).max(0.25);
-                // Exceedances of a w-bucket window come in runs of about w/2 buckets, and
-                // the budget is in episodes, not exceeding buckets.
-                let target = per_bucket * (w as f64 / 2.0).max(1.0);
+                // At these levels a w-bucket window's exceedances come in runs of one or
+                // two buckets whatever w is (sliding by a bucket moves the sum by about a
+                // standard deviation of one bucket while the excess over the threshold is
+                // far smaller), so each exceeding bucket counts as an episode.
+                let target = per_bucket * RUN_CREDIT;
                 let h = (q99 + theta * (0.01 / target).ln()).max(2.0);
                 scan_h.push(h);
                 scan_tail.push((q99, theta));
@@ -1187,7 +1282,7 @@ impl TrendEngine {
                 &observed,
                 &expected,
                 phi,
-                misfit,
+                self.window_misfit(c, wi),
                 self.config.min_excess,
                 &mut scratch,
             );
