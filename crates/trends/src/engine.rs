@@ -819,6 +819,14 @@ impl TrendEngine {
         column.misfit_w.get(wi).copied().unwrap_or(column.misfit)
     }
 
+    /// The misfit variance of one bucket's total, for the CUSUM on the total.
+    fn total_misfit(&self, c: usize) -> f64 {
+        match self.config.scan_windows.iter().position(|&w| w == 1) {
+            Some(wi) => self.window_misfit(c, wi),
+            None => self.columns[c].misfit,
+        }
+    }
+
     /// Mean expected total of the coming week (the typical bucket thresholds are set for).
     fn typical_total(&self, c: usize, t: u64) -> Option<f64> {
         let column = &self.columns[c];
@@ -901,8 +909,8 @@ impl TrendEngine {
             let Some(mbar) = self.typical_total(c, t) else {
                 continue;
             };
-            let (phi_cell, misfit) = (self.columns[c].phi_cell, self.columns[c].misfit);
-            let total_phi = phi_cell + misfit * mbar;
+            let phi_cell = self.columns[c].phi_cell;
+            let total_phi = phi_cell + self.total_misfit(c) * mbar;
             let h = self.cusum_threshold(mbar, total_phi, self.config.total_kappa, total_arl);
             self.columns[c].cusum_h = h;
             let mut mus = Vec::with_capacity(self.regions.len());
@@ -1213,6 +1221,7 @@ impl TrendEngine {
         let rslot = (t % RECENT as u64) as usize;
         let n_regions = self.regions.len();
         let (phi, misfit) = (self.columns[c].phi_cell, self.columns[c].misfit);
+        let total_misfit = self.total_misfit(c);
         // Each region's count enters the total capped like in the scan, so one region's
         // spike (a cell alert already) does not also raise a drift of the whole series.
         let (mut x_total, mut e_total) = (0.0, 0.0);
@@ -1232,7 +1241,7 @@ impl TrendEngine {
                 + nb_llr(
                     x_total,
                     e_total,
-                    phi + misfit * e_total,
+                    phi + total_misfit * e_total,
                     self.config.total_kappa,
                 ))
             .max(0.0);
