@@ -38,6 +38,10 @@ const SPIKE_SHARE: f64 = 0.75;
 /// Share of the series false-alarm budget given to the subset scan (the rest: the CUSUM
 /// on the total).
 const SCAN_SHARE: f64 = 0.75;
+/// Window errors enter the misfit estimate capped at this many standard deviations...
+const MISFIT_CAP: f64 = 2.5;
+/// ...which keeps this share of a normal's upper semi-variance.
+const MISFIT_CAP_KEEPS: f64 = 0.9776;
 /// Exceeding buckets per false scan episode assumed by the calibration.
 const RUN_CREDIT: f64 = 1.0;
 /// Examples kept per cell.
@@ -754,8 +758,7 @@ impl TrendEngine {
     /// Estimated from the upper semi-variance only (twice the mean square of positive
     /// errors), since every test is one-sided and the dips the model does not know
     /// (holidays, outages) would otherwise make the rises look less surprising than they
-    /// are. Errors are capped at five standard deviations so a past outbreak the alerts
-    /// missed does not pass for misfit.
+    /// are.
     fn window_misfits(
         &self,
         c: usize,
@@ -785,29 +788,42 @@ impl TrendEngine {
             .scan_windows
             .iter()
             .map(|&w| {
-                let (mut num, mut den) = (0.0, 0.0);
                 if n < w {
                     return 0.0;
                 }
+                let mut sums = Vec::with_capacity(n + 1 - w);
                 for i in w - 1..n {
                     let span = i + 1 - w..=i;
-                    if !ok[span.clone()].iter().all(|&k| k) {
-                        continue;
+                    if ok[span.clone()].iter().all(|&k| k) {
+                        sums.push((
+                            x[span.clone()].iter().sum::<f64>(),
+                            e[span].iter().sum::<f64>(),
+                        ));
                     }
-                    let xs: f64 = x[span.clone()].iter().sum();
-                    let es: f64 = e[span].iter().sum();
-                    let d = xs - es;
-                    if d > 0.0 {
-                        num += 2.0 * (d * d).min(25.0 * phi * es);
+                }
+                let den: f64 = sums.iter().map(|(_, es)| es * es).sum();
+                if den <= 0.0 {
+                    return 0.0;
+                }
+                // Huber-style: errors capped at MISFIT_CAP standard deviations of the
+                // current estimate, rescaled by the share of a normal's upper
+                // semi-variance the cap keeps; iterated from no misfit, so a past outbreak
+                // the alerts missed moves the estimate by a few capped windows only.
+                let mut m = 0.0;
+                for _ in 0..4 {
+                    let mut num = 0.0;
+                    for &(xs, es) in &sums {
+                        let v = phi * es + m * es * es;
+                        let d = xs - es;
+                        if d > 0.0 {
+                            num +=
+                                2.0 * (d * d).min(MISFIT_CAP * MISFIT_CAP * v) / MISFIT_CAP_KEEPS;
+                        }
+                        num -= phi * es;
                     }
-                    num -= phi * es;
-                    den += es * es;
+                    m = (num / den).clamp(0.0, 1.0);
                 }
-                if den > 0.0 {
-                    (num / den).clamp(0.0, 1.0)
-                } else {
-                    0.0
-                }
+                m
             })
             .collect()
     }
