@@ -138,36 +138,78 @@ impl<'a> Cursor<'a> {
     fn u64(&mut self) -> Option<u64> {
         Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
     }
-    fn str(&mut self) -> Option<String> {
+    fn str(&mut self) -> Option<&'a str> {
         let len = self.u8()? as usize;
-        String::from_utf8(self.take(len)?.to_vec()).ok()
+        std::str::from_utf8(self.take(len)?).ok()
     }
 }
 
-pub fn decode_meta(bytes: &[u8]) -> Option<Vec<EntryMeta>> {
-    let mut c = Cursor { bytes, at: 0 };
-    let count = c.u32()? as usize;
-    let mut out = Vec::with_capacity(count.min(1 << 16));
-    for _ in 0..count {
-        let id = Uuid::from_slice(c.take(16)?).ok()?;
-        let micros = c.u64()? as i64;
-        let time = Timestamp::from_microsecond(micros).ok()?;
-        let event_type = EventType::from_code(c.u8()?)?;
-        let version = c.u32()?;
-        let complaint_id = c.str()?;
-        let region = c.str()?;
-        let chain = c.take(32)?.try_into().ok()?;
-        out.push(EntryMeta {
-            id,
-            time,
-            event_type,
-            version,
-            complaint_id,
-            region,
-            chain,
-        });
+/// One index record, borrowed from the `m` value it was read from: what opening the log
+/// reads for every event, so it must not allocate.
+#[derive(Debug, Clone, Copy)]
+pub struct MetaRef<'a> {
+    pub id: Uuid,
+    pub time_micros: i64,
+    pub event_type: EventType,
+    pub version: u32,
+    pub complaint_id: &'a str,
+    pub region: &'a str,
+    pub chain: [u8; 32],
+}
+
+impl MetaRef<'_> {
+    pub fn to_owned(&self) -> Option<EntryMeta> {
+        Some(EntryMeta {
+            id: self.id,
+            time: Timestamp::from_microsecond(self.time_micros).ok()?,
+            event_type: self.event_type,
+            version: self.version,
+            complaint_id: self.complaint_id.to_owned(),
+            region: self.region.to_owned(),
+            chain: self.chain,
+        })
     }
-    (c.at == bytes.len()).then_some(out)
+}
+
+/// The records of an `m` value, in order; an item is `None` where the value is malformed
+/// (nothing follows it).
+pub fn meta_records(bytes: &[u8]) -> impl Iterator<Item = Option<MetaRef<'_>>> {
+    let mut c = Cursor { bytes, at: 0 };
+    let count = c.u32();
+    let mut left = count.unwrap_or(0) as usize;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        if count.is_none() {
+            done = true;
+            return Some(None);
+        }
+        if left == 0 {
+            done = true;
+            // A value longer than its records is malformed too.
+            return (c.at != c.bytes.len()).then_some(None);
+        }
+        left -= 1;
+        let record = (|| {
+            Some(MetaRef {
+                id: Uuid::from_slice(c.take(16)?).ok()?,
+                time_micros: c.u64()? as i64,
+                event_type: EventType::from_code(c.u8()?)?,
+                version: c.u32()?,
+                complaint_id: c.str()?,
+                region: c.str()?,
+                chain: c.take(32)?.try_into().ok()?,
+            })
+        })();
+        done = record.is_none();
+        Some(record)
+    })
+}
+
+pub fn decode_meta(bytes: &[u8]) -> Option<Vec<EntryMeta>> {
+    meta_records(bytes).map(|r| r?.to_owned()).collect()
 }
 
 pub fn encode_segment<'a>(

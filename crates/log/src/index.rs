@@ -1,18 +1,33 @@
-//! In-memory indexes rebuilt from the segments' index records when the log opens.
+//! Compact in-memory indexes: event id → sequence, complaint → stream head.
 //!
 //! Why in memory: a sled tree keyed by random UUIDs costs one random B-tree insert per
 //! event and cut durable ingest from ~100k/s to ~26k/s on the reference machine (see
-//! ARCHITECTURE.md, "Storage"). The index records themselves are durable (they are written in the
-//! same atomic batch as the events), so these maps are a cache that is always complete.
+//! ARCHITECTURE.md, "Storage"). The index records themselves are durable (they are written
+//! in the same atomic batch as the events), so these structures are a cache that is always
+//! complete; [`crate::snapshot`] saves them so that opening a big log does not rescan it.
+//!
+//! Why this shape: at 10 million events a `HashMap<Uuid, u64>` plus a map of complaint id
+//! strings to `Vec<u64>` took ~80 bytes per event. Here an event costs 16 bytes (a 64-bit
+//! id fingerprint and a 32-bit sequence in sorted arrays, and a 32-bit back-pointer to the
+//! previous event of its complaint) and a complaint 32 bytes (a 128-bit key and its head).
+//! New entries go to small hash maps and are merged into the sorted arrays when those grow
+//! past a quarter of the arrays, so the merge cost is amortised and lookups stay two cache
+//! misses deep (a radix table on the top 16 bits, then a short binary search).
+//!
+//! Fingerprints: ids are looked up by 64 bits, so two ids may share a fingerprint (about
+//! one pair in 10^6 logs of 10 million events); the index returns every candidate and the
+//! caller checks the stored id. Complaint keys are 128 bits of BLAKE3: a collision is as
+//! likely as guessing a random 128-bit key, so the head is trusted as is.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use plaint_events::lifecycle::StreamStatus;
+use plaint_events::lifecycle::{self, StreamStatus};
+use plaint_events::EventType;
 use uuid::Uuid;
 
-/// Event ids are UUIDs, mostly random: folding the 128 bits to 64 is a good enough hash
-/// and much cheaper than SipHash.
+/// Keys here are already uniformly distributed hashes: folding them to 64 bits is a good
+/// enough hash and much cheaper than SipHash.
 #[derive(Default)]
 pub struct FoldHasher(u64);
 
@@ -28,62 +43,334 @@ impl Hasher for FoldHasher {
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         }
     }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
     fn write_u128(&mut self, v: u128) {
-        self.0 = ((v as u64) ^ ((v >> 64) as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = (v as u64) ^ ((v >> 64) as u64);
     }
 }
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FoldHasher>>;
 
-/// Event id → sequence number. Unbounded by design: a duplicate is recognised however
-/// late it comes (JetStream's own window is minutes). About 40 bytes per event.
-#[derive(Default)]
+/// The 64-bit fingerprint an id is indexed by. Part of the snapshot format: changing it
+/// needs a new snapshot version.
+pub fn id_key(id: &Uuid) -> u64 {
+    let v = id.as_u128();
+    // UUIDv7 puts a timestamp in the high half and v4/v5 fix a few version bits: mix both
+    // halves so every kind spreads over the whole range (the radix table relies on it).
+    let x = (v as u64) ^ ((v >> 64) as u64).rotate_left(32);
+    let x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    let x = (x ^ (x >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// The 128-bit key a complaint id is indexed by (BLAKE3, truncated).
+pub fn complaint_key(complaint_id: &str) -> u128 {
+    let hash = blake3::hash(complaint_id.as_bytes());
+    u128::from_le_bytes(hash.as_bytes()[..16].try_into().expect("16 bytes"))
+}
+
+/// Keys of the sorted arrays: the radix table indexes their top 16 bits.
+pub trait SortKey: Copy + Ord {
+    fn top16(self) -> usize;
+}
+
+impl SortKey for u64 {
+    fn top16(self) -> usize {
+        (self >> 48) as usize
+    }
+}
+
+impl SortKey for u128 {
+    fn top16(self) -> usize {
+        (self >> 112) as usize
+    }
+}
+
+/// Keys in ascending order with their values, and for each value of the top 16 bits the
+/// first position holding it.
+pub struct SortedRun<K, V> {
+    keys: Vec<K>,
+    values: Vec<V>,
+    radix: Vec<u32>,
+}
+
+impl<K: SortKey, V: Copy> SortedRun<K, V> {
+    pub fn empty() -> Self {
+        Self::from_sorted(Vec::new(), Vec::new())
+    }
+
+    /// `keys` must be sorted (equal keys allowed) and as long as `values`.
+    pub fn from_sorted(keys: Vec<K>, values: Vec<V>) -> Self {
+        assert_eq!(keys.len(), values.len());
+        assert!(
+            keys.len() <= u32::MAX as usize,
+            "index arrays hold 32-bit positions"
+        );
+        let mut radix = vec![0u32; (1 << 16) + 1];
+        let mut at = 0usize;
+        for (bucket, start) in radix.iter_mut().enumerate() {
+            while at < keys.len() && keys[at].top16() < bucket {
+                at += 1;
+            }
+            *start = at as u32;
+        }
+        SortedRun {
+            keys,
+            values,
+            radix,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn keys(&self) -> &[K] {
+        &self.keys
+    }
+
+    pub fn values(&self) -> &[V] {
+        &self.values
+    }
+
+    pub fn is_sorted(&self) -> bool {
+        self.keys.windows(2).all(|w| w[0] <= w[1])
+    }
+
+    /// Positions of the entries with this key.
+    pub fn positions(&self, key: K) -> std::ops::Range<usize> {
+        let bucket = key.top16();
+        let (lo, hi) = (self.radix[bucket] as usize, self.radix[bucket + 1] as usize);
+        let slice = &self.keys[lo..hi];
+        let start = slice.partition_point(|k| *k < key);
+        let end = start + slice[start..].partition_point(|k| *k == key);
+        lo + start..lo + end
+    }
+
+    pub fn value(&self, i: usize) -> V {
+        self.values[i]
+    }
+
+    pub fn value_mut(&mut self, i: usize) -> &mut V {
+        &mut self.values[i]
+    }
+
+    /// A new run holding this run's entries and `more`. Entries with equal keys keep their
+    /// order: this run's first, then `more`'s in the order given.
+    pub fn merged_with(&self, mut more: Vec<(K, V)>) -> Self {
+        more.sort_by_key(|(k, _)| *k);
+        let total = self.keys.len() + more.len();
+        let (mut keys, mut values) = (Vec::with_capacity(total), Vec::with_capacity(total));
+        let mut old = self
+            .keys
+            .iter()
+            .copied()
+            .zip(self.values.iter().copied())
+            .peekable();
+        let mut new = more.into_iter().peekable();
+        loop {
+            let take_old = match (old.peek(), new.peek()) {
+                (Some((a, _)), Some((b, _))) => a <= b,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let (k, v) = if take_old { old.next() } else { new.next() }.expect("peeked");
+            keys.push(k);
+            values.push(v);
+        }
+        Self::from_sorted(keys, values)
+    }
+}
+
+/// When the recent entries are merged into the sorted run: a quarter of the run keeps the
+/// amortised cost of merging to a few copies per entry.
+fn should_merge(recent: usize, run: usize) -> bool {
+    recent >= (run / 4).max(1 << 16)
+}
+
+/// Event id fingerprint → sequence numbers.
 pub struct IdIndex {
-    map: FastMap<u128, u64>,
+    run: SortedRun<u64, u32>,
+    recent: FastMap<u64, u32>,
+    /// Recent entries whose fingerprint was already in `recent` (rare).
+    recent_shared: Vec<(u64, u32)>,
+}
+
+impl Default for IdIndex {
+    fn default() -> Self {
+        IdIndex {
+            run: SortedRun::empty(),
+            recent: FastMap::default(),
+            recent_shared: Vec::new(),
+        }
+    }
 }
 
 impl IdIndex {
-    pub fn with_capacity(n: usize) -> Self {
+    pub fn from_run(run: SortedRun<u64, u32>) -> Self {
         IdIndex {
-            map: FastMap::with_capacity_and_hasher(n, Default::default()),
+            run,
+            ..Default::default()
         }
     }
-    pub fn get(&self, id: &Uuid) -> Option<u64> {
-        self.map.get(&id.as_u128()).copied()
+
+    /// Every sequence number whose id has this fingerprint, at most a few.
+    pub fn candidates(&self, key: u64) -> impl Iterator<Item = u64> + '_ {
+        let old = self.positions_in_run(key);
+        old.chain(self.recent.get(&key).map(|&s| s as u64)).chain(
+            self.recent_shared
+                .iter()
+                .filter(move |(k, _)| *k == key)
+                .map(|&(_, s)| s as u64),
+        )
     }
-    pub fn insert(&mut self, id: Uuid, seq: u64) -> Option<u64> {
-        self.map.insert(id.as_u128(), seq)
+
+    fn positions_in_run(&self, key: u64) -> impl Iterator<Item = u64> + '_ {
+        self.run
+            .positions(key)
+            .map(move |i| self.run.value(i) as u64)
+    }
+
+    pub fn insert(&mut self, key: u64, seq: u32) {
+        if let Some(&already) = self.recent.get(&key) {
+            if already != seq {
+                self.recent_shared.push((key, seq));
+            }
+            return;
+        }
+        self.recent.insert(key, seq);
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.run.len() + self.recent.len() + self.recent_shared.len()
+    }
+
+    pub fn needs_merge(&self) -> bool {
+        should_merge(self.recent.len(), self.run.len())
+    }
+
+    /// The run with the recent entries merged in (built without changing `self`, so that a
+    /// writer can build it under a read lock and install it under a short write lock).
+    pub fn merged_run(&self) -> SortedRun<u64, u32> {
+        let mut recent: Vec<(u64, u32)> = self
+            .recent
+            .iter()
+            .map(|(&k, &s)| (k, s))
+            .chain(self.recent_shared.iter().copied())
+            .collect();
+        // Sequence order among equal fingerprints, so a snapshot is byte-for-byte the same
+        // whatever the hash map's iteration order was.
+        recent.sort_unstable();
+        self.run.merged_with(recent)
+    }
+
+    pub fn install(&mut self, run: SortedRun<u64, u32>) {
+        self.run = run;
+        self.recent.clear();
+        self.recent.shrink_to(1 << 16);
+        self.recent_shared.clear();
+    }
+
+    pub fn run(&self) -> &SortedRun<u64, u32> {
+        &self.run
+    }
+
+    /// Whether nothing is waiting to be merged (a snapshot holds the run only).
+    pub fn is_merged(&self) -> bool {
+        self.recent.is_empty() && self.recent_shared.is_empty()
     }
 }
 
-/// What the log knows about one complaint's stream.
-#[derive(Debug, Clone)]
-pub struct StreamState {
-    /// Sequence numbers of the complaint's events; version N is `seqs[N - 1]`.
-    pub seqs: Vec<u64>,
+/// What the log knows about one complaint's stream: the last event, how many there are,
+/// its region and lifecycle status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamHead {
+    pub last_seq: u32,
+    pub version: u32,
     pub region: u32,
     pub status: StreamStatus,
 }
 
-/// Complaint id → stream state, with interned regions (there are few regions and many
-/// complaints).
-#[derive(Default)]
+/// Complaint key → stream head, the back-pointers that chain each complaint's events, the
+/// interned regions and the number of complaints in each status.
 pub struct StreamIndex {
-    streams: HashMap<Box<str>, StreamState>,
+    run: SortedRun<u128, StreamHead>,
+    recent: FastMap<u128, StreamHead>,
+    /// `previous[seq - 1]`: the sequence number of the complaint's event before `seq`, 0
+    /// for its first.
+    previous: Vec<u32>,
     regions: Vec<Box<str>>,
     region_ids: HashMap<Box<str>, u32>,
+    status_counts: [u64; 5],
+}
+
+impl Default for StreamIndex {
+    fn default() -> Self {
+        StreamIndex {
+            run: SortedRun::empty(),
+            recent: FastMap::default(),
+            previous: Vec::new(),
+            regions: Vec::new(),
+            region_ids: HashMap::new(),
+            status_counts: [0; 5],
+        }
+    }
 }
 
 impl StreamIndex {
-    pub fn get(&self, complaint: &str) -> Option<&StreamState> {
-        self.streams.get(complaint)
+    pub fn from_parts(
+        run: SortedRun<u128, StreamHead>,
+        previous: Vec<u32>,
+        regions: Vec<Box<str>>,
+    ) -> Self {
+        let region_ids = regions
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.clone(), i as u32))
+            .collect();
+        let mut status_counts = [0; 5];
+        for head in run.values() {
+            status_counts[head.status as usize] += 1;
+        }
+        StreamIndex {
+            run,
+            recent: FastMap::default(),
+            previous,
+            regions,
+            region_ids,
+            status_counts,
+        }
+    }
+
+    pub fn get(&self, key: u128) -> Option<StreamHead> {
+        if let Some(head) = self.recent.get(&key) {
+            return Some(*head);
+        }
+        let at = self.run.positions(key);
+        (!at.is_empty()).then(|| self.run.value(at.start))
+    }
+
+    /// The sequence numbers of the stream ending at `head`, oldest first.
+    pub fn seqs(&self, head: StreamHead) -> Vec<u64> {
+        let mut seqs = Vec::with_capacity(head.version as usize);
+        let mut seq = head.last_seq;
+        while seq != 0 {
+            seqs.push(seq as u64);
+            seq = self.previous[seq as usize - 1];
+        }
+        seqs.reverse();
+        seqs
     }
 
     pub fn region_name(&self, id: u32) -> &str {
         &self.regions[id as usize]
     }
 
-    pub fn intern(&mut self, region: &str) -> u32 {
+    fn intern(&mut self, region: &str) -> u32 {
         if let Some(&id) = self.region_ids.get(region) {
             return id;
         }
@@ -93,39 +380,177 @@ impl StreamIndex {
         id
     }
 
-    /// Records an entry. Index records come from the log itself, so the lifecycle is
-    /// followed, not checked, here.
-    pub fn record(
-        &mut self,
-        complaint: &str,
-        region: &str,
-        event_type: plaint_events::EventType,
-        seq: u64,
-    ) {
-        let region_id = self.intern(region);
-        match self.streams.get_mut(complaint) {
-            Some(state) => {
-                state.seqs.push(seq);
-                state.status = plaint_events::lifecycle::next(state.status, event_type);
-            }
-            None => {
-                self.streams.insert(
-                    complaint.into(),
-                    StreamState {
-                        seqs: vec![seq],
-                        region: region_id,
-                        status: StreamStatus::Open,
-                    },
-                );
-            }
+    /// Records the entry at `seq`, which must be the next sequence number. Index records
+    /// come from the log itself, so the lifecycle is followed, not checked, here.
+    pub fn record(&mut self, key: u128, region: &str, event_type: EventType, seq: u32) {
+        assert_eq!(
+            seq as usize,
+            self.previous.len() + 1,
+            "entries are recorded in sequence order"
+        );
+        let current = self.get(key);
+        let head = match current {
+            Some(head) => StreamHead {
+                last_seq: seq,
+                version: head.version + 1,
+                status: lifecycle::next(head.status, event_type),
+                region: head.region,
+            },
+            None => StreamHead {
+                last_seq: seq,
+                version: 1,
+                region: self.intern(region),
+                status: StreamStatus::Open,
+            },
+        };
+        self.previous.push(current.map_or(0, |h| h.last_seq));
+        if let Some(old) = current {
+            self.status_counts[old.status as usize] -= 1;
+        }
+        self.status_counts[head.status as usize] += 1;
+        let at = self.run.positions(key);
+        if at.is_empty() {
+            self.recent.insert(key, head);
+        } else {
+            *self.run.value_mut(at.start) = head;
         }
     }
 
     pub fn len(&self) -> usize {
-        self.streams.len()
+        self.run.len() + self.recent.len()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &StreamState)> {
-        self.streams.iter().map(|(k, v)| (&**k, v))
+    pub fn count(&self, status: StreamStatus) -> u64 {
+        self.status_counts[status as usize]
+    }
+
+    pub fn needs_merge(&self) -> bool {
+        should_merge(self.recent.len(), self.run.len())
+    }
+
+    pub fn merged_run(&self) -> SortedRun<u128, StreamHead> {
+        // Keys are unique, so the hash map's order does not matter once sorted.
+        self.run
+            .merged_with(self.recent.iter().map(|(&k, &h)| (k, h)).collect())
+    }
+
+    /// Installs a run built by [`Self::merged_run`]. Heads changed since it was built would
+    /// be lost, so the caller must not record in between (the log's single writer builds
+    /// and installs).
+    pub fn install(&mut self, run: SortedRun<u128, StreamHead>) {
+        self.run = run;
+        self.recent.clear();
+        self.recent.shrink_to(1 << 16);
+    }
+
+    pub fn is_merged(&self) -> bool {
+        self.recent.is_empty()
+    }
+
+    pub fn run(&self) -> &SortedRun<u128, StreamHead> {
+        &self.run
+    }
+
+    pub fn previous(&self) -> &[u32] {
+        &self.previous
+    }
+
+    pub fn regions(&self) -> &[Box<str>] {
+        &self.regions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn fingerprints_spread_over_the_radix_buckets() {
+        // Sequential UUIDs (v7-like: only low bits differ) must not pile into one bucket.
+        let mut buckets = std::collections::HashSet::new();
+        for i in 0..10_000u128 {
+            buckets.insert(id_key(&Uuid::from_u128(i)).top16());
+        }
+        assert!(buckets.len() > 8_000, "{} buckets", buckets.len());
+    }
+
+    #[test]
+    fn streams_chain_their_events_and_count_statuses() {
+        let mut streams = StreamIndex::default();
+        let (a, b) = (complaint_key("C-a"), complaint_key("C-b"));
+        streams.record(a, "eu", EventType::Filed, 1);
+        streams.record(b, "us", EventType::Filed, 2);
+        streams.record(a, "ignored", EventType::Resolved, 3);
+        let head = streams.get(a).unwrap();
+        assert_eq!(head.version, 2);
+        assert_eq!(head.status, StreamStatus::Resolved);
+        assert_eq!(streams.region_name(head.region), "eu");
+        assert_eq!(streams.seqs(head), vec![1, 3]);
+        assert_eq!(streams.count(StreamStatus::Open), 1);
+        assert_eq!(streams.count(StreamStatus::Resolved), 1);
+        let run = streams.merged_run();
+        streams.install(run);
+        streams.record(b, "us", EventType::Withdrawn, 4);
+        assert_eq!(streams.seqs(streams.get(b).unwrap()), vec![2, 4]);
+        assert_eq!(streams.count(StreamStatus::Open), 0);
+        assert!(streams.get(complaint_key("C-c")).is_none());
+    }
+
+    proptest! {
+        /// Whatever the interleaving of inserts and merges, every id finds exactly its
+        /// sequence numbers (fingerprints forced to collide often by a small key space).
+        #[test]
+        fn id_index_finds_every_entry_across_merges(
+            keys in proptest::collection::vec(0u64..64, 1..300),
+            merge_every in 1usize..50,
+        ) {
+            let mut index = IdIndex::default();
+            let mut model: HashMap<u64, Vec<u64>> = HashMap::new();
+            for (i, key) in keys.iter().enumerate() {
+                // Spread the small keys over the radix buckets too.
+                let key = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let seq = i as u32 + 1;
+                index.insert(key, seq);
+                model.entry(key).or_default().push(seq as u64);
+                if i % merge_every == 0 {
+                    let run = index.merged_run();
+                    prop_assert!(run.is_sorted());
+                    index.install(run);
+                }
+            }
+            for (key, seqs) in &model {
+                let mut found: Vec<u64> = index.candidates(*key).collect();
+                found.sort_unstable();
+                prop_assert_eq!(&found, seqs);
+            }
+            prop_assert_eq!(index.len(), keys.len());
+        }
+
+        #[test]
+        fn stream_heads_survive_merges(
+            complaints in proptest::collection::vec(0u8..20, 1..200),
+            merge_every in 1usize..40,
+        ) {
+            let mut index = StreamIndex::default();
+            let mut model: HashMap<u8, Vec<u64>> = HashMap::new();
+            for (i, c) in complaints.iter().enumerate() {
+                let seq = i as u32 + 1;
+                let event_type = if model.contains_key(c) { EventType::Acknowledged } else { EventType::Filed };
+                index.record(complaint_key(&format!("C-{c}")), "eu", event_type, seq);
+                model.entry(*c).or_default().push(seq as u64);
+                if i % merge_every == 0 {
+                    let run = index.merged_run();
+                    index.install(run);
+                }
+            }
+            for (c, seqs) in &model {
+                let head = index.get(complaint_key(&format!("C-{c}"))).unwrap();
+                prop_assert_eq!(head.version as usize, seqs.len());
+                prop_assert_eq!(&index.seqs(head), seqs);
+            }
+            prop_assert_eq!(index.len(), model.len());
+            prop_assert_eq!(index.count(StreamStatus::Open), model.len() as u64);
+        }
     }
 }

@@ -27,20 +27,32 @@
 
 pub mod format;
 mod index;
+mod snapshot;
 
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, MutexGuard, RwLock},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, RwLock,
+    },
 };
 
 use plaint_events::{lifecycle, Event, EventBody, RejectReason, Rejection};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-pub use format::{EntryMeta, Head, SegmentView};
-pub use index::StreamState;
-use index::{IdIndex, StreamIndex};
+pub use format::{EntryMeta, Head, MetaRef, SegmentView};
+use index::{complaint_key, id_key, IdIndex, StreamHead, StreamIndex};
+
+/// The file, inside the log's directory, that caches its in-memory indexes between runs.
+pub fn index_snapshot_path(dir: &Path) -> PathBuf {
+    snapshot::path(dir)
+}
+
+/// Opening a log whose snapshot is this many events behind (or missing) rewrites the
+/// snapshot straight away, so that the next start is fast even if this process crashes.
+const SNAPSHOT_AFTER_SCANNING: u64 = 1_000_000;
 
 /// How hard a commit pushes its bytes to the disk before it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -88,6 +100,8 @@ pub enum LogError {
         seq: u64,
         what: String,
     },
+    #[error("the log holds {0} events, the most this version of plaint indexes (32-bit sequence numbers in memory); start a new log")]
+    Full(u64),
     #[error("the batch was written but could not be made durable ({0}); nothing was acknowledged. plaint retries; check free disk space and the disk's health")]
     NotDurable(std::io::Error),
 }
@@ -173,12 +187,20 @@ pub struct LogStatus {
     pub segments: u64,
     pub complaints: usize,
     pub durability: Durability,
+    /// The last sequence number the index snapshot on disk covers (0: none yet).
+    pub index_snapshot_seq: u64,
 }
 
 struct State {
     head: Head,
     ids: IdIndex,
     streams: StreamIndex,
+}
+
+impl State {
+    fn stream_head(&self, complaint_id: &str) -> Option<StreamHead> {
+        self.streams.get(complaint_key(complaint_id))
+    }
 }
 
 struct Inner {
@@ -189,6 +211,78 @@ struct Inner {
     state: RwLock<State>,
     writer: Mutex<()>,
     tail: watch::Sender<u64>,
+    /// The last sequence number the index snapshot on disk covers.
+    snapshot_seq: AtomicU64,
+}
+
+impl Inner {
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Merges the indexes' recent entries into their sorted runs: when they have grown
+    /// enough, or (`force`) before a snapshot. The runs are built under the read lock, so
+    /// readers go on meanwhile; only the single writer may call this, since nothing may be
+    /// recorded between building and installing.
+    fn merge_indexes(&self, force: bool) {
+        let (ids, streams) = {
+            let state = self.read_state();
+            let ids = (state.ids.needs_merge() || force && !state.ids.is_merged())
+                .then(|| state.ids.merged_run());
+            let streams = (state.streams.needs_merge() || force && !state.streams.is_merged())
+                .then(|| state.streams.merged_run());
+            (ids, streams)
+        };
+        if ids.is_none() && streams.is_none() {
+            return;
+        }
+        let mut state = self.write_state();
+        if let Some(run) = ids {
+            state.ids.install(run);
+        }
+        if let Some(run) = streams {
+            state.streams.install(run);
+        }
+    }
+
+    /// Writes the index snapshot if it is behind the log. Only the single writer (or the
+    /// last handle, in `drop`) may call this.
+    fn save_snapshot(&self) -> std::io::Result<bool> {
+        let last_seq = self.read_state().head.last_seq;
+        if self.snapshot_seq.load(Ordering::Acquire) == last_seq {
+            return Ok(false);
+        }
+        let started = std::time::Instant::now();
+        self.merge_indexes(true);
+        let state = self.read_state();
+        snapshot::write(
+            &self.path,
+            state.head.last_seq,
+            state.head.chain,
+            &state.ids,
+            &state.streams,
+        )?;
+        self.snapshot_seq
+            .store(state.head.last_seq, Ordering::Release);
+        tracing::info!(
+            last_seq = state.head.last_seq,
+            millis = started.elapsed().as_millis() as u64,
+            "index snapshot saved"
+        );
+        Ok(true)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Err(error) = self.save_snapshot() {
+            tracing::warn!(%error, path = %self.path.display(), "could not save the index snapshot; the next start rescans the log's index records");
+        }
+    }
 }
 
 /// A handle on the log. Clones share one database; reads may run on any thread while the
@@ -257,15 +351,16 @@ impl Log {
             })?,
             None => Head::EMPTY,
         };
-        let state = Self::load_indexes(&path, &tree, head)?;
+        let (state, snapshot_seq) = Self::load_indexes(&path, &tree, head)?;
         let (tail, _) = watch::channel(head.last_seq);
         tracing::info!(
             path = %path.display(),
             last_seq = head.last_seq,
             complaints = state.streams.len(),
+            from_snapshot = snapshot_seq,
             "log opened"
         );
-        Ok(Log {
+        let log = Log {
             inner: Arc::new(Inner {
                 path,
                 db,
@@ -274,22 +369,60 @@ impl Log {
                 state: RwLock::new(state),
                 writer: Mutex::new(()),
                 tail,
+                snapshot_seq: AtomicU64::new(snapshot_seq),
             }),
-        })
+        };
+        if head.last_seq - snapshot_seq >= SNAPSHOT_AFTER_SCANNING {
+            log.save_index_snapshot()?;
+        }
+        Ok(log)
     }
 
-    fn load_indexes(path: &Path, tree: &sled::Tree, head: Head) -> Result<State, LogError> {
+    /// Saves the in-memory indexes to the index snapshot (if it is behind the log), so that
+    /// the next open reads them instead of rescanning the log. The last handle's drop does
+    /// it too; a server calls it on shutdown to be sure. Waits for the writer: do not call
+    /// it while holding a [`LogWriter`].
+    pub fn save_index_snapshot(&self) -> Result<bool, LogError> {
+        let _writer = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.inner.save_snapshot().map_err(LogError::NotDurable)
+    }
+
+    /// The indexes from the snapshot if it agrees with the log, plus the index records after
+    /// it (all of them without a snapshot). Returns the state and the sequence number the
+    /// snapshot covered (0: none).
+    fn load_indexes(path: &Path, tree: &sled::Tree, head: Head) -> Result<(State, u64), LogError> {
         let corrupt = |seq: u64, what: String| LogError::Corrupt {
             path: path.to_path_buf(),
             seq,
             what,
         };
-        let mut ids = IdIndex::with_capacity(head.last_seq as usize);
-        let mut streams = StreamIndex::default();
-        let mut expected_seq = 1u64;
-        let mut last_chain = [0u8; 32];
-        let mut segments = 0u64;
-        for item in tree.range(format::meta_key(0)..=format::meta_key(u64::MAX)) {
+        let snapshot = match snapshot::read(path) {
+            Ok(Some(s))
+                if s.last_seq <= head.last_seq
+                    && Self::chain_at_segment_end(tree, s.last_seq)? == Some(s.chain) =>
+            {
+                Some(s)
+            }
+            Ok(Some(s)) => {
+                tracing::warn!(
+                    snapshot_seq = s.last_seq,
+                    last_seq = head.last_seq,
+                    "the index snapshot does not match the log (restored or repaired?); rescanning the index records"
+                );
+                None
+            }
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%error, "the index snapshot is unreadable; rescanning the index records");
+                None
+            }
+        };
+        let (mut ids, mut streams, mut last_chain, from) = match snapshot {
+            Some(s) => (s.ids, s.streams, s.chain, s.last_seq),
+            None => (IdIndex::default(), StreamIndex::default(), [0u8; 32], 0),
+        };
+        let mut expected_seq = from + 1;
+        for item in tree.range(format::meta_key(expected_seq)..=format::meta_key(u64::MAX)) {
             let (key, value) = item?;
             let first_seq = format::seq_of_key(&key).unwrap_or(0);
             if first_seq != expected_seq {
@@ -298,22 +431,41 @@ impl Log {
                     format!("a segment starts at {first_seq}, expected {expected_seq}"),
                 ));
             }
-            let metas = format::decode_meta(&value).ok_or_else(|| {
-                corrupt(
-                    first_seq,
-                    "the segment's index records are unreadable".into(),
-                )
-            })?;
-            for (i, meta) in metas.iter().enumerate() {
-                let seq = first_seq + i as u64;
-                if ids.insert(meta.id, seq).is_some() {
-                    return Err(corrupt(seq, format!("event id {} appears twice", meta.id)));
+            let mut seq = first_seq;
+            for record in format::meta_records(&value) {
+                let record = record.ok_or_else(|| {
+                    corrupt(seq, "the segment's index records are unreadable".into())
+                })?;
+                let seq32 = u32::try_from(seq).map_err(|_| LogError::Full(seq - 1))?;
+                let key = id_key(&record.id);
+                for candidate in ids.candidates(key) {
+                    if Self::id_at(tree, candidate)? == Some(record.id) {
+                        return Err(corrupt(
+                            seq,
+                            format!("event id {} appears twice", record.id),
+                        ));
+                    }
                 }
-                streams.record(&meta.complaint_id, &meta.region, meta.event_type, seq);
-                last_chain = meta.chain;
+                ids.insert(key, seq32);
+                streams.record(
+                    complaint_key(record.complaint_id),
+                    record.region,
+                    record.event_type,
+                    seq32,
+                );
+                // Merging as the scan goes keeps the peak near the final size.
+                if ids.needs_merge() {
+                    let run = ids.merged_run();
+                    ids.install(run);
+                }
+                if streams.needs_merge() {
+                    let run = streams.merged_run();
+                    streams.install(run);
+                }
+                last_chain = record.chain;
+                seq += 1;
             }
-            expected_seq = first_seq + metas.len() as u64;
-            segments += 1;
+            expected_seq = seq;
         }
         let last_seq = expected_seq - 1;
         if last_seq != head.last_seq || last_chain != head.chain {
@@ -366,11 +518,7 @@ impl Log {
                 previous = chain;
             }
         }
-        Ok(State {
-            head: Head { segments, ..head },
-            ids,
-            streams,
-        })
+        Ok((State { head, ids, streams }, from))
     }
 
     fn chain_before(tree: &sled::Tree, first_seq: u64) -> Option<[u8; 32]> {
@@ -379,6 +527,40 @@ impl Log {
             .next_back()?
             .ok()?;
         format::decode_meta(&value)?.last().map(|m| m.chain)
+    }
+
+    /// The index record at `seq`, read from its segment's `m` value.
+    fn meta_at<T>(
+        tree: &sled::Tree,
+        seq: u64,
+        f: impl FnOnce(MetaRef<'_>, bool) -> T,
+    ) -> Result<Option<T>, LogError> {
+        let Some(item) = tree
+            .range(format::meta_key(1)..=format::meta_key(seq))
+            .next_back()
+        else {
+            return Ok(None);
+        };
+        let (key, value) = item?;
+        let first_seq = format::seq_of_key(&key).unwrap_or(0);
+        let mut records = format::meta_records(&value).skip((seq - first_seq) as usize);
+        let Some(Some(record)) = records.next() else {
+            return Ok(None);
+        };
+        let last_of_segment = records.next().is_none();
+        Ok(Some(f(record, last_of_segment)))
+    }
+
+    fn id_at(tree: &sled::Tree, seq: u64) -> Result<Option<Uuid>, LogError> {
+        Self::meta_at(tree, seq, |m, _| m.id)
+    }
+
+    /// The chain hash at `seq` if a segment ends there ([0; 32] at 0: the empty log).
+    fn chain_at_segment_end(tree: &sled::Tree, seq: u64) -> Result<Option<[u8; 32]>, LogError> {
+        if seq == 0 {
+            return Ok(Some([0; 32]));
+        }
+        Ok(Self::meta_at(tree, seq, |m, last| last.then_some(m.chain))?.flatten())
     }
 
     /// Takes the writer lock. There is one writer at a time; readers are never blocked
@@ -402,6 +584,7 @@ impl Log {
             segments: state.head.segments,
             complaints: state.streams.len(),
             durability: self.inner.options.durability,
+            index_snapshot_seq: self.inner.snapshot_seq.load(Ordering::Acquire),
         }
     }
 
@@ -411,43 +594,53 @@ impl Log {
         self.inner.tail.subscribe()
     }
 
-    pub fn seq_of_id(&self, id: &Uuid) -> Option<u64> {
-        self.read_state().ids.get(id)
+    /// The sequence number of the event with this id, if the log has it.
+    pub fn seq_of_id(&self, id: &Uuid) -> Result<Option<u64>, LogError> {
+        // Copied out so that the lock is not held while reading index records.
+        let candidates: Vec<u64> = self.read_state().ids.candidates(id_key(id)).collect();
+        for seq in candidates {
+            // Fingerprints may collide: the index record says whose id it is.
+            if Self::id_at(&self.inner.tree, seq)? == Some(*id) {
+                return Ok(Some(seq));
+            }
+        }
+        Ok(None)
     }
 
     /// The complaint's stream: its events' sequence numbers, region and lifecycle status.
     pub fn stream(&self, complaint_id: &str) -> Option<StreamInfo> {
         let state = self.read_state();
-        let s = state.streams.get(complaint_id)?;
+        let head = state.stream_head(complaint_id)?;
         Some(StreamInfo {
-            seqs: s.seqs.clone(),
-            region: state.streams.region_name(s.region).to_owned(),
-            status: s.status,
+            seqs: state.streams.seqs(head),
+            region: state.streams.region_name(head.region).to_owned(),
+            status: head.status,
         })
     }
 
     fn stream_head(&self, complaint_id: &str) -> Option<PendingStream> {
         let state = self.read_state();
-        let s = state.streams.get(complaint_id)?;
+        let head = state.stream_head(complaint_id)?;
         Some(PendingStream {
-            status: s.status,
-            version: s.seqs.len() as u32,
-            region: state.streams.region_name(s.region).to_owned(),
+            status: head.status,
+            version: head.version,
+            region: state.streams.region_name(head.region).to_owned(),
         })
     }
 
     /// Counts of complaints by lifecycle status.
     pub fn complaint_counts(&self) -> HashMap<&'static str, u64> {
+        use lifecycle::StreamStatus as S;
         let state = self.read_state();
-        let mut counts = HashMap::new();
-        for (_, s) in state.streams.iter() {
-            *counts.entry(s.status.as_str()).or_insert(0) += 1;
-        }
-        counts
+        [S::Open, S::Resolved, S::Closed, S::Withdrawn]
+            .into_iter()
+            .map(|status| (status.as_str(), state.streams.count(status)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.inner.state.read().unwrap_or_else(|e| e.into_inner())
+        self.inner.read_state()
     }
 
     /// Segments holding `from..`, in order. The first may start before `from`.
@@ -523,7 +716,7 @@ impl Log {
         };
         let mut previous = [0u8; 32];
         let mut expected_seq = 1u64;
-        let mut ids = IdIndex::default();
+        let mut ids = std::collections::HashSet::new();
         let mut versions: HashMap<String, u32> = HashMap::new();
         let fail = |report: &mut VerifyReport, seq: u64, what: String| {
             report.problem = Some(VerifyProblem { seq, what });
@@ -572,7 +765,7 @@ impl Log {
                     );
                     return Ok(report);
                 }
-                if ids.insert(meta.id, seq).is_some() {
+                if !ids.insert(meta.id) {
                     fail(
                         &mut report,
                         seq,
@@ -699,6 +892,8 @@ pub fn repair_truncate(path: &Path, keep_last_seq: u64) -> Result<(u64, u64), Lo
     tree.apply_batch(batch)?;
     db.flush()?;
     syncfs(path).map_err(LogError::NotDurable)?;
+    // A snapshot past the new end would be rejected at open anyway; removing it says so.
+    snapshot::remove(path).map_err(LogError::NotDurable)?;
     Ok((head.last_seq, removed))
 }
 
@@ -810,7 +1005,7 @@ impl LogWriter<'_> {
                 candidate.bytes,
             ));
         }
-        if let Some(seq) = self.log.seq_of_id(&event.id) {
+        if let Some(seq) = self.log.seq_of_id(&event.id)? {
             let stored = self.log.read(seq)?.unwrap_or_default();
             return Ok(duplicate_or_conflict(seq, &stored, candidate.bytes));
         }
@@ -902,6 +1097,9 @@ impl LogWriter<'_> {
             entry.meta.chain = chain;
         }
         let last_seq = batch.first_seq + entries.len() as u64 - 1;
+        if last_seq > u32::MAX as u64 {
+            return Err(LogError::Full(head.last_seq));
+        }
         let segment =
             format::encode_segment(batch.first_seq, entries.iter().map(|e| e.bytes.as_slice()));
         let metas: Vec<EntryMeta> = entries.into_iter().map(|e| e.meta).collect();
@@ -918,17 +1116,23 @@ impl LogWriter<'_> {
         );
         write.insert(format::HEAD_KEY, new_head.encode());
         inner.tree.apply_batch(write)?;
+        // Hashed before taking the lock, so that readers wait as little as possible.
+        let keys: Vec<(u64, u128)> = metas
+            .iter()
+            .map(|m| (id_key(&m.id), complaint_key(&m.complaint_id)))
+            .collect();
         {
-            let mut state = inner.state.write().unwrap_or_else(|e| e.into_inner());
-            for (i, meta) in metas.iter().enumerate() {
-                let seq = batch.first_seq + i as u64;
-                state.ids.insert(meta.id, seq);
+            let mut state = inner.write_state();
+            for (i, (meta, (id, complaint))) in metas.iter().zip(keys).enumerate() {
+                let seq = (batch.first_seq + i as u64) as u32;
+                state.ids.insert(id, seq);
                 state
                     .streams
-                    .record(&meta.complaint_id, &meta.region, meta.event_type, seq);
+                    .record(complaint, &meta.region, meta.event_type, seq);
             }
             state.head = new_head;
         }
+        inner.merge_indexes(false);
         let durable = self.log.make_durable();
         inner.tail.send_replace(last_seq);
         durable?;

@@ -269,6 +269,163 @@ fn a_damaged_last_segment_refuses_to_open_and_repair_truncates() {
     assert!(log.verify(|_| {}).unwrap().problem.is_none());
 }
 
+/// Ten complaints in three regions, with acknowledgements, resolutions and a reopening,
+/// over several batches.
+fn history() -> Vec<Vec<Value>> {
+    let mut batches = Vec::new();
+    batches.push(
+        (0..10)
+            .map(|i| {
+                fixtures::filed(
+                    &format!("C-{i}"),
+                    ["eu", "us", "apac"][i % 3],
+                    "billing",
+                    at(i as i64),
+                )
+            })
+            .collect(),
+    );
+    batches.push(
+        (0..10)
+            .map(|i| fixtures::acknowledged(&format!("C-{i}"), at(20)))
+            .collect(),
+    );
+    batches.push(
+        (0..5)
+            .map(|i| fixtures::resolved(&format!("C-{i}"), at(30)))
+            .collect(),
+    );
+    batches.push(vec![
+        fixtures::reopened("C-1", at(40)),
+        fixtures::closed("C-2", at(40)),
+    ]);
+    batches
+}
+
+/// Everything the in-memory indexes answer, for comparing two opens of a log.
+fn index_answers(log: &Log, events: &[Value]) -> Vec<String> {
+    let mut answers = vec![format!("{:?}", log.status().last_seq)];
+    let mut counts: Vec<_> = log.complaint_counts().into_iter().collect();
+    counts.sort();
+    answers.push(format!("{counts:?}"));
+    for i in 0..12 {
+        answers.push(format!("{:?}", log.stream(&format!("C-{i}"))));
+    }
+    for event in events {
+        let id: uuid::Uuid = event["id"].as_str().unwrap().parse().unwrap();
+        answers.push(format!("{:?}", log.seq_of_id(&id).unwrap()));
+    }
+    answers
+}
+
+#[test]
+fn the_index_snapshot_answers_exactly_like_a_rescan_and_bad_ones_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled_dir = dir.path().join("plaint.sled");
+    let snapshot = plaint_log::index_snapshot_path(&sled_dir);
+    let all: Vec<Value> = history().into_iter().flatten().collect();
+    let log = open(dir.path());
+    for batch in history() {
+        append(&log, &batch);
+    }
+    let live = index_answers(&log, &all);
+    drop(log);
+    assert!(snapshot.exists(), "the last handle saves the snapshot");
+    let log = open(dir.path());
+    assert_eq!(
+        log.status().index_snapshot_seq,
+        all.len() as u64,
+        "opened from the snapshot"
+    );
+    assert_eq!(index_answers(&log, &all), live);
+    drop(log);
+
+    std::fs::remove_file(&snapshot).unwrap();
+    let log = open(dir.path());
+    assert_eq!(log.status().index_snapshot_seq, 0, "rescanned");
+    assert_eq!(index_answers(&log, &all), live);
+    drop(log);
+
+    // A damaged snapshot is detected by its checksum and ignored.
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&snapshot, &bytes).unwrap();
+    let log = open(dir.path());
+    assert_eq!(
+        log.status().index_snapshot_seq,
+        0,
+        "the damaged snapshot is not used"
+    );
+    assert_eq!(index_answers(&log, &all), live);
+    drop(log);
+
+    // So is another log's snapshot (the chain hash at its sequence differs).
+    let other = tempfile::tempdir().unwrap();
+    let other_log = open(other.path());
+    append(
+        &other_log,
+        &[fixtures::filed("C-0", "eu", "delivery", at(0))],
+    );
+    drop(other_log);
+    std::fs::copy(
+        plaint_log::index_snapshot_path(&other.path().join("plaint.sled")),
+        &snapshot,
+    )
+    .unwrap();
+    let log = open(dir.path());
+    assert_eq!(
+        log.status().index_snapshot_seq,
+        0,
+        "another log's snapshot is not used"
+    );
+    assert_eq!(index_answers(&log, &all), live);
+}
+
+#[test]
+fn a_snapshot_behind_the_log_is_completed_from_the_index_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled_dir = dir.path().join("plaint.sled");
+    let snapshot = plaint_log::index_snapshot_path(&sled_dir);
+    let batches = history();
+    let all: Vec<Value> = batches.iter().flatten().cloned().collect();
+    let log = open(dir.path());
+    append(&log, &batches[0]);
+    append(&log, &batches[1]);
+    assert!(log.save_index_snapshot().unwrap());
+    assert!(!log.save_index_snapshot().unwrap(), "nothing new to save");
+    let old_snapshot = std::fs::read(&snapshot).unwrap();
+    append(&log, &batches[2]);
+    append(&log, &batches[3]);
+    let live = index_answers(&log, &all);
+    drop(log);
+    // As after a crash: the snapshot on disk is from before the last appends.
+    std::fs::write(&snapshot, old_snapshot).unwrap();
+    let log = open(dir.path());
+    assert_eq!(
+        log.status().index_snapshot_seq,
+        20,
+        "the old snapshot plus a scan"
+    );
+    assert_eq!(index_answers(&log, &all), live);
+    // Duplicates from both sides of the snapshot are recognised; lifecycle state after it
+    // is enforced (C-2 was closed after the snapshot).
+    let outcomes = append(
+        &log,
+        &[
+            all[3].clone(),
+            all.last().unwrap().clone(),
+            fixtures::acknowledged("C-2", at(50)),
+        ],
+    );
+    assert_eq!(outcomes[0], Outcome::Duplicate(4));
+    assert_eq!(outcomes[1], Outcome::Duplicate(all.len() as u64));
+    assert_eq!(
+        rejected(&outcomes[2]),
+        Some(RejectReason::LifecycleViolation)
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -298,6 +455,22 @@ proptest! {
         };
         check(&log);
         drop(log);
-        check(&open(dir.path()));
+        // Reopened from the index snapshot, then from a rescan: every event of the pool is
+        // known at its sequence number, or new.
+        let snapshot = plaint_log::index_snapshot_path(&dir.path().join("plaint.sled"));
+        for rescan in [false, true] {
+            if rescan {
+                std::fs::remove_file(&snapshot).unwrap();
+            }
+            let log = open(dir.path());
+            check(&log);
+            for (i, event) in pool.iter().enumerate() {
+                let id: uuid::Uuid = event["id"].as_str().unwrap().parse().unwrap();
+                let want = expected.iter().position(|&e| e == i).map(|p| p as u64 + 1);
+                prop_assert_eq!(log.seq_of_id(&id).unwrap(), want);
+                let stream = log.stream(&format!("C-{i}")).map(|s| s.seqs);
+                prop_assert_eq!(stream, want.map(|seq| vec![seq]));
+            }
+        }
     }
 }

@@ -599,9 +599,10 @@ fn print_status(s: &serde_json::Value) {
     println!("log head    {}", log["last_seq"]);
     println!("chain head  {}", log["chain_head"].as_str().unwrap_or(""));
     println!(
-        "segments    {}   durability {}",
+        "segments    {}   durability {}   index snapshot at {}",
         log["segments"],
-        log["durability"].as_str().unwrap_or("")
+        log["durability"].as_str().unwrap_or(""),
+        log["index_snapshot_seq"]
     );
     println!("projectors");
     for p in s["projectors"].as_array().into_iter().flatten() {

@@ -164,6 +164,9 @@ pub struct LogStatusView {
     pub segments: u64,
     pub complaints: usize,
     pub durability: String,
+    /// The last sequence number the on-disk index snapshot covers.
+    #[serde(default)]
+    pub index_snapshot_seq: u64,
 }
 
 impl From<LogStatus> for LogStatusView {
@@ -174,6 +177,7 @@ impl From<LogStatus> for LogStatusView {
             segments: s.segments,
             complaints: s.complaints,
             durability: format!("{:?}", s.durability).to_lowercase(),
+            index_snapshot_seq: s.index_snapshot_seq,
         }
     }
 }

@@ -354,9 +354,17 @@ pub async fn serve_with_clock(
     }
     let _ = client.flush().await;
     let log_for_sync = log.clone();
-    tokio::task::spawn_blocking(move || log_for_sync.sync())
-        .await
-        .map_err(|e| ServeError::Other(e.to_string()))??;
+    tokio::task::spawn_blocking(move || {
+        log_for_sync.sync()?;
+        // Now rather than when the last handle drops: a snapshot error is reported here,
+        // and the next start reads the indexes instead of rescanning the log.
+        if let Err(error) = log_for_sync.save_index_snapshot() {
+            tracing::warn!(%error, "could not save the index snapshot; the next start rescans the log");
+        }
+        Ok::<_, plaint_log::LogError>(())
+    })
+    .await
+    .map_err(|e| ServeError::Other(e.to_string()))??;
     tracing::info!(last_seq = log.last_seq(), "stopped");
     if failure.is_cancelled() {
         return Err(ServeError::Other(
