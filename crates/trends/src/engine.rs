@@ -819,7 +819,11 @@ impl TrendEngine {
                             num +=
                                 2.0 * (d * d).min(MISFIT_CAP * MISFIT_CAP * v) / MISFIT_CAP_KEEPS;
                         }
-                        num -= phi * es;
+                        // A count's upper semi-variance exceeds half its variance by
+                        // its skewness (Edgeworth: by 0.133 skewness); uncorrected, every
+                        // small series would get a misfit of its own skew.
+                        let skew = (2.0 * phi - 1.0) / (phi * es).max(1e-9).sqrt();
+                        num -= phi * es * (1.0 + 0.266 * skew.min(2.0));
                     }
                     m = (num / den).clamp(0.0, 1.0);
                 }
@@ -992,6 +996,9 @@ impl TrendEngine {
                 let h = (q99 + theta * (0.01 / target).ln()).max(2.0);
                 scan_h.push(h);
                 scan_tail.push((q99, theta));
+            }
+            if std::env::var_os("TRENDS_DEBUG_H").is_some() {
+                eprintln!("H t={t} c={c} mbar={mbar:.0} phi={phi_cell:.2} mw={:?} cusum_h={:.2} scan_h={:?} tail={:?}", self.columns[c].misfit_w, self.columns[c].cusum_h, scan_h, scan_tail);
             }
             self.columns[c].scan_h = scan_h;
             self.columns[c].scan_tail = scan_tail;
