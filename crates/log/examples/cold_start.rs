@@ -15,6 +15,13 @@ use plaint_log::{Candidate, Durability, ExpectedVersion, Log, LogOptions};
 use plaint_testkit::fixtures::{self, at};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "plaint_log=debug".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("--open") => return open(&args[1], args.get(2).is_some_and(|a| a == "--rescan")),
@@ -116,17 +123,12 @@ fn open(dir: &str, rescan: bool) -> Result<(), Box<dyn std::error::Error>> {
             >> 10
     };
     println!(
-        "{:<9} {} events, {} complaints: open {seconds:.2} s, resident {} MiB, peak {} MiB{}",
+        "{:<9} {} events, {} complaints: open {seconds:.2} s, resident {} MiB, peak {} MiB",
         if rescan { "rescan" } else { "snapshot" },
         log.last_seq(),
         log.status().complaints,
         mib("VmRSS:"),
         mib("VmHWM:"),
-        if rescan {
-            " (includes writing the new snapshot)"
-        } else {
-            ""
-        }
     );
     Ok(())
 }

@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use plaint_events::lifecycle::{self, StreamStatus};
 use plaint_events::EventType;
@@ -127,10 +128,6 @@ impl<K: SortKey, V: Copy> SortedRun<K, V> {
         self.keys.len()
     }
 
-    pub fn keys(&self) -> &[K] {
-        &self.keys
-    }
-
     pub fn values(&self) -> &[V] {
         &self.values
     }
@@ -157,32 +154,43 @@ impl<K: SortKey, V: Copy> SortedRun<K, V> {
         &mut self.values[i]
     }
 
+    pub fn entries(&self) -> impl Iterator<Item = (K, V)> + '_ {
+        self.keys.iter().copied().zip(self.values.iter().copied())
+    }
+
     /// A new run holding this run's entries and `more`. Entries with equal keys keep their
     /// order: this run's first, then `more`'s in the order given.
     pub fn merged_with(&self, mut more: Vec<(K, V)>) -> Self {
         more.sort_by_key(|(k, _)| *k);
         let total = self.keys.len() + more.len();
         let (mut keys, mut values) = (Vec::with_capacity(total), Vec::with_capacity(total));
-        let mut old = self
-            .keys
-            .iter()
-            .copied()
-            .zip(self.values.iter().copied())
-            .peekable();
-        let mut new = more.into_iter().peekable();
-        loop {
-            let take_old = match (old.peek(), new.peek()) {
-                (Some((a, _)), Some((b, _))) => a <= b,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            let (k, v) = if take_old { old.next() } else { new.next() }.expect("peeked");
+        for (k, v) in merge_by_key(self.entries(), more.into_iter()) {
             keys.push(k);
             values.push(v);
         }
         Self::from_sorted(keys, values)
     }
+}
+
+/// Two sequences sorted by key as one; on equal keys `first`'s entries come first.
+pub fn merge_by_key<K: Ord + Copy, V>(
+    first: impl Iterator<Item = (K, V)>,
+    second: impl Iterator<Item = (K, V)>,
+) -> impl Iterator<Item = (K, V)> {
+    let (mut first, mut second) = (first.peekable(), second.peekable());
+    std::iter::from_fn(move || {
+        let take_first = match (first.peek(), second.peek()) {
+            (Some((a, _)), Some((b, _))) => a <= b,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return None,
+        };
+        if take_first {
+            first.next()
+        } else {
+            second.next()
+        }
+    })
 }
 
 /// When the recent entries are merged into the sorted run: a quarter of the run keeps the
@@ -193,7 +201,9 @@ fn should_merge(recent: usize, run: usize) -> bool {
 
 /// Event id fingerprint → sequence numbers.
 pub struct IdIndex {
-    run: SortedRun<u64, u32>,
+    /// Shared so that a snapshot can be written from it on another thread; a merge
+    /// replaces it rather than changing it.
+    run: Arc<SortedRun<u64, u32>>,
     recent: FastMap<u64, u32>,
     /// Recent entries whose fingerprint was already in `recent` (rare).
     recent_shared: Vec<(u64, u32)>,
@@ -202,7 +212,7 @@ pub struct IdIndex {
 impl Default for IdIndex {
     fn default() -> Self {
         IdIndex {
-            run: SortedRun::empty(),
+            run: Arc::new(SortedRun::empty()),
             recent: FastMap::default(),
             recent_shared: Vec::new(),
         }
@@ -212,7 +222,7 @@ impl Default for IdIndex {
 impl IdIndex {
     pub fn from_run(run: SortedRun<u64, u32>) -> Self {
         IdIndex {
-            run,
+            run: Arc::new(run),
             ..Default::default()
         }
     }
@@ -256,32 +266,31 @@ impl IdIndex {
     /// The run with the recent entries merged in (built without changing `self`, so that a
     /// writer can build it under a read lock and install it under a short write lock).
     pub fn merged_run(&self) -> SortedRun<u64, u32> {
+        self.run.merged_with(self.recent_sorted())
+    }
+
+    /// The recent entries by fingerprint, then sequence: so that a snapshot is
+    /// byte-for-byte the same whatever the hash map's iteration order was.
+    pub fn recent_sorted(&self) -> Vec<(u64, u32)> {
         let mut recent: Vec<(u64, u32)> = self
             .recent
             .iter()
             .map(|(&k, &s)| (k, s))
             .chain(self.recent_shared.iter().copied())
             .collect();
-        // Sequence order among equal fingerprints, so a snapshot is byte-for-byte the same
-        // whatever the hash map's iteration order was.
         recent.sort_unstable();
-        self.run.merged_with(recent)
+        recent
     }
 
     pub fn install(&mut self, run: SortedRun<u64, u32>) {
-        self.run = run;
+        self.run = Arc::new(run);
         self.recent.clear();
         self.recent.shrink_to(1 << 16);
         self.recent_shared.clear();
     }
 
-    pub fn run(&self) -> &SortedRun<u64, u32> {
+    pub fn run(&self) -> &Arc<SortedRun<u64, u32>> {
         &self.run
-    }
-
-    /// Whether nothing is waiting to be merged (a snapshot holds the run only).
-    pub fn is_merged(&self) -> bool {
-        self.recent.is_empty() && self.recent_shared.is_empty()
     }
 }
 
@@ -429,9 +438,15 @@ impl StreamIndex {
     }
 
     pub fn merged_run(&self) -> SortedRun<u128, StreamHead> {
-        // Keys are unique, so the hash map's order does not matter once sorted.
-        self.run
-            .merged_with(self.recent.iter().map(|(&k, &h)| (k, h)).collect())
+        self.run.merged_with(self.recent_sorted())
+    }
+
+    /// Keys are unique, so the hash map's order does not matter once sorted.
+    pub fn recent_sorted(&self) -> Vec<(u128, StreamHead)> {
+        let mut recent: Vec<(u128, StreamHead)> =
+            self.recent.iter().map(|(&k, &h)| (k, h)).collect();
+        recent.sort_unstable_by_key(|(k, _)| *k);
+        recent
     }
 
     /// Installs a run built by [`Self::merged_run`]. Heads changed since it was built would
@@ -441,10 +456,6 @@ impl StreamIndex {
         self.run = run;
         self.recent.clear();
         self.recent.shrink_to(1 << 16);
-    }
-
-    pub fn is_merged(&self) -> bool {
-        self.recent.is_empty()
     }
 
     pub fn run(&self) -> &SortedRun<u128, StreamHead> {

@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 
 use plaint_events::lifecycle::StreamStatus;
 
-use crate::index::{IdIndex, SortedRun, StreamHead, StreamIndex};
+use std::sync::Arc;
+
+use crate::index::{merge_by_key, IdIndex, SortedRun, StreamHead, StreamIndex};
 
 const MAGIC: &[u8; 8] = b"PLAINTIX";
 const FORMAT: u32 = 1;
@@ -70,19 +72,42 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// Writes the snapshot of fully merged indexes (see [`IdIndex::is_merged`]) atomically:
-/// a temporary file, fsync, rename, fsync of the directory.
-pub fn write(
-    dir: &Path,
+/// A consistent copy of the indexes, taken on the writer and written on another thread.
+/// Cheap to take: the id run (the biggest part) is shared, not copied.
+pub struct Capture {
     last_seq: u64,
     chain: [u8; 32],
-    ids: &IdIndex,
-    streams: &StreamIndex,
-) -> io::Result<()> {
-    assert!(
-        ids.is_merged() && streams.is_merged(),
-        "merge the indexes before taking a snapshot"
-    );
+    id_run: Arc<SortedRun<u64, u32>>,
+    id_recent: Vec<(u64, u32)>,
+    stream_run: Vec<(u128, StreamHead)>,
+    stream_recent: Vec<(u128, StreamHead)>,
+    previous: Vec<u32>,
+    regions: Vec<Box<str>>,
+}
+
+impl Capture {
+    pub fn of(last_seq: u64, chain: [u8; 32], ids: &IdIndex, streams: &StreamIndex) -> Self {
+        Capture {
+            last_seq,
+            chain,
+            id_run: ids.run().clone(),
+            id_recent: ids.recent_sorted(),
+            stream_run: streams.run().entries().collect(),
+            stream_recent: streams.recent_sorted(),
+            previous: streams.previous().to_vec(),
+            regions: streams.regions().to_vec(),
+        }
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+}
+
+/// Writes the snapshot atomically: a temporary file, fsync, rename, fsync of the directory.
+/// Each index is written as its sorted run and recent entries merged on the fly, so the
+/// file holds one sorted array per index.
+pub fn write(dir: &Path, capture: &Capture) -> io::Result<()> {
     let final_path = path(dir);
     let tmp_path = dir.join(format!("{FILE_NAME}.tmp"));
     let file = File::create(&tmp_path)?;
@@ -93,35 +118,43 @@ pub fn write(
             hasher: blake3::Hasher::new(),
         },
     );
+    let ids = || merge_by_key(capture.id_run.entries(), capture.id_recent.iter().copied());
+    let streams = || {
+        merge_by_key(
+            capture.stream_run.iter().copied(),
+            capture.stream_recent.iter().copied(),
+        )
+    };
     out.write_all(MAGIC)?;
     out.write_all(&FORMAT.to_le_bytes())?;
-    out.write_all(&last_seq.to_le_bytes())?;
-    out.write_all(&chain)?;
-    let (id_run, stream_run) = (ids.run(), streams.run());
-    out.write_all(&(id_run.len() as u64).to_le_bytes())?;
-    out.write_all(&(stream_run.len() as u64).to_le_bytes())?;
-    out.write_all(&(streams.regions().len() as u32).to_le_bytes())?;
-    for region in streams.regions() {
+    out.write_all(&capture.last_seq.to_le_bytes())?;
+    out.write_all(&capture.chain)?;
+    let id_count = capture.id_run.len() + capture.id_recent.len();
+    let stream_count = capture.stream_run.len() + capture.stream_recent.len();
+    out.write_all(&(id_count as u64).to_le_bytes())?;
+    out.write_all(&(stream_count as u64).to_le_bytes())?;
+    out.write_all(&(capture.regions.len() as u32).to_le_bytes())?;
+    for region in &capture.regions {
         let bytes = region.as_bytes();
         out.write_all(&(bytes.len() as u16).to_le_bytes())?;
         out.write_all(bytes)?;
     }
-    for key in id_run.keys() {
+    for (key, _) in ids() {
         out.write_all(&key.to_le_bytes())?;
     }
-    for seq in id_run.values() {
+    for (_, seq) in ids() {
         out.write_all(&seq.to_le_bytes())?;
     }
-    for key in stream_run.keys() {
+    for (key, _) in streams() {
         out.write_all(&key.to_le_bytes())?;
     }
-    for head in stream_run.values() {
+    for (_, head) in streams() {
         out.write_all(&head.last_seq.to_le_bytes())?;
         out.write_all(&head.version.to_le_bytes())?;
         out.write_all(&head.region.to_le_bytes())?;
         out.write_all(&[head.status as u8])?;
     }
-    for previous in streams.previous() {
+    for previous in &capture.previous {
         out.write_all(&previous.to_le_bytes())?;
     }
     let Hashing { mut inner, hasher } = out.into_inner().map_err(|e| e.into_error())?;

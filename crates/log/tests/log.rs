@@ -426,6 +426,40 @@ fn a_snapshot_behind_the_log_is_completed_from_the_index_records() {
     );
 }
 
+#[test]
+fn the_writer_saves_snapshots_periodically_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled_dir = dir.path().join("plaint.sled");
+    let snapshot = plaint_log::index_snapshot_path(&sled_dir);
+    let options = LogOptions {
+        durability: plaint_log::Durability::Flush,
+        index_snapshot_every: 10,
+        ..Default::default()
+    };
+    let log = Log::open(&sled_dir, options.clone()).unwrap();
+    let batches = history();
+    let all: Vec<Value> = batches.iter().flatten().cloned().collect();
+    append(&log, &batches[0]);
+    append(&log, &batches[1]);
+    // The snapshot is written on a thread of its own (one at a time: a second one may be
+    // skipped while the first is written): wait for one (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.status().index_snapshot_seq < 10 {
+        assert!(std::time::Instant::now() < deadline, "no periodic snapshot");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let periodic = std::fs::read(&snapshot).unwrap();
+    append(&log, &batches[2]);
+    append(&log, &batches[3]);
+    let live = index_answers(&log, &all);
+    drop(log);
+    std::fs::write(&snapshot, periodic).unwrap();
+    let log = Log::open(&sled_dir, options).unwrap();
+    let covered = log.status().index_snapshot_seq;
+    assert!(covered == 10 || covered == 20, "{covered}");
+    assert_eq!(index_answers(&log, &all), live);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 

@@ -18,6 +18,9 @@ pub struct Config {
     /// The data directory; the sled database is `<data>/plaint.sled`.
     pub data: PathBuf,
     pub durability: Durability,
+    /// Save the log's index snapshot every this many events (0: only at shutdown). A start
+    /// after a crash rescans at most this many index records.
+    pub index_snapshot_every: u64,
     pub topology: Topology,
     pub ingest: IngestConfig,
     pub api: ApiConfig,
@@ -34,6 +37,7 @@ impl Default for Config {
             nats: NatsConfig::default(),
             data: PathBuf::from("./data"),
             durability: Durability::Fsync,
+            index_snapshot_every: plaint_log::LogOptions::default().index_snapshot_every,
             topology: Topology::default(),
             ingest: IngestConfig::default(),
             api: ApiConfig::default(),
@@ -250,6 +254,7 @@ impl Config {
     pub fn log_options(&self) -> plaint_log::LogOptions {
         plaint_log::LogOptions {
             durability: self.durability,
+            index_snapshot_every: self.index_snapshot_every,
             ..Default::default()
         }
     }
