@@ -714,12 +714,16 @@ impl TrendEngine {
                 .max(start_all)
                 .max(column.first_seen);
             let (mut num, mut den, mut msum, mut mcount) = (0.0, 0.0, 0.0, 0.0);
+            // The model's total per bucket (None: left out), for the window misfits.
+            let mut predicted = Vec::with_capacity(end.saturating_sub(from) as usize);
             for s in from..end {
                 let slot = self.slot(s);
                 if column.totals[slot] & EXCLUDED != 0 {
+                    predicted.push(None);
                     continue;
                 }
                 let m = model.predict(s, self.week_pos(s));
+                predicted.push(Some(m));
                 msum += m;
                 mcount += 1.0;
                 let lvl_c = Self::column_level_at(column, s);
@@ -745,7 +749,7 @@ impl TrendEngine {
                 1.0
             };
             let mbar = if mcount > 0.0 { msum / mcount } else { 1.0 };
-            let misfit_w = self.window_misfits(c, &model, from, end, phi_cell);
+            let misfit_w = self.window_misfits(c, &predicted, from, phi_cell);
             let column = &mut self.columns[c];
             column.phi_cell = phi_cell;
             column.misfit = ((model.phi_total - phi_cell) / mbar.max(1e-9)).clamp(0.0, 1.0);
@@ -759,30 +763,22 @@ impl TrendEngine {
     /// errors), since every test is one-sided and the dips the model does not know
     /// (holidays, outages) would otherwise make the rises look less surprising than they
     /// are.
-    fn window_misfits(
-        &self,
-        c: usize,
-        model: &SeasonalModel,
-        from: u64,
-        end: u64,
-        phi: f64,
-    ) -> Vec<f64> {
+    fn window_misfits(&self, c: usize, predicted: &[Option<f64>], from: u64, phi: f64) -> Vec<f64> {
         let column = &self.columns[c];
         let share_sum: f64 = self.cells[c]
             .iter()
             .map(|cell| cell.share * cell.level)
             .sum();
-        let n = end.saturating_sub(from) as usize;
-        let mut x = Vec::with_capacity(n);
-        let mut e = Vec::with_capacity(n);
-        let mut ok = Vec::with_capacity(n);
-        for s in from..end {
-            let raw = column.totals[self.slot(s)];
-            x.push(f64::from(raw & COUNT_MASK));
-            e.push(
-                model.predict(s, self.week_pos(s)) * Self::column_level_at(column, s) * share_sum,
-            );
-            ok.push(raw & EXCLUDED == 0);
+        let n = predicted.len();
+        // Prefix sums of observed and expected totals and of left-out buckets.
+        let (mut px, mut pe, mut pout) = (vec![0.0; n + 1], vec![0.0; n + 1], vec![0u32; n + 1]);
+        for (i, m) in predicted.iter().enumerate() {
+            let s = from + i as u64;
+            let x = f64::from(column.totals[self.slot(s)] & COUNT_MASK);
+            let e = m.unwrap_or(0.0) * Self::column_level_at(column, s) * share_sum;
+            px[i + 1] = px[i] + x;
+            pe[i + 1] = pe[i] + e;
+            pout[i + 1] = pout[i] + u32::from(m.is_none());
         }
         self.config
             .scan_windows
@@ -791,16 +787,10 @@ impl TrendEngine {
                 if n < w {
                     return 0.0;
                 }
-                let mut sums = Vec::with_capacity(n + 1 - w);
-                for i in w - 1..n {
-                    let span = i + 1 - w..=i;
-                    if ok[span.clone()].iter().all(|&k| k) {
-                        sums.push((
-                            x[span.clone()].iter().sum::<f64>(),
-                            e[span].iter().sum::<f64>(),
-                        ));
-                    }
-                }
+                let sums: Vec<(f64, f64)> = (w..=n)
+                    .filter(|&i| pout[i] == pout[i - w])
+                    .map(|i| (px[i] - px[i - w], pe[i] - pe[i - w]))
+                    .collect();
                 let den: f64 = sums.iter().map(|(_, es)| es * es).sum();
                 if den <= 0.0 {
                     return 0.0;
@@ -894,7 +884,7 @@ impl TrendEngine {
                 && self.config.scan_windows.iter().enumerate().all(|(wi, &w)| {
                     let (m, m0) = (column.misfit_w[wi], column.calibrated_misfit_w[wi]);
                     let e = now.map_or(0.0, |n| n.0) * w as f64;
-                    (m - m0).abs() * e <= 0.1 * (column.phi_cell + m0 * e)
+                    (m - m0).abs() * e <= 0.2 * (column.phi_cell + m0 * e)
                 });
             let unchanged = match (column.calibrated_for, now) {
                 (Some((m0, p0, f0, at)), Some((m, p, f, _))) => {
@@ -996,9 +986,6 @@ impl TrendEngine {
                 let h = (q99 + theta * (0.01 / target).ln()).max(2.0);
                 scan_h.push(h);
                 scan_tail.push((q99, theta));
-            }
-            if std::env::var_os("TRENDS_DEBUG_H").is_some() {
-                eprintln!("H t={t} c={c} mbar={mbar:.0} phi={phi_cell:.2} mw={:?} cusum_h={:.2} scan_h={:?} tail={:?}", self.columns[c].misfit_w, self.columns[c].cusum_h, scan_h, scan_tail);
             }
             self.columns[c].scan_h = scan_h;
             self.columns[c].scan_tail = scan_tail;
