@@ -234,7 +234,11 @@ mod tests {
         let buckets: std::collections::HashSet<u64> = (0..100_000)
             .map(|i| build.hash_one(format!("cust-C-{i:09}").as_str()) & 0xffff)
             .collect();
-        assert!(buckets.len() > 50_000, "{} of 65,536 buckets", buckets.len());
+        assert!(
+            buckets.len() > 50_000,
+            "{} of 65,536 buckets",
+            buckets.len()
+        );
     }
 
     /// The store and a `ViewMap` given the same calls persist the same changes and rows.
