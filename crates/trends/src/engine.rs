@@ -42,6 +42,10 @@ const SCAN_SHARE: f64 = 0.75;
 const MISFIT_CAP: f64 = 2.5;
 /// ...which keeps this share of a normal's upper semi-variance.
 const MISFIT_CAP_KEEPS: f64 = 0.9776;
+/// A day is a dip when all categories together are below this share of the model...
+const DIP_RATIO: f64 = 0.8;
+/// ...and this many standard deviations below it.
+const DIP_Z: f64 = 5.0;
 /// Exceeding buckets per false scan episode assumed by the calibration.
 const RUN_CREDIT: f64 = 1.0;
 /// Examples kept per cell.
@@ -326,6 +330,13 @@ pub struct TrendEngine {
     cells: Vec<Vec<Cell>>,
     last_fit: Option<u64>,
     share_prior_weight: f64,
+    /// Days whose complaints across all categories fell far below the model (holidays,
+    /// outages), with their ratio to it; see `dip_factor`.
+    #[serde(default)]
+    dips: Vec<(u64, f32)>,
+    /// Days before this have been checked for dips.
+    #[serde(default)]
+    dips_checked: u64,
     #[serde(skip)]
     cusum_table: CusumTable,
 }
@@ -346,6 +357,8 @@ impl TrendEngine {
             cells: Vec::new(),
             last_fit: None,
             share_prior_weight: 0.0,
+            dips: Vec::new(),
+            dips_checked: 0,
             cusum_table: CusumTable::new(),
         }
     }
@@ -508,6 +521,7 @@ impl TrendEngine {
             .is_none_or(|f| t - f >= self.config.refit_every as u64)
         {
             self.refit(t);
+            self.find_dips(t);
             self.last_fit = Some(t);
         }
         self.recalibrate_due(t);
@@ -547,6 +561,70 @@ impl TrendEngine {
                 daily: 3,
             },
         }
+    }
+
+    /// Records the days, old enough to be complete, on which all categories together fell
+    /// far below the model: a ratio under `DIP_RATIO` and more than `DIP_Z` standard
+    /// deviations down (daily buckets only; each day is checked once).
+    fn find_dips(&mut self, t: u64) {
+        if self.config.bucket != BucketKind::Daily {
+            return;
+        }
+        let history = self.config.history_buckets as u64;
+        let from = self.dips_checked.max((t + 1).saturating_sub(history));
+        let to = (t + 1).saturating_sub(self.config.guard_buckets as u64);
+        for s in from..to {
+            let (mut x, mut e) = (0.0, 0.0);
+            for column in &self.columns {
+                let Some(model) = &column.model else { continue };
+                if column.id.dimension != Dimension::Category || s < column.first_seen {
+                    continue;
+                }
+                x += f64::from(column.totals[self.slot(s)] & COUNT_MASK);
+                e += model.predict(s, self.week_pos(s)) * Self::column_level_at(column, s);
+            }
+            if e > 0.0 && x < DIP_RATIO * e && (x - e) / (2.0 * e).sqrt() < -DIP_Z {
+                self.dips.push((s, (x / e) as f32));
+            }
+        }
+        self.dips_checked = self.dips_checked.max(to);
+        // Two years back is as far as `dip_factor` looks.
+        let keep_from = t.saturating_sub(2 * 366 + 1);
+        self.dips.retain(|&(s, _)| s >= keep_from);
+    }
+
+    /// The expected share of a normal day's volume on day `t`: a dip that recurred on the
+    /// same day in each of the two previous years (a fixed-date holiday) is expected
+    /// again, at the mean of those years' ratios; anything else is 1. The same day is
+    /// either 365 and 730 days back or the same calendar date; both years must agree, so
+    /// a one-off outage a year ago never lowers an expectation.
+    fn dip_factor(&self, t: u64) -> f64 {
+        if self.dips.is_empty() || self.config.bucket != BucketKind::Daily {
+            return 1.0;
+        }
+        let find = |s: Option<u64>| {
+            let s = s?;
+            let i = self.dips.binary_search_by_key(&s, |&(b, _)| b).ok()?;
+            Some(f64::from(self.dips[i].1))
+        };
+        let mut lags = vec![(t.checked_sub(365), t.checked_sub(730))];
+        let day = self
+            .bucket_start(t)
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .date();
+        let calendar = |years: i16| {
+            let date = day.checked_sub(jiff::Span::new().years(years)).ok()?;
+            let at = date.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp();
+            let secs = at.as_second() - self.origin.as_second();
+            (secs >= 0).then(|| (secs / 86_400) as u64)
+        };
+        lags.push((calendar(1), calendar(2)));
+        for (a, b) in lags {
+            if let (Some(a), Some(b)) = (find(a), find(b)) {
+                return ((a + b) / 2.0).clamp(0.05, 1.0);
+            }
+        }
+        1.0
     }
 
     /// Refits every series' model, then the region shares and dispersions.
@@ -1021,6 +1099,7 @@ impl TrendEngine {
         let n_regions = self.regions.len();
         let n_columns = self.columns.len();
         let wp = self.week_pos(t);
+        let dip = self.dip_factor(t);
         let slot = self.slot(t);
         let rslot = (t % RECENT as u64) as usize;
 
@@ -1028,7 +1107,7 @@ impl TrendEngine {
         let mut totals_expected = vec![None; n_columns];
         for (c, column) in self.columns.iter().enumerate() {
             if let Some(model) = &column.model {
-                totals_expected[c] = Some(model.predict(t, wp) * column.level);
+                totals_expected[c] = Some(model.predict(t, wp) * column.level * dip);
             }
         }
         let mut mu = vec![vec![0.0; n_regions]; n_columns];
