@@ -616,7 +616,7 @@ impl TrendEngine {
             let date = day.checked_sub(jiff::Span::new().years(years)).ok()?;
             let at = date.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp();
             let secs = at.as_second() - self.origin.as_second();
-            (secs >= 0).then(|| (secs / 86_400) as u64)
+            (secs >= 0).then_some((secs / 86_400) as u64)
         };
         lags.push((calendar(1), calendar(2)));
         for (a, b) in lags {
