@@ -88,6 +88,54 @@ fn a_holiday_dip_never_alerts() {
 }
 
 #[test]
+fn a_dip_that_recurred_two_years_running_is_expected_again_and_a_one_off_is_not() {
+    // Given ten regions with 20 complaints a day for almost three years, where day 100 of
+    // every 365 is a holiday at 40 % of the volume, and day 500 alone was an outage
+    let holiday = |t: u64| t % 365 == 100;
+    let mut engine = TrendEngine::new(EngineConfig::daily(), origin());
+    for r in 0..10 {
+        engine.region(&format!("r{r}"));
+    }
+    engine.column(ColumnId {
+        dimension: Dimension::Category,
+        name: "billing".into(),
+    });
+    let mut alerts = Vec::new();
+    for t in 0..880u64 {
+        let n = if holiday(t) || t == 500 { 8 } else { 20 };
+        let input = BucketInput {
+            counts: vec![vec![n; 10]],
+            examples: BTreeMap::new(),
+        };
+        alerts.extend(engine.close_bucket(&input));
+    }
+    let expected = |day: u64| {
+        let points = engine.series_points(0, 3);
+        let first = engine.closed() - points.len() as u64;
+        points[(day - first) as usize].2.unwrap()
+    };
+    // Then the third holiday is expected at about 40 %, the day before it in full
+    assert!(
+        (expected(830) / 8.0 - 1.0).abs() < 0.15,
+        "{}",
+        expected(830)
+    );
+    assert!(
+        (expected(829) / 20.0 - 1.0).abs() < 0.1,
+        "{}",
+        expected(829)
+    );
+    // And the outage's anniversary is expected in full
+    assert!(
+        (expected(865) / 20.0 - 1.0).abs() < 0.1,
+        "{}",
+        expected(865)
+    );
+    // And none of it alerts
+    assert!(alerts.is_empty(), "{:?}", alerts.first().map(|a| &a.alert));
+}
+
+#[test]
 fn a_level_shift_alerts_once_and_becomes_the_new_level() {
     // Given flat counts, when one cell rises by half for good on day 100
     let alerts = run(5, 400, |t, r| if r == 1 && t >= 100 { 15 } else { 10 });
