@@ -159,6 +159,10 @@ pub struct ColumnModelView {
     /// Subset-scan thresholds per window length, in score units.
     pub scan_windows: Vec<u32>,
     pub scan_thresholds: Vec<f64>,
+    /// Model-misfit variance of the series total per scan window (relative variance of a
+    /// window sum beyond the counts' own dispersion).
+    #[serde(default)]
+    pub scan_misfits: Vec<f64>,
     pub total_cusum_threshold: f64,
     pub expected_next: Option<f64>,
 }

@@ -1924,6 +1924,7 @@ impl TrendEngine {
             level: round3(column.level),
             scan_windows: self.config.scan_windows.iter().map(|&w| w as u32).collect(),
             scan_thresholds: column.scan_h.iter().map(|h| round3(*h)).collect(),
+            scan_misfits: column.misfit_w.clone(),
             total_cusum_threshold: round3(column.cusum_h),
             expected_next: column
                 .model

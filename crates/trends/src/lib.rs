@@ -37,17 +37,31 @@
 //!   improbably high (p < 0.01) in a bucket has its other series' expectations scaled by
 //!   that jump (leave-one-out, and only if the other series are improbably high on their
 //!   own: a cell's spike must not raise its own expectation), so a reporting surge is not
-//!   a trend in every category.
-//!   Dispersions: per series for cells (pooled over regions), and a model-misfit variance
-//!   for totals, both estimated from the fit residuals.
+//!   a trend in every category. A day that dipped across all categories together (below
+//!   80 % of the model and 5 standard deviations down) in each of the two previous years,
+//!   365 and 730 days back or on the same calendar date, is expected to dip again by the
+//!   mean of those two ratios (fixed-date holidays); a one-off outage never lowers an
+//!   expectation. Unpredicted, a holiday inside a slow rise sets the CUSUMs back by days.
+//!   Dispersions: per series for cells (pooled over regions), from the fit residuals; and
+//!   for the series total a model-misfit variance `m_w` per scan window `w`
+//!   (`var(X_w - E_w) = phi E_w + m_w E_w^2` for window sums), from the last year's window
+//!   sums against the model: twice their upper semi-variance (the tests are one-sided, and
+//!   dips the model does not know must not make rises look less surprising), errors capped
+//!   Huber-style at 2.5 standard deviations of the current estimate (a past outbreak the
+//!   alerts missed must not pass for misfit), corrected for the skew of small counts. Day
+//!   to day errors average out over a window, so a 14-bucket window's misfit is far below
+//!   a one-bucket misfit applied to 14 buckets (what an in-sample per-bucket figure for
+//!   every window amounted to: up to a fivefold variance on the long windows of large
+//!   series).
 //! - **Cell detectors**: a negative-binomial upper-tail test (mid-p) of the last 1, 2 and 3
 //!   buckets (kind `spike`), and a Höhle–Paul NB likelihood-ratio CUSUM for a 1.5x rise
 //!   (kind `sustained`).
 //! - **Series detectors** (per category and per tracked tag): an expectation-based subset
 //!   scan over regions (exact maximum by the linear-time subset scanning property) on
 //!   windows of 1, 3, 7 and 14 buckets, subsets of two or more regions, each region capped
-//!   at four standard deviations of excess so one region cannot carry it; and an
-//!   NB-CUSUM on the total for a 1.2x rise. The maximizing subset is the test, not the
+//!   at four standard deviations of excess so one region cannot carry it, each window
+//!   with its own misfit; and an NB-CUSUM on the total for a 1.2x rise (with the one-bucket
+//!   misfit). The maximizing subset is the test, not the
 //!   answer to "which regions": the regions named are those whose posterior probability
 //!   of being raised exceeds one half under a two-group mixture (common relative risk or
 //!   none) fitted by EM from that subset ([`engine::localise`]), over the alarm's window,
@@ -57,12 +71,17 @@
 //!   `cross_region_false_alarms_per_series_year`): 75 % of the cell budget to the spike
 //!   tests (Bonferroni over the series of a region and the three windows), 25 % to the
 //!   CUSUM, whose threshold is found by simulating the in-control statistic; 75 % of the
-//!   series budget to the scan, whose thresholds are simulated from the fitted model
-//!   (including share and model-misfit uncertainty, exponential tail beyond the 0.99
-//!   quantile) every 91 buckets, one series at a time, unless nothing they depend on has
-//!   moved (typical total within 15 %, dispersion, misfit, no new level; at least once a
-//!   year): the simulations are most of the engine's cost; 25 % to the total's CUSUM. They are
-//!   part of the persisted state and shown by [`TrendsProjector::model`].
+//!   series budget to the scan, split over its four windows, whose thresholds are
+//!   simulated from the fitted model (including share and window-misfit uncertainty,
+//!   exponential tail beyond the 0.99 quantile) with every exceeding bucket counted as an
+//!   episode: at these levels a window's exceedances come in runs of one or two buckets
+//!   whatever its length, since sliding it by a bucket moves its sum by about one bucket's
+//!   standard deviation, far more than its excess over the threshold. They are simulated
+//!   every 91 buckets, one series at a time, unless nothing they depend on has moved
+//!   (typical total within 15 %, dispersion, each window's variance factor within a fifth,
+//!   no new level; at least once a year): the simulations are most of the engine's cost;
+//!   25 % to the total's CUSUM. They are part of the persisted state and shown by
+//!   [`TrendsProjector::model`].
 //! - **Episodes**: alarms on the same scope (cell, or series) within 7 buckets form one
 //!   episode, with a deterministic id (UUIDv5 of scope and first bucket) and messages
 //!   `started` (revision 0), `updated` (only when the score grows 1.5x, the kind changes,
@@ -85,9 +104,11 @@
 //! No clocks, I/O or async: the runner carries out the effects. It does not re-send on its
 //! own: a rebuild re-emits the same messages with the same `Nats-Msg-Id`s, and only the
 //! stream's duplicate window (or the runner suppressing effects during a rebuild) keeps
-//! them from reaching subscribers twice. It does not model holidays (dips never alert,
-//! since every test is one-sided, but a holiday is not predicted either), nor interactions
-//! of weekday and hour in hourly buckets.
+//! them from reaching subscribers twice. Of holidays it predicts only those that fell on the
+//! same day in each of the two previous years (daily buckets); a movable holiday is not
+//! predicted (dips never alert, since every test is one-sided, but a holiday inside a rise
+//! delays its detection). It does not model interactions of weekday and hour in hourly
+//! buckets.
 
 pub mod alert;
 pub mod benchmark;
