@@ -282,6 +282,15 @@ impl IdIndex {
         recent
     }
 
+    /// Merges in place when due (a scan that owns the index; the live log builds under a
+    /// read lock instead, see `Inner::merge_indexes`).
+    pub fn merge_if_due(&mut self) {
+        if self.needs_merge() {
+            let run = self.merged_run();
+            self.install(run);
+        }
+    }
+
     pub fn install(&mut self, run: SortedRun<u64, u32>) {
         self.run = Arc::new(run);
         self.recent.clear();
@@ -447,6 +456,14 @@ impl StreamIndex {
             self.recent.iter().map(|(&k, &h)| (k, h)).collect();
         recent.sort_unstable_by_key(|(k, _)| *k);
         recent
+    }
+
+    /// Merges in place when due (see [`IdIndex::merge_if_due`]).
+    pub fn merge_if_due(&mut self) {
+        if self.needs_merge() {
+            let run = self.merged_run();
+            self.install(run);
+        }
     }
 
     /// Installs a run built by [`Self::merged_run`]. Heads changed since it was built would

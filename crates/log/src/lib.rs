@@ -524,14 +524,8 @@ impl Log {
                     seq32,
                 );
                 // Merging as the scan goes keeps the peak near the final size.
-                if ids.needs_merge() {
-                    let run = ids.merged_run();
-                    ids.install(run);
-                }
-                if streams.needs_merge() {
-                    let run = streams.merged_run();
-                    streams.install(run);
-                }
+                ids.merge_if_due();
+                streams.merge_if_due();
                 last_chain = record.chain;
                 seq += 1;
             }
@@ -786,8 +780,10 @@ impl Log {
         };
         let mut previous = [0u8; 32];
         let mut expected_seq = 1u64;
-        let mut ids = std::collections::HashSet::new();
-        let mut versions: HashMap<String, u32> = HashMap::new();
+        // The same compact indexes as the open log's (~16 bytes per event), built afresh
+        // from the index records: a set of ids and a map of complaint strings took ~150.
+        let mut ids = IdIndex::default();
+        let mut streams = StreamIndex::default();
         let fail = |report: &mut VerifyReport, seq: u64, what: String| {
             report.problem = Some(VerifyProblem { seq, what });
         };
@@ -835,7 +831,12 @@ impl Log {
                     );
                     return Ok(report);
                 }
-                if !ids.insert(meta.id) {
+                let id_key = id_key(&meta.id);
+                let mut seen = false;
+                for earlier in ids.candidates(id_key) {
+                    seen |= Self::id_at(&self.inner.tree, earlier)? == Some(meta.id);
+                }
+                if seen {
                     fail(
                         &mut report,
                         seq,
@@ -843,9 +844,9 @@ impl Log {
                     );
                     return Ok(report);
                 }
-                let version = versions.entry(meta.complaint_id.clone()).or_insert(0);
-                *version += 1;
-                if *version != meta.version {
+                let complaint = complaint_key(&meta.complaint_id);
+                let version = streams.get(complaint).map_or(0, |h| h.version) + 1;
+                if version != meta.version {
                     fail(
                         &mut report,
                         seq,
@@ -868,6 +869,11 @@ impl Log {
                         return Ok(report);
                     }
                 }
+                let seq32 = u32::try_from(seq).map_err(|_| LogError::Full(seq - 1))?;
+                ids.insert(id_key, seq32);
+                streams.record(complaint, &meta.region, meta.event_type, seq32);
+                ids.merge_if_due();
+                streams.merge_if_due();
                 previous = chain;
                 report.entries += 1;
             }

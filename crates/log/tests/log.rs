@@ -242,6 +242,59 @@ fn verify_names_the_sequence_of_a_flipped_byte() {
     assert_eq!(report.problem.unwrap().seq, 14);
 }
 
+/// Rewrites the index record of `seq` (the bytes and chain stay as they are).
+fn forge_index_record(log: &Log, seq: u64, change: impl FnOnce(&mut plaint_log::EntryMeta)) {
+    use plaint_log::format;
+    let tree = log.db().open_tree("log").unwrap();
+    let (key, value) = tree
+        .range(format::meta_key(0)..=format::meta_key(seq))
+        .next_back()
+        .unwrap()
+        .unwrap();
+    let first = format::seq_of_key(&key).unwrap();
+    let mut metas = format::decode_meta(&value).unwrap();
+    change(&mut metas[(seq - first) as usize]);
+    tree.insert(key, format::encode_meta(&metas)).unwrap();
+}
+
+#[test]
+fn verify_names_a_repeated_id_and_a_broken_stream_version() {
+    for forgery in ["id", "version"] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path());
+        append(&log, &[fixtures::filed("C-1", "eu", "billing", at(0))]);
+        append(
+            &log,
+            &[
+                fixtures::filed("C-2", "eu", "billing", at(1)),
+                fixtures::acknowledged("C-1", at(2)),
+            ],
+        );
+        let first_id = log.read_range(1, 1).next().unwrap().unwrap().1;
+        let first_id: uuid::Uuid = serde_json::from_slice::<Value>(&first_id).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        forge_index_record(&log, 3, |meta| match forgery {
+            "id" => meta.id = first_id,
+            _ => meta.version = 5,
+        });
+        let problem = log.verify(|_| {}).unwrap().problem.unwrap();
+        assert_eq!(problem.seq, 3, "{forgery}: {}", problem.what);
+        let expected = if forgery == "id" {
+            "appears twice"
+        } else {
+            "stream version 5 where 2"
+        };
+        assert!(
+            problem.what.contains(expected),
+            "{forgery}: {}",
+            problem.what
+        );
+    }
+}
+
 #[test]
 fn a_damaged_last_segment_refuses_to_open_and_repair_truncates() {
     let dir = tempfile::tempdir().unwrap();
