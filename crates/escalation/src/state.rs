@@ -1,6 +1,6 @@
 //! The persisted rows of the escalation view.
 //!
-//! Two kinds of row, each a JSON value:
+//! Two kinds of row, each in the binary row form of `plaint_projection::codec`:
 //! - `complaint/<complaint id>` → [`ComplaintRow`]: the facts the rules read, the queue
 //!   item if the complaint is in a queue, and its escalation history;
 //! - `customer/<customer id>` → [`CustomerFilings`]: filing times inside the repeat window.
@@ -11,6 +11,7 @@
 
 use jiff::Timestamp;
 use plaint_events::{AmountAtStake, EscalationReason, Severity};
+use plaint_projection::{RowCodec, RowError, RowReader, RowWriter};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -156,4 +157,337 @@ pub enum HistoryEntry {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CustomerFilings {
     pub filed_at: Vec<Timestamp>,
+}
+
+// ---- binary row form (see `plaint_projection::codec`): fields in declaration order ----
+
+impl RowCodec for ComplaintRow {
+    fn encode(&self, out: &mut RowWriter) {
+        out.str(&self.region);
+        out.str(&self.customer_id);
+        out.put(&self.severity);
+        out.put(&self.amount_at_stake);
+        out.bool(self.vip);
+        out.put(&self.team);
+        out.put(&self.filed_at);
+        out.put(&self.status);
+        out.uint(self.repeat_count.into());
+        out.uint(self.reopen_count.into());
+        out.put(&self.sla_breach);
+        out.put(&self.breached_since);
+        out.put(&self.manual);
+        out.uint(self.raise_count.into());
+        out.put(&self.queue);
+        out.put(&self.history);
+    }
+
+    fn decode(input: &mut RowReader<'_>) -> Result<Self, RowError> {
+        Ok(ComplaintRow {
+            region: input.string()?,
+            customer_id: input.string()?,
+            severity: input.get()?,
+            amount_at_stake: input.get()?,
+            vip: input.bool()?,
+            team: input.get()?,
+            filed_at: input.get()?,
+            status: input.get()?,
+            repeat_count: input.uint_as()?,
+            reopen_count: input.uint_as()?,
+            sla_breach: input.get()?,
+            breached_since: input.get()?,
+            manual: input.get()?,
+            raise_count: input.uint_as()?,
+            queue: input.get()?,
+            history: input.get()?,
+        })
+    }
+}
+
+impl RowCodec for SlaBreachFact {
+    fn encode(&self, out: &mut RowWriter) {
+        out.uint(self.count.into());
+        out.u8(self.tier);
+        out.put(&self.latest_metric);
+        out.put(&self.latest_due_at);
+    }
+
+    fn decode(input: &mut RowReader<'_>) -> Result<Self, RowError> {
+        Ok(SlaBreachFact {
+            count: input.uint_as()?,
+            tier: input.u8()?,
+            latest_metric: input.get()?,
+            latest_due_at: input.get()?,
+        })
+    }
+}
+
+impl RowCodec for ManualEscalation {
+    fn encode(&self, out: &mut RowWriter) {
+        out.u8(self.tier);
+        out.str(&self.by);
+        out.str(&self.reason);
+    }
+
+    fn decode(input: &mut RowReader<'_>) -> Result<Self, RowError> {
+        Ok(ManualEscalation {
+            tier: input.u8()?,
+            by: input.string()?,
+            reason: input.string()?,
+        })
+    }
+}
+
+impl RowCodec for QueueItem {
+    fn encode(&self, out: &mut RowWriter) {
+        out.u8(self.tier);
+        out.put(&self.entered_at);
+        out.put(&self.raised_event_id);
+        out.put(&self.reasons);
+        out.put(&self.claim);
+        out.put(&self.unclaimed_since);
+        out.put(&self.last_release);
+        out.uint(self.operator_events.into());
+        out.bool(self.clear_requested);
+    }
+
+    fn decode(input: &mut RowReader<'_>) -> Result<Self, RowError> {
+        Ok(QueueItem {
+            tier: input.u8()?,
+            entered_at: input.get()?,
+            raised_event_id: input.get()?,
+            reasons: input.get()?,
+            claim: input.get()?,
+            unclaimed_since: input.get()?,
+            last_release: input.get()?,
+            operator_events: input.uint_as()?,
+            clear_requested: input.bool()?,
+        })
+    }
+}
+
+impl RowCodec for ClaimRecord {
+    fn encode(&self, out: &mut RowWriter) {
+        out.str(&self.by);
+        out.put(&self.at);
+        out.put(&self.event_id);
+        out.put(&self.reassigned_from);
+    }
+
+    fn decode(input: &mut RowReader<'_>) -> Result<Self, RowError> {
+        Ok(ClaimRecord {
+            by: input.string()?,
+            at: input.get()?,
+            event_id: input.get()?,
+            reassigned_from: input.get()?,
+        })
+    }
+}
+
+impl RowCodec for ReleaseRecord {
+    fn encode(&self, out: &mut RowWriter) {
+        out.str(&self.by);
+        out.str(&self.reason);
+        out.put(&self.at);
+        out.put(&self.event_id);
+    }
+
+    fn decode(input: &mut RowReader<'_>) -> Result<Self, RowError> {
+        Ok(ReleaseRecord {
+            by: input.string()?,
+            reason: input.string()?,
+            at: input.get()?,
+            event_id: input.get()?,
+        })
+    }
+}
+
+/// A tag byte per kind (0 raised, 1 claimed, 2 released, 3 cleared), then its fields.
+impl RowCodec for HistoryEntry {
+    fn encode(&self, out: &mut RowWriter) {
+        match self {
+            HistoryEntry::Raised {
+                seq,
+                at,
+                event_id,
+                tier,
+                previous_tier,
+                reasons,
+                ended_claim_of,
+            } => {
+                out.u8(0);
+                out.uint(*seq);
+                out.put(at);
+                out.put(event_id);
+                out.u8(*tier);
+                out.put(previous_tier);
+                out.put(reasons);
+                out.put(ended_claim_of);
+            }
+            HistoryEntry::Claimed {
+                seq,
+                at,
+                event_id,
+                by,
+                tier,
+                reassigned_from,
+            } => {
+                out.u8(1);
+                out.uint(*seq);
+                out.put(at);
+                out.put(event_id);
+                out.str(by);
+                out.u8(*tier);
+                out.put(reassigned_from);
+            }
+            HistoryEntry::Released {
+                seq,
+                at,
+                event_id,
+                by,
+                reason,
+            } => {
+                out.u8(2);
+                out.uint(*seq);
+                out.put(at);
+                out.put(event_id);
+                out.str(by);
+                out.str(reason);
+            }
+            HistoryEntry::Cleared {
+                seq,
+                at,
+                event_id,
+                reason,
+            } => {
+                out.u8(3);
+                out.uint(*seq);
+                out.put(at);
+                out.put(event_id);
+                out.str(reason);
+            }
+        }
+    }
+
+    fn decode(input: &mut RowReader<'_>) -> Result<Self, RowError> {
+        let kind = input.tag("history entry kind", |tag| (tag <= 3).then_some(tag))?;
+        let seq = input.uint()?;
+        let at = input.get()?;
+        let event_id = input.get()?;
+        Ok(match kind {
+            0 => HistoryEntry::Raised {
+                seq,
+                at,
+                event_id,
+                tier: input.u8()?,
+                previous_tier: input.get()?,
+                reasons: input.get()?,
+                ended_claim_of: input.get()?,
+            },
+            1 => HistoryEntry::Claimed {
+                seq,
+                at,
+                event_id,
+                by: input.string()?,
+                tier: input.u8()?,
+                reassigned_from: input.get()?,
+            },
+            2 => HistoryEntry::Released {
+                seq,
+                at,
+                event_id,
+                by: input.string()?,
+                reason: input.string()?,
+            },
+            _ => HistoryEntry::Cleared {
+                seq,
+                at,
+                event_id,
+                reason: input.string()?,
+            },
+        })
+    }
+}
+
+impl RowCodec for CustomerFilings {
+    fn encode(&self, out: &mut RowWriter) {
+        out.put(&self.filed_at);
+    }
+
+    fn decode(input: &mut RowReader<'_>) -> Result<Self, RowError> {
+        Ok(CustomerFilings {
+            filed_at: input.get()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plaint_projection::{decode_row, encode_row};
+
+    #[test]
+    fn every_history_kind_survives_the_row_form() {
+        let at: Timestamp = "2024-05-01T09:30:00.25Z".parse().unwrap();
+        let event_id = Uuid::from_u128(7);
+        let reasons = vec![EscalationReason {
+            rule: "vip".into(),
+            tier: 2,
+            detail: "VIP customer".into(),
+        }];
+        let history = vec![
+            HistoryEntry::Raised {
+                seq: 1,
+                at,
+                event_id,
+                tier: 2,
+                previous_tier: Some(1),
+                reasons: reasons.clone(),
+                ended_claim_of: Some("ana".into()),
+            },
+            HistoryEntry::Claimed {
+                seq: 2,
+                at,
+                event_id,
+                by: "ben".into(),
+                tier: 2,
+                reassigned_from: None,
+            },
+            HistoryEntry::Released {
+                seq: 3,
+                at,
+                event_id,
+                by: "ben".into(),
+                reason: "lunch".into(),
+            },
+            HistoryEntry::Cleared {
+                seq: 4,
+                at,
+                event_id,
+                reason: "resolved".into(),
+            },
+        ];
+        assert_eq!(decode_row(&encode_row(&history)), Ok(history));
+        let item = QueueItem {
+            tier: 3,
+            entered_at: at,
+            raised_event_id: event_id,
+            reasons,
+            claim: Some(ClaimRecord {
+                by: "ana".into(),
+                at,
+                event_id,
+                reassigned_from: Some("ben".into()),
+            }),
+            unclaimed_since: at,
+            last_release: Some(ReleaseRecord {
+                by: "ben".into(),
+                reason: "shift".into(),
+                at,
+                event_id,
+            }),
+            operator_events: 5,
+            clear_requested: true,
+        };
+        assert_eq!(decode_row(&encode_row(&item)), Ok(item));
+    }
 }

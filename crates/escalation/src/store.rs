@@ -1,7 +1,7 @@
 //! [`RowStore`]: the view's rows in memory, found by id through a hash map and addressed
 //! by slot, with the set of rows changed since the last `take_changes`.
 //!
-//! It persists exactly what `plaint_projection::ViewMap` would (same keys, same JSON, the
+//! It persists exactly what `plaint_projection::ViewMap` would (same keys, same bytes, the
 //! same rows marked changed by the same calls, changes listed in key order), but a lookup
 //! hashes the id once instead of comparing it with the ids along a B-tree path, and a
 //! complaint's slot lets the projector keep in-memory companions of a row in plain
@@ -11,9 +11,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use plaint_projection::{ProjectionError, ViewChange, ViewRow};
+use plaint_projection::{decode_row, encode_row, ProjectionError, RowCodec, ViewChange, ViewRow};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 /// Id → slot. The map is only looked up, never iterated for output, so hashing cannot
 /// change what the view shows or persists.
@@ -88,7 +87,7 @@ impl<V> Default for RowStore<V> {
     }
 }
 
-impl<V: Serialize + DeserializeOwned> RowStore<V> {
+impl<V: RowCodec + DeserializeOwned> RowStore<V> {
     pub fn slot(&self, id: &str) -> Option<u32> {
         self.slots.get(id).copied()
     }
@@ -175,8 +174,7 @@ impl<V: Serialize + DeserializeOwned> RowStore<V> {
         dirty
             .into_iter()
             .map(|slot| {
-                let value = serde_json::to_vec(&self.rows[slot as usize])
-                    .expect("view values serialise infallibly");
+                let value = encode_row(&self.rows[slot as usize]);
                 let key = [prefix.as_bytes(), self.ids[slot as usize].as_bytes()].concat();
                 (key, Some(value))
             })
@@ -189,7 +187,7 @@ impl<V: Serialize + DeserializeOwned> RowStore<V> {
         self.iter().map(move |(id, value)| {
             (
                 [prefix.as_slice(), id.as_bytes()].concat(),
-                serde_json::to_vec(value).expect("view values serialise infallibly"),
+                encode_row(value),
             )
         })
     }
@@ -206,12 +204,11 @@ impl<V: Serialize + DeserializeOwned> RowStore<V> {
             return Ok(None);
         };
         let key = String::from_utf8_lossy(key);
-        let value =
-            serde_json::from_slice(&row.1).map_err(|source| ProjectionError::CorruptRow {
-                projector,
-                key: key.clone().into_owned(),
-                source,
-            })?;
+        let value = decode_row(&row.1).map_err(|source| ProjectionError::UndecodableRow {
+            projector,
+            key: format!("{prefix}{key}"),
+            source,
+        })?;
         Ok(Some(self.put(&key, value).0))
     }
 

@@ -1073,6 +1073,30 @@ fn given_persisted_changes_when_restored_then_state_and_queries_match() {
     assert_eq!(restored.stats(t(900)), h.projector.stats(t(900)));
 }
 
+/// A view written before rows were binary (JSON rows) restores to the same state.
+#[test]
+fn given_json_rows_of_an_older_version_when_restored_then_the_state_is_the_same() {
+    use plaint_projection::decode_row;
+    let mut h = Harness::new();
+    busy_history(&mut h);
+    let json_rows: Vec<plaint_projection::ViewRow> = h
+        .projector
+        .rows()
+        .into_iter()
+        .map(|(key, value)| {
+            let json = if key.starts_with(b"complaint/") {
+                serde_json::to_vec(&decode_row::<crate::state::ComplaintRow>(&value).unwrap())
+            } else {
+                serde_json::to_vec(&decode_row::<crate::state::CustomerFilings>(&value).unwrap())
+            };
+            (key, json.unwrap())
+        })
+        .collect();
+    let mut restored = EscalationProjector::new(EscalationConfig::default()).unwrap();
+    restored.restore(&mut json_rows.into_iter()).unwrap();
+    assert_eq!(restored.rows(), h.projector.rows());
+}
+
 #[test]
 fn a_corrupt_row_is_reported_with_the_rebuild_hint() {
     let mut projector = EscalationProjector::new(EscalationConfig::default()).unwrap();

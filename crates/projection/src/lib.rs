@@ -14,14 +14,20 @@
 //! - [`ViewRow`], [`ViewChange`]: the persisted form of a view, one row per key.
 //! - [`digest_rows`]: the deterministic digest of a view, used to compare a rebuild with
 //!   the live view.
+//! - [`codec`]: the binary form of rows ([`RowCodec`], [`encode_row`], [`decode_row`],
+//!   which also reads the JSON rows of older versions).
 //!
 //! Projections keep their state in ordered maps, so the same events always give the same
 //! rows in the same order, and so the same digest.
 
+pub mod codec;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use plaint_events::{Event, Timestamp};
-use serde::{de::DeserializeOwned, Serialize};
+use serde::de::DeserializeOwned;
+
+pub use codec::{decode_row, encode_row, RowCodec, RowError, RowReader, RowWriter};
 
 /// A persisted row of a view: key and value bytes.
 pub type ViewRow = (Vec<u8>, Vec<u8>);
@@ -54,6 +60,13 @@ pub enum ProjectionError {
         key: String,
         #[source]
         source: serde_json::Error,
+    },
+    #[error("view row {key:?} of projector {projector} cannot be decoded ({source}); run `plaint rebuild {projector}`")]
+    UndecodableRow {
+        projector: &'static str,
+        key: String,
+        #[source]
+        source: RowError,
     },
 }
 
@@ -89,8 +102,7 @@ pub trait Projection: Send + 'static {
 }
 
 /// An ordered map of view rows that records which keys changed since the last
-/// [`ViewMap::take_changes`]. Values are stored as JSON so that operators can read a view
-/// with ordinary tools.
+/// [`ViewMap::take_changes`]. Values are stored in their binary row form ([`codec`]).
 #[derive(Debug, Clone)]
 pub struct ViewMap<V> {
     rows: BTreeMap<String, V>,
@@ -106,7 +118,7 @@ impl<V> Default for ViewMap<V> {
     }
 }
 
-impl<V: Serialize + DeserializeOwned> ViewMap<V> {
+impl<V: RowCodec + DeserializeOwned> ViewMap<V> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -164,10 +176,7 @@ impl<V: Serialize + DeserializeOwned> ViewMap<V> {
         dirty
             .into_iter()
             .map(|key| {
-                let value = self
-                    .rows
-                    .get(&key)
-                    .map(|v| serde_json::to_vec(v).expect("view values serialise infallibly"));
+                let value = self.rows.get(&key).map(encode_row);
                 (format!("{prefix}{key}").into_bytes(), value)
             })
             .collect()
@@ -185,12 +194,11 @@ impl<V: Serialize + DeserializeOwned> ViewMap<V> {
             return Ok(false);
         };
         let key = String::from_utf8_lossy(key).into_owned();
-        let value =
-            serde_json::from_slice(&row.1).map_err(|source| ProjectionError::CorruptRow {
-                projector,
-                key: key.clone(),
-                source,
-            })?;
+        let value = decode_row(&row.1).map_err(|source| ProjectionError::UndecodableRow {
+            projector,
+            key: format!("{prefix}{key}"),
+            source,
+        })?;
         self.rows.insert(key, value);
         Ok(true)
     }
@@ -228,8 +236,8 @@ mod tests {
         assert_eq!(
             changes,
             vec![
-                (b"x/a".to_vec(), Some(b"2".to_vec())),
-                (b"x/b".to_vec(), Some(b"2".to_vec()))
+                (b"x/a".to_vec(), Some(encode_row(&2u32))),
+                (b"x/b".to_vec(), Some(encode_row(&2u32)))
             ]
         );
         assert!(map.take_changes("x/").is_empty());
@@ -251,6 +259,9 @@ mod tests {
             assert!(restored.restore_row("t", "p/", row).unwrap());
         }
         assert_eq!(restored.get("k"), Some(&vec![1, 2]));
+        let damaged = (b"p/x".to_vec(), vec![codec::ROW_FORMAT_V1, 5]);
+        let error = restored.restore_row("t", "p/", &damaged).unwrap_err();
+        assert!(error.to_string().contains("\"p/x\""), "{error}");
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use plaint_events::{own, subjects, Event, EventBody, EventType, SlaBreached, SlaMetric};
-use plaint_projection::{digest_rows, Effect, Projection, ProjectionError, ViewChange, ViewRow};
+use plaint_projection::{
+    decode_row, digest_rows, Effect, Projection, ProjectionError, ViewChange, ViewRow,
+};
 use serde::Serialize;
 
 use crate::calendar::{Calendar, ALL_HOURS};
@@ -494,35 +496,12 @@ impl SlaProjector {
     }
 
     fn row_bytes(&self, complaint: &Complaint) -> Vec<u8> {
-        let row = ComplaintRow {
-            region: self.regions.name(complaint.region).to_string(),
-            category: self.categories.name(complaint.category).to_string(),
-            policy: self.policy_name(complaint).to_string(),
-            status: complaint.status,
-            filed_at: ts(complaint.filed_at),
-            last_event_at: ts(complaint.last_event_at),
-            paused_since: opt_ts(complaint.paused_since),
-            first_response: ClockRow::from_clock(&complaint.clocks[0]),
-            resolution: ClockRow::from_clock(&complaint.clocks[1]),
-            periodic_update: ClockRow::from_clock(&complaint.clocks[2]),
-            next_promise: complaint.next_promise,
-            promises: complaint
-                .promises
-                .iter()
-                .map(|p| PromiseRow {
-                    serial: p.serial,
-                    promised_at: ts(p.promised_at),
-                    due_at: ts(p.due_at),
-                    breached: p.breached,
-                })
-                .collect(),
-            completed: complaint
-                .completed
-                .iter()
-                .map(RecordRow::from_record)
-                .collect(),
-        };
-        serde_json::to_vec(&row).expect("rows serialise infallibly")
+        encode_complaint(
+            complaint,
+            self.regions.name(complaint.region),
+            self.categories.name(complaint.category),
+            self.policy_name(complaint),
+        )
     }
 
     fn restore_row(&mut self, id: &str, row: ComplaintRow) {
@@ -980,7 +959,7 @@ impl Projection for SlaProjector {
             };
             let id = String::from_utf8_lossy(id).into_owned();
             let row: ComplaintRow =
-                serde_json::from_slice(&value).map_err(|source| ProjectionError::CorruptRow {
+                decode_row(&value).map_err(|source| ProjectionError::UndecodableRow {
                     projector: "sla",
                     key: format!("{ROW_PREFIX}{id}"),
                     source,

@@ -2,11 +2,12 @@
 //!
 //! In memory every time is Unix seconds (`i64`, [`NONE`] for absent) and names are
 //! interned indexes, so that a million open complaints stay small. The row form
-//! ([`ComplaintRow`]) spells everything out (RFC 3339 times, names) so operators can read
-//! it and so that it does not depend on interning order.
+//! ([`ComplaintRow`], binary as every view row, see `plaint_projection::codec`) spells
+//! names out, so that it does not depend on interning order.
 
 use jiff::Timestamp;
 use plaint_events::SlaMetric;
+use plaint_projection::{RowCodec, RowError, RowReader, RowWriter};
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::Calendar;
@@ -377,18 +378,6 @@ pub(crate) struct RecordRow {
 }
 
 impl ClockRow {
-    pub(crate) fn from_clock(clock: &Clock) -> ClockRow {
-        ClockRow {
-            phase: clock.phase,
-            breached: clock.breached,
-            started_at: opt_ts(clock.started_at),
-            used_seconds: clock.used,
-            running_since: opt_ts(clock.since),
-            due_at: opt_ts(clock.due_at),
-            met_at: opt_ts(clock.met_at),
-        }
-    }
-
     /// The clock without its derived warn time (the caller schedules it).
     pub(crate) fn to_clock(&self) -> Clock {
         Clock {
@@ -405,17 +394,6 @@ impl ClockRow {
 }
 
 impl RecordRow {
-    pub(crate) fn from_record(record: &Record) -> RecordRow {
-        RecordRow {
-            metric: record.metric,
-            started_at: ts(record.started_at),
-            due_at: opt_ts(record.due_at),
-            met_at: opt_ts(record.met_at),
-            used_seconds: record.used,
-            breached: record.breached,
-        }
-    }
-
     pub(crate) fn to_record(&self) -> Record {
         Record {
             metric: self.metric,
@@ -425,5 +403,175 @@ impl RecordRow {
             met_at: from_opt_ts(self.met_at),
             used: self.used_seconds,
         }
+    }
+}
+
+// ---- binary row form (see `plaint_projection::codec`): fields in declaration order ----
+
+plaint_projection::enum_codec!(ClockPhase, "clock phase", {
+    ClockPhase::Off = 0,
+    ClockPhase::Idle = 1,
+    ClockPhase::Running = 2,
+    ClockPhase::Paused = 3,
+    ClockPhase::Stopped = 4,
+    ClockPhase::Met = 5,
+});
+
+/// An optional time kept as seconds ([`NONE`] for absent), as `Option<Timestamp>` encodes.
+fn put_opt_seconds(out: &mut RowWriter, seconds: i64) {
+    out.put(&opt_ts(seconds));
+}
+
+/// The row of `complaint` written straight from the compact state: the bytes
+/// `encode_row(&ComplaintRow { .. })` would give, without building the row's strings and
+/// vectors first (take_changes writes every changed complaint).
+pub(crate) fn encode_complaint(
+    complaint: &Complaint,
+    region: &str,
+    category: &str,
+    policy: &str,
+) -> Vec<u8> {
+    let mut out = RowWriter::new();
+    out.str(region);
+    out.str(category);
+    out.str(policy);
+    out.put(&complaint.status);
+    out.put(&ts(complaint.filed_at));
+    out.put(&ts(complaint.last_event_at));
+    put_opt_seconds(&mut out, complaint.paused_since);
+    for clock in &complaint.clocks {
+        encode_clock(&mut out, clock);
+    }
+    out.uint(complaint.next_promise.into());
+    out.uint(complaint.promises.len() as u64);
+    for promise in &complaint.promises {
+        out.uint(promise.serial.into());
+        out.put(&ts(promise.promised_at));
+        out.put(&ts(promise.due_at));
+        out.bool(promise.breached);
+    }
+    out.uint(complaint.completed.len() as u64);
+    for record in &complaint.completed {
+        encode_record(&mut out, record);
+    }
+    out.finish()
+}
+
+fn encode_clock(out: &mut RowWriter, clock: &Clock) {
+    out.put(&clock.phase);
+    out.bool(clock.breached);
+    put_opt_seconds(out, clock.started_at);
+    out.int(clock.used);
+    put_opt_seconds(out, clock.since);
+    put_opt_seconds(out, clock.due_at);
+    put_opt_seconds(out, clock.met_at);
+}
+
+fn encode_record(out: &mut RowWriter, record: &Record) {
+    out.put(&record.metric);
+    out.put(&ts(record.started_at));
+    put_opt_seconds(out, record.due_at);
+    put_opt_seconds(out, record.met_at);
+    out.int(record.used);
+    out.bool(record.breached);
+}
+
+impl RowCodec for ComplaintRow {
+    fn encode(&self, out: &mut RowWriter) {
+        out.str(&self.region);
+        out.str(&self.category);
+        out.str(&self.policy);
+        out.put(&self.status);
+        out.put(&self.filed_at);
+        out.put(&self.last_event_at);
+        out.put(&self.paused_since);
+        out.put(&self.first_response);
+        out.put(&self.resolution);
+        out.put(&self.periodic_update);
+        out.uint(self.next_promise.into());
+        out.put(&self.promises);
+        out.put(&self.completed);
+    }
+
+    fn decode(input: &mut RowReader<'_>) -> Result<Self, RowError> {
+        Ok(ComplaintRow {
+            region: input.string()?,
+            category: input.string()?,
+            policy: input.string()?,
+            status: input.get()?,
+            filed_at: input.get()?,
+            last_event_at: input.get()?,
+            paused_since: input.get()?,
+            first_response: input.get()?,
+            resolution: input.get()?,
+            periodic_update: input.get()?,
+            next_promise: input.uint_as()?,
+            promises: input.get()?,
+            completed: input.get()?,
+        })
+    }
+}
+
+impl RowCodec for ClockRow {
+    fn encode(&self, out: &mut RowWriter) {
+        out.put(&self.phase);
+        out.bool(self.breached);
+        out.put(&self.started_at);
+        out.int(self.used_seconds);
+        out.put(&self.running_since);
+        out.put(&self.due_at);
+        out.put(&self.met_at);
+    }
+
+    fn decode(input: &mut RowReader<'_>) -> Result<Self, RowError> {
+        Ok(ClockRow {
+            phase: input.get()?,
+            breached: input.bool()?,
+            started_at: input.get()?,
+            used_seconds: input.int()?,
+            running_since: input.get()?,
+            due_at: input.get()?,
+            met_at: input.get()?,
+        })
+    }
+}
+
+impl RowCodec for PromiseRow {
+    fn encode(&self, out: &mut RowWriter) {
+        out.uint(self.serial.into());
+        out.put(&self.promised_at);
+        out.put(&self.due_at);
+        out.bool(self.breached);
+    }
+
+    fn decode(input: &mut RowReader<'_>) -> Result<Self, RowError> {
+        Ok(PromiseRow {
+            serial: input.uint_as()?,
+            promised_at: input.get()?,
+            due_at: input.get()?,
+            breached: input.bool()?,
+        })
+    }
+}
+
+impl RowCodec for RecordRow {
+    fn encode(&self, out: &mut RowWriter) {
+        out.put(&self.metric);
+        out.put(&self.started_at);
+        out.put(&self.due_at);
+        out.put(&self.met_at);
+        out.int(self.used_seconds);
+        out.bool(self.breached);
+    }
+
+    fn decode(input: &mut RowReader<'_>) -> Result<Self, RowError> {
+        Ok(RecordRow {
+            metric: input.get()?,
+            started_at: input.get()?,
+            due_at: input.get()?,
+            met_at: input.get()?,
+            used_seconds: input.int()?,
+            breached: input.bool()?,
+        })
     }
 }
