@@ -949,26 +949,28 @@ impl TrendEngine {
         for c in due {
             // The simulations are the bulk of the engine's cost; when what they depend on
             // has hardly moved since the last ones (typical total within 15 %, dispersion
-            // within 0.1, misfit within a quarter), the thresholds would come out the same
-            // up to simulation noise, so they are kept for another period (at most a
-            // year). A rebaseline clears `calibrated_for` and forces new ones.
+            // within 0.1, each window's variance factor within a half), the thresholds
+            // would come out the same up to simulation noise, so they are kept for another
+            // period (at most a year). A rebaseline clears `calibrated_for` and forces new
+            // ones.
             let now = self.typical_total(c, t).map(|m| {
                 let column = &self.columns[c];
                 (m, column.phi_cell, column.misfit, t)
             });
             let column = &self.columns[c];
-            // A window's threshold follows its variance factor `phi + misfit_w * E_w`.
+            // The scan scores are divided by the current variance factor
+            // `phi + misfit_w * E_w` of their window, so a threshold depends on it only
+            // through the shape of the null distribution: a loose tolerance will do.
             let windows_unchanged = column.misfit_w.len() == column.calibrated_misfit_w.len()
                 && self.config.scan_windows.iter().enumerate().all(|(wi, &w)| {
                     let (m, m0) = (column.misfit_w[wi], column.calibrated_misfit_w[wi]);
                     let e = now.map_or(0.0, |n| n.0) * w as f64;
-                    (m - m0).abs() * e <= 0.2 * (column.phi_cell + m0 * e)
+                    (m - m0).abs() * e <= 0.5 * (column.phi_cell + m0 * e)
                 });
             let unchanged = match (column.calibrated_for, now) {
-                (Some((m0, p0, f0, at)), Some((m, p, f, _))) => {
+                (Some((m0, p0, _, at)), Some((m, p, _, _))) => {
                     (m / m0).ln().abs() < 1.15f64.ln()
                         && (p - p0).abs() < 0.1
-                        && (f - f0).abs() <= 0.25 * f0 + 1e-4
                         && windows_unchanged
                         && t - at < self.config.bucket.per_year() as u64
                 }

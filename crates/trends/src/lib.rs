@@ -78,7 +78,7 @@
 //!   whatever its length, since sliding it by a bucket moves its sum by about one bucket's
 //!   standard deviation, far more than its excess over the threshold. They are simulated
 //!   every 91 buckets, one series at a time, unless nothing they depend on has moved
-//!   (typical total within 15 %, dispersion, each window's variance factor within a fifth,
+//!   (typical total within 15 %, dispersion, each window's variance factor within a half,
 //!   no new level; at least once a year): the simulations are most of the engine's cost;
 //!   25 % to the total's CUSUM. They are part of the persisted state and shown by
 //!   [`TrendsProjector::model`].
