@@ -266,6 +266,8 @@ where
 
     let began = Instant::now();
     let mut rebuilt = EscalationProjector::new(EscalationConfig::default()).expect("valid");
+    // As `plaint_runner::rebuild` does: its effects are discarded, so none are built.
+    rebuilt.set_rebuilding(true);
     for (i, event) in log.iter().enumerate() {
         rebuilt.apply(i as u64 + 1, event);
     }
@@ -274,6 +276,7 @@ where
 
     let began = Instant::now();
     let mut rebuilt = EscalationProjector::new(EscalationConfig::default()).expect("valid");
+    rebuilt.set_rebuilding(true);
     let mut rows = 0;
     for (i, event) in log.iter().enumerate() {
         rebuilt.apply(i as u64 + 1, event);

@@ -159,6 +159,9 @@ pub struct EscalationProjector {
     /// they became unclaimed. After a restart every unclaimed item is alerted once more
     /// (with the same msg id, so within the stream's duplicate window it is absorbed).
     awaiting_alert: BTreeSet<(Timestamp, Arc<str>)>,
+    /// Effects are discarded (see `Projection::set_rebuilding`): raises and clears are
+    /// decided (the pending raise is state) but their events are not built.
+    rebuilding: bool,
 }
 
 impl std::fmt::Debug for EscalationProjector {
@@ -188,6 +191,7 @@ impl EscalationProjector {
             source: own::source("escalation"),
             queues: Default::default(),
             awaiting_alert: BTreeSet::new(),
+            rebuilding: false,
         })
     }
 
@@ -327,6 +331,10 @@ impl EscalationProjector {
         if Some(target) <= standing.max(pending) {
             return Vec::new();
         }
+        if self.rebuilding {
+            self.companions[slot as usize].pending_raise = Some(target);
+            return Vec::new();
+        }
         let reasons = rules::evaluate(&self.config, &row.rule_facts());
         let region = row.region.clone();
         let mut trigger_id = Uuid::encode_buffer();
@@ -358,6 +366,9 @@ impl EscalationProjector {
     }
 
     fn clear(&mut self, slot: u32, trigger: &Event, reason: ComplaintStatus) -> Vec<Effect> {
+        if self.rebuilding {
+            return Vec::new();
+        }
         let complaint_id = &trigger.complaint_id;
         let mut trigger_id = Uuid::encode_buffer();
         let trigger_id = trigger.id.hyphenated().encode_lower(&mut trigger_id);
@@ -746,6 +757,10 @@ impl Projection for EscalationProjector {
     fn next_wakeup(&self) -> Option<Timestamp> {
         let (since, _) = self.awaiting_alert.first()?;
         since.checked_add(self.config.unclaimed_alert_after).ok()
+    }
+
+    fn set_rebuilding(&mut self, rebuilding: bool) {
+        self.rebuilding = rebuilding;
     }
 
     fn take_changes(&mut self) -> Vec<ViewChange> {

@@ -206,10 +206,12 @@ impl Harness {
         self.projector.history(complaint)?.current.map(|c| c.tier)
     }
 
+    /// The log replayed as a rebuild does: effects discarded, so none are built.
     pub fn rebuilt(&self) -> EscalationProjector {
         let mut fresh = EscalationProjector::new(self.projector.config().clone()).unwrap();
+        fresh.set_rebuilding(true);
         for (i, event) in self.log.iter().enumerate() {
-            fresh.apply(i as u64 + 1, event);
+            assert_eq!(fresh.apply(i as u64 + 1, event), vec![]);
         }
         fresh
     }

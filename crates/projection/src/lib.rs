@@ -97,6 +97,11 @@ pub trait Projection: Send + 'static {
     /// Rows changed since the last call, to be committed with the checkpoint.
     fn take_changes(&mut self) -> Vec<ViewChange>;
 
+    /// Whether the runner throws away what `apply` returns (a rebuild, an offline
+    /// catch-up: the effects of logged events are in the log already). A projector may
+    /// then skip building effects; its rows and every other state must come out the same.
+    fn set_rebuilding(&mut self, _rebuilding: bool) {}
+
     /// Restores the state from its persisted rows (in key order), replacing any state held.
     fn restore(&mut self, rows: &mut dyn Iterator<Item = ViewRow>) -> Result<(), ProjectionError>;
 }

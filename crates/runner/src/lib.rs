@@ -170,14 +170,19 @@ pub async fn catch_up_in_memory<P: Projection>(
     let from = handle.checkpoint() + 1;
     let mut applied = 0;
     let mut projector = handle.lock();
-    for item in log.read_range(from, log.last_seq()) {
-        let (seq, bytes) = item?;
-        let event = decode_entry(seq, &bytes)?;
-        projector.apply(seq, &event);
-        handle.checkpoint.store(seq, Ordering::Release);
-        applied += 1;
-    }
-    Ok(applied)
+    projector.set_rebuilding(true);
+    let caught_up = (|| {
+        for item in log.read_range(from, log.last_seq()) {
+            let (seq, bytes) = item?;
+            let event = decode_entry(seq, &bytes)?;
+            projector.apply(seq, &event);
+            handle.checkpoint.store(seq, Ordering::Release);
+            applied += 1;
+        }
+        Ok(applied)
+    })();
+    projector.set_rebuilding(false);
+    caught_up
 }
 
 /// The name of a projector's view tree.
@@ -498,6 +503,9 @@ pub async fn rebuild<P: Projection>(
     options: RunnerOptions,
     mut progress: impl FnMut(u64),
 ) -> Result<RebuildReport, RunnerError> {
+    let mut fresh = fresh;
+    // Its effects are dropped below, so it need not build them.
+    fresh.set_rebuilding(true);
     let name = fresh.name();
     log.db().open_tree(view_tree_name(name))?.clear()?;
     // Large batches: a row touched by many events of a batch is encoded and written once,

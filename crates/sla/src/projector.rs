@@ -64,6 +64,9 @@ pub struct SlaProjector {
     /// Open cycles whose breach is recorded, keyed by deadline (oldest = latest first).
     pub(crate) open_breaches: BTreeSet<DeadlineKey>,
     dirty: Vec<u32>,
+    /// Effects are discarded (see `Projection::set_rebuilding`): met-late breaches are
+    /// not built.
+    rebuilding: bool,
 }
 
 /// A metric met after its deadline with no breach recorded yet; becomes a met-late
@@ -148,6 +151,7 @@ impl SlaProjector {
             index: DeadlineIndex::default(),
             open_breaches: BTreeSet::new(),
             dirty: Vec::new(),
+            rebuilding: false,
         })
     }
 
@@ -327,6 +331,7 @@ impl SlaProjector {
             open_breaches,
             region_calendar,
             dirty,
+            rebuilding,
             ..
         } = self;
         let complaint = &mut complaints[slot as usize];
@@ -479,6 +484,9 @@ impl SlaProjector {
         if !complaint.dirty {
             complaint.dirty = true;
             dirty.push(slot);
+        }
+        if *rebuilding {
+            return;
         }
         for late in met_late {
             effects.extend(breach_effects(
@@ -924,6 +932,10 @@ impl Projection for SlaProjector {
 
     fn next_wakeup(&self) -> Option<Timestamp> {
         self.index.next_wakeup().map(ts)
+    }
+
+    fn set_rebuilding(&mut self, rebuilding: bool) {
+        self.rebuilding = rebuilding;
     }
 
     fn take_changes(&mut self) -> Vec<ViewChange> {
