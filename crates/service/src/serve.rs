@@ -158,19 +158,10 @@ fn open_log(config: &Config) -> Result<Log, ServeError> {
 fn add_runner<P: Projection>(
     runners: &mut Vec<BoxFuture<'static, Result<(), plaint_runner::RunnerError>>>,
     statuses: &mut Vec<Arc<dyn ProjectorStatus>>,
-    log: &Log,
-    projector: P,
-    sink: Arc<dyn EffectSink>,
-    clock: Arc<dyn Clock>,
+    runner: Result<Runner<P>, plaint_runner::RunnerError>,
     shutdown: &CancellationToken,
 ) -> Result<ProjectorHandle<P>, ServeError> {
-    let runner = Runner::new(
-        log.clone(),
-        projector,
-        sink,
-        clock,
-        RunnerOptions::default(),
-    )?;
+    let runner = runner?;
     let handle = runner.handle();
     statuses.push(Arc::new(handle.clone()));
     let shutdown = shutdown.clone();
@@ -192,29 +183,37 @@ impl Node {
             trends,
         } = projectors(&config)?;
         let log = open_log(&config)?;
+        // Each runner restores its projector's view from its rows: independent work that
+        // dominates a big node's start, so on threads of their own.
+        fn new_runner<P: Projection>(
+            log: &Log,
+            projector: P,
+            sink: &Arc<dyn EffectSink>,
+            clock: &Arc<dyn Clock>,
+        ) -> Result<Runner<P>, plaint_runner::RunnerError> {
+            let options = RunnerOptions::default();
+            Runner::new(log.clone(), projector, sink.clone(), clock.clone(), options)
+        }
+        fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+            handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }
+        let (complaints, sla, escalation, trends) = std::thread::scope(|scope| {
+            let complaints =
+                scope.spawn(|| new_runner(&log, ComplaintsProjector::new(), &sink, &clock));
+            let sla = scope.spawn(|| new_runner(&log, sla, &sink, &clock));
+            let escalation = scope.spawn(|| new_runner(&log, escalation, &sink, &clock));
+            let trends = scope.spawn(|| new_runner(&log, trends, &sink, &clock));
+            (join(complaints), join(sla), join(escalation), join(trends))
+        });
         let mut runners = Vec::new();
         let mut all = Vec::new();
         let (r, a) = (&mut runners, &mut all);
-        let complaints = add_runner(
-            r,
-            a,
-            &log,
-            ComplaintsProjector::new(),
-            sink.clone(),
-            clock.clone(),
-            &shutdown,
-        )?;
-        let sla = add_runner(r, a, &log, sla, sink.clone(), clock.clone(), &shutdown)?;
-        let escalation = add_runner(
-            r,
-            a,
-            &log,
-            escalation,
-            sink.clone(),
-            clock.clone(),
-            &shutdown,
-        )?;
-        let trends = add_runner(r, a, &log, trends, sink.clone(), clock.clone(), &shutdown)?;
+        let complaints = add_runner(r, a, complaints, &shutdown)?;
+        let sla = add_runner(r, a, sla, &shutdown)?;
+        let escalation = add_runner(r, a, escalation, &shutdown)?;
+        let trends = add_runner(r, a, trends, &shutdown)?;
         let views = Views {
             complaints,
             sla,
