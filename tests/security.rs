@@ -311,20 +311,10 @@ async fn an_analyst_reads_alerts_and_nothing_else() {
         .subscribe("complaints.alerts.>")
         .await
         .unwrap();
-    analyst.client.flush().await.unwrap();
-    let alert = json!({"alert": "sla_breached", "complaint": "C-1"});
-    let escalation = json!({"tier": 2, "complaint": "C-1"});
-    for (subject, body) in [
-        ("complaints.alerts.sla.breached.eu", &alert),
-        ("complaints.escalations.2.eu", &escalation),
-        ("complaints.alerts.trends.all.billing", &alert),
-    ] {
-        plaint.publish_acked(subject, body).await;
-    }
-    let first = timeout(WAIT, live.next()).await.unwrap().unwrap();
-    assert_eq!(first.subject.as_str(), "complaints.alerts.sla.breached.eu");
-
-    // The stream's history, through a pull consumer filtered to alerts.
+    // The stream's history, through a pull consumer filtered to alerts. Created before the
+    // alerts are published: creating it is a request the server answers, so the live
+    // subscription above is registered by then (a client flush only writes the SUB out; a
+    // publish from another connection could overtake it).
     let consumer: jetstream::consumer::PullConsumer = timeout(
         WAIT,
         analyst.js.create_consumer_on_stream(
@@ -339,6 +329,23 @@ async fn an_analyst_reads_alerts_and_nothing_else() {
     .await
     .unwrap()
     .expect("an analyst may create a consumer on COMPLAINT_ALERTS filtered to alerts");
+    let alert = json!({"alert": "sla_breached", "complaint": "C-1"});
+    let escalation = json!({"tier": 2, "complaint": "C-1"});
+    for (subject, body) in [
+        ("complaints.alerts.sla.breached.eu", &alert),
+        ("complaints.escalations.2.eu", &escalation),
+        ("complaints.alerts.trends.all.billing", &alert),
+    ] {
+        plaint.publish_acked(subject, body).await;
+    }
+    let first = timeout(WAIT, live.next()).await.unwrap().unwrap();
+    assert_eq!(first.subject.as_str(), "complaints.alerts.sla.breached.eu");
+    let second = timeout(WAIT, live.next()).await.unwrap().unwrap();
+    assert_eq!(
+        second.subject.as_str(),
+        "complaints.alerts.trends.all.billing"
+    );
+
     let mut batch = consumer
         .fetch()
         .max_messages(10)
