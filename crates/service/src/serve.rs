@@ -177,12 +177,25 @@ impl Node {
         clock: Arc<dyn Clock>,
         shutdown: CancellationToken,
     ) -> Result<Node, ServeError> {
+        let projectors = projectors(&config)?;
+        let log = open_log(&config)?;
+        Self::assemble_with_log(config, log, projectors, sink, clock, shutdown)
+    }
+
+    /// Restores every projector over an open log.
+    pub fn assemble_with_log(
+        config: Config,
+        log: Log,
+        projectors: Projectors,
+        sink: Arc<dyn EffectSink>,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+    ) -> Result<Node, ServeError> {
         let Projectors {
             sla,
             escalation,
             trends,
-        } = projectors(&config)?;
-        let log = open_log(&config)?;
+        } = projectors;
         // Each runner restores its projector's view from its rows: independent work that
         // dominates a big node's start, so on threads of their own.
         fn new_runner<P: Projection>(
@@ -279,20 +292,21 @@ pub async fn serve_with_clock(
     let js = nats::jetstream(client.clone(), &config.nats);
     plaint_ingest::ensure_streams(&js, &config.topology).await?;
     let sink: Arc<dyn EffectSink> = Arc::new(NatsEffects::new(js.clone()));
-    let node = {
+    // A bad projector config fails the start before anything runs.
+    let projectors = projectors(&config)?;
+    let log = {
         let config = config.clone();
-        let shutdown = shutdown.clone();
-        tokio::task::spawn_blocking(move || Node::assemble(config, sink, clock, shutdown))
+        tokio::task::spawn_blocking(move || open_log(&config))
             .await
             .map_err(|e| ServeError::Other(e.to_string()))??
     };
     let ingester = Ingester::new(
-        node.log.clone(),
+        log.clone(),
         js.clone(),
         config.topology.clone(),
         config.ingest.options(),
     );
-    let api = node.api(Some(ingester.metrics()), "server", Some(js.clone()));
+    let metrics = ingester.metrics();
     let tracker = TaskTracker::new();
     let failure = CancellationToken::new();
     let first_failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
@@ -308,16 +322,40 @@ pub async fn serve_with_clock(
             failure.cancel();
         }
     };
+    // Ingest needs only the log, so it resumes while the views restore (on a big node that
+    // is most of the start: 15 s of the 18 s at 10 million events); the projectors then
+    // catch up from their checkpoints as always.
+    let ingest_stop = shutdown.child_token();
     {
-        let shutdown = shutdown.clone();
+        let stop = ingest_stop.clone();
         let fail = fail.clone();
         tracker.spawn(async move {
-            if let Err(error) = ingester.run(shutdown).await {
+            if let Err(error) = ingester.run(stop).await {
                 fail("ingest", error.to_string());
             }
         });
     }
-    let Node { runners, log, .. } = node;
+    let node = {
+        let (config, log, shutdown) = (config.clone(), log.clone(), shutdown.clone());
+        tokio::task::spawn_blocking(move || {
+            Node::assemble_with_log(config, log, projectors, sink, clock, shutdown)
+        })
+        .await
+        .map_err(|e| ServeError::Other(e.to_string()))
+        .and_then(|assembled| assembled)
+    };
+    let node = match node {
+        Ok(node) => node,
+        Err(error) => {
+            // Stop the ingest started above before reporting.
+            ingest_stop.cancel();
+            tracker.close();
+            tracker.wait().await;
+            return Err(error);
+        }
+    };
+    let api = node.api(Some(metrics), "server", Some(js.clone()));
+    let Node { runners, .. } = node;
     for runner in runners {
         let fail = fail.clone();
         tracker.spawn(async move {
