@@ -506,26 +506,15 @@ impl Log {
                 let record = record.ok_or_else(|| {
                     corrupt(seq, "the segment's index records are unreadable".into())
                 })?;
-                let seq32 = u32::try_from(seq).map_err(|_| LogError::Full(seq - 1))?;
-                let key = id_key(&record.id);
-                for candidate in ids.candidates(key) {
-                    if Self::id_at(tree, candidate)? == Some(record.id) {
-                        return Err(corrupt(
-                            seq,
-                            format!("event id {} appears twice", record.id),
-                        ));
-                    }
+                if Self::is_indexed(tree, &ids, &record.id)? {
+                    return Err(corrupt(
+                        seq,
+                        format!("event id {} appears twice", record.id),
+                    ));
                 }
-                ids.insert(key, seq32);
-                streams.record(
-                    complaint_key(record.complaint_id),
-                    record.region,
-                    record.event_type,
-                    seq32,
-                );
-                // Merging as the scan goes keeps the peak near the final size.
-                ids.merge_if_due();
-                streams.merge_if_due();
+                let complaint = complaint_key(record.complaint_id);
+                let entry = (&record.id, complaint, record.region, record.event_type);
+                Self::index_scanned(&mut ids, &mut streams, entry, seq)?;
                 last_chain = record.chain;
                 seq += 1;
             }
@@ -561,16 +550,13 @@ impl Log {
                 corrupt(first_seq, "the last segment has no index records".into())
             })?;
             let metas = format::decode_meta(&metas_value).unwrap_or_default();
-            let mut previous = if first_seq == 1 {
-                [0u8; 32]
-            } else {
-                Self::chain_before(tree, first_seq).ok_or_else(|| {
+            let mut previous =
+                Self::chain_at_segment_end(tree, first_seq - 1)?.ok_or_else(|| {
                     corrupt(
                         first_seq,
                         "the chain before the last segment is missing".into(),
                     )
-                })?
-            };
+                })?;
             for ((seq, bytes), meta) in view.iter().zip(&metas) {
                 let chain = format::chain_hash(&previous, seq, bytes);
                 if chain != meta.chain {
@@ -585,12 +571,32 @@ impl Log {
         Ok((State { head, ids, streams }, from))
     }
 
-    fn chain_before(tree: &sled::Tree, first_seq: u64) -> Option<[u8; 32]> {
-        let (_, value) = tree
-            .range(format::meta_key(0)..format::meta_key(first_seq))
-            .next_back()?
-            .ok()?;
-        format::decode_meta(&value)?.last().map(|m| m.chain)
+    /// Whether an earlier entry has this id (fingerprints may collide: the index records
+    /// say whose id each candidate is).
+    fn is_indexed(tree: &sled::Tree, ids: &IdIndex, id: &Uuid) -> Result<bool, LogError> {
+        for earlier in ids.candidates(id_key(id)) {
+            if Self::id_at(tree, earlier)? == Some(*id) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Indexes the entry at `seq` during a scan of the index records (an open without a
+    /// snapshot, `verify`), which owns its indexes.
+    fn index_scanned(
+        ids: &mut IdIndex,
+        streams: &mut StreamIndex,
+        (id, complaint, region, event_type): (&Uuid, u128, &str, plaint_events::EventType),
+        seq: u64,
+    ) -> Result<(), LogError> {
+        let seq32 = u32::try_from(seq).map_err(|_| LogError::Full(seq - 1))?;
+        ids.insert(id_key(id), seq32);
+        streams.record(complaint, region, event_type, seq32);
+        // Merging as the scan goes keeps the peak near the final size.
+        ids.merge_if_due();
+        streams.merge_if_due();
+        Ok(())
     }
 
     /// The index record at `seq`, read from its segment's `m` value.
@@ -831,12 +837,7 @@ impl Log {
                     );
                     return Ok(report);
                 }
-                let id_key = id_key(&meta.id);
-                let mut seen = false;
-                for earlier in ids.candidates(id_key) {
-                    seen |= Self::id_at(&self.inner.tree, earlier)? == Some(meta.id);
-                }
-                if seen {
+                if Self::is_indexed(&self.inner.tree, &ids, &meta.id)? {
                     fail(
                         &mut report,
                         seq,
@@ -869,11 +870,8 @@ impl Log {
                         return Ok(report);
                     }
                 }
-                let seq32 = u32::try_from(seq).map_err(|_| LogError::Full(seq - 1))?;
-                ids.insert(id_key, seq32);
-                streams.record(complaint, &meta.region, meta.event_type, seq32);
-                ids.merge_if_due();
-                streams.merge_if_due();
+                let entry = (&meta.id, complaint, meta.region.as_str(), meta.event_type);
+                Self::index_scanned(&mut ids, &mut streams, entry, seq)?;
                 previous = chain;
                 report.entries += 1;
             }
