@@ -179,7 +179,9 @@ async fn old_events_are_never_rejected_for_their_age() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_poison_loses_nothing_and_blocks_nothing() {
-    let mut node = Node::new().await;
+    // Few publish-ack permits: a batch's hundreds of rejections must be published in
+    // windows (all at once would wait forever for a permit).
+    let mut node = Node::with_config(|c| c.nats.max_ack_inflight = 64).await;
     node.start();
     // 2,000 valid events, each followed by a poison message (alternating reasons).
     let mut valid_ids = std::collections::HashSet::new();

@@ -573,3 +573,52 @@ async fn scripted_scenario_alerts_and_breaches_exactly_once_across_restarts() {
         "rebuild reproduces the live view"
     );
 }
+
+/// A tick that breaches more complaints than the JetStream context lends publish-ack
+/// permits (`max_ack_inflight`) still delivers every alert and breach event: the sink
+/// awaits acks as its window fills instead of publishing everything first (which waited
+/// for a permit forever and stalled the projector).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_with_more_breaches_than_the_ack_window_delivers_them_all() {
+    let section = plaint_service::Config::parse(Path::new("sla-test.toml"), SLA_TOML)
+        .unwrap()
+        .sla;
+    let mut node = Node::with_config(|c| {
+        c.sla = section;
+        c.nats.max_ack_inflight = 64;
+    })
+    .await;
+    let clock = ManualClock::new(at(0));
+    node.start_with_clock(Arc::new(clock.clone()));
+    const COMPLAINTS: u64 = 400;
+    for i in 0..COMPLAINTS {
+        let id = format!("W-{i:03}");
+        node.publish("eu", &fixtures::filed(&id, "eu", "billing", at(0)))
+            .await;
+    }
+    node.wait_for_head(COMPLAINTS).await;
+    // Past every first-response deadline (1h) at once; nothing else is due yet.
+    clock.set(at(90));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        node.wait_for_head(2 * COMPLAINTS).await;
+        let breaches = logged_breaches(&node).await.unwrap();
+        let alerts = stream_alerts(&node).await;
+        let breached = alerts.iter().filter(|(_, a)| a.kind == "breached").count() as u64;
+        if breaches.len() as u64 == COMPLAINTS && breached == COMPLAINTS {
+            break;
+        }
+        assert!(
+            breaches.len() as u64 <= COMPLAINTS && breached <= COMPLAINTS,
+            "more than one breach per complaint: {} events, {breached} alerts",
+            breaches.len()
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} breach events and {breached} breach alerts of {COMPLAINTS} delivered",
+            breaches.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node.stop().await;
+}

@@ -6,7 +6,12 @@
 //! - [`ComplaintCounts`]: totals by status and region for `plaint status`.
 //!
 //! It serves `plaint complaint <id>` (together with the log's history of the complaint)
-//! and the counts in `plaint status`. It emits no effects. Complaint text (summary,
+//! and the counts in `plaint status`. It emits no effects.
+//!
+//! Memory holds open complaints only: a resolved, closed or withdrawn one is archived
+//! (rows `a/<id>` instead of `c/<id>`) and paged out once committed; an event about it
+//! pages it back in, and [`ComplaintsProjector::read`] reads it for a query. The counts
+//! are kept as they change (row `n/counts`), not recounted. Complaint text (summary,
 //! notes) and customer ids are deliberately not copied into the view: the log has them,
 //! and a view that operators browse should not spread them further.
 
@@ -14,8 +19,8 @@ use std::collections::BTreeMap;
 
 use plaint_events::{Event, EventBody, Timestamp};
 use plaint_projection::{
-    Effect, Projection, ProjectionError, RowCodec, RowError, RowReader, RowWriter, ViewChange,
-    ViewMap, ViewRow,
+    Effect, Projection, ProjectionError, RowCodec, RowError, RowReader, RowSource, RowWriter,
+    ViewChange, ViewMap, ViewRow,
 };
 use serde::{Deserialize, Serialize};
 
@@ -138,12 +143,80 @@ pub struct ComplaintCounts {
     pub by_region: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Default)]
-pub struct ComplaintsProjector {
-    complaints: ViewMap<ComplaintState>,
+impl ComplaintCounts {
+    fn add(&mut self, status: Status, n: i64) {
+        let count = self
+            .by_status
+            .entry(status.as_str().to_owned())
+            .or_insert(0);
+        *count = count.saturating_add_signed(n);
+        if *count == 0 {
+            self.by_status.remove(status.as_str());
+        }
+    }
 }
 
+impl RowCodec for ComplaintCounts {
+    fn encode(&self, out: &mut RowWriter) {
+        out.uint(self.total);
+        for map in [&self.by_status, &self.by_region] {
+            out.uint(map.len() as u64);
+            for (name, count) in map {
+                out.str(name);
+                out.uint(*count);
+            }
+        }
+    }
+
+    fn decode(input: &mut RowReader<'_>) -> Result<Self, RowError> {
+        let total = input.uint()?;
+        let mut maps = [BTreeMap::new(), BTreeMap::new()];
+        for map in &mut maps {
+            for _ in 0..input.uint()? {
+                let name = input.string()?;
+                map.insert(name, input.uint()?);
+            }
+        }
+        let [by_status, by_region] = maps;
+        Ok(ComplaintCounts {
+            total,
+            by_status,
+            by_region,
+        })
+    }
+}
+
+/// Whether a complaint leaves memory once its row is committed: nothing decides on it
+/// until another event about it comes, which pages it back in.
+fn is_cold(c: &ComplaintState) -> bool {
+    matches!(
+        c.status,
+        Status::Resolved | Status::Closed | Status::Withdrawn
+    )
+}
+
+#[derive(Debug)]
+pub struct ComplaintsProjector {
+    complaints: ViewMap<ComplaintState>,
+    counts: ComplaintCounts,
+    counts_dirty: bool,
+}
+
+impl Default for ComplaintsProjector {
+    fn default() -> Self {
+        ComplaintsProjector {
+            complaints: ViewMap::paged(ARCHIVE_PREFIX, is_cold),
+            counts: ComplaintCounts::default(),
+            counts_dirty: false,
+        }
+    }
+}
+
+/// Rows of complaints in memory (open ones).
 const ROW_PREFIX: &str = "c/";
+/// Rows of paged-out complaints.
+const ARCHIVE_PREFIX: &str = "a/";
+const COUNTS_KEY: &str = "n/counts";
 
 impl ComplaintsProjector {
     pub const NAME: &'static str = "complaints";
@@ -152,29 +225,31 @@ impl ComplaintsProjector {
         Self::default()
     }
 
+    /// A complaint held in memory (open ones; see [`ComplaintsProjector::read`]).
     pub fn get(&self, complaint_id: &str) -> Option<&ComplaintState> {
         self.complaints.get(complaint_id)
     }
 
+    /// Any complaint: from memory, or from `rows` (the view's persisted rows) if it was
+    /// paged out.
+    pub fn read(
+        &self,
+        complaint_id: &str,
+        rows: &dyn RowSource,
+    ) -> Result<Option<ComplaintState>, ProjectionError> {
+        Ok(self
+            .complaints
+            .read(Self::NAME, complaint_id, rows)?
+            .map(|c| c.into_owned()))
+    }
+
     pub fn counts(&self) -> ComplaintCounts {
-        let mut counts = ComplaintCounts::default();
-        for c in self.complaints.values() {
-            counts.total += 1;
-            *counts
-                .by_status
-                .entry(c.status.as_str().to_owned())
-                .or_insert(0) += 1;
-            *counts.by_region.entry(c.region.clone()).or_insert(0) += 1;
-        }
-        counts
+        self.counts.clone()
     }
 
-    pub fn len(&self) -> usize {
+    /// Complaints held in memory.
+    pub fn resident(&self) -> usize {
         self.complaints.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.complaints.is_empty()
     }
 }
 
@@ -183,8 +258,26 @@ impl Projection for ComplaintsProjector {
         Self::NAME
     }
 
+    fn layout(&self) -> u32 {
+        // 2: closed complaints under `a/`, counts in `n/counts`.
+        2
+    }
+
     fn apply(&mut self, seq: u64, event: &Event) -> Vec<Effect> {
         if let EventBody::Filed(filed) = &event.body {
+            if self.complaints.contains_key(&event.complaint_id) {
+                // The ingester rejects a second filing; a view behind a truncated log
+                // could still meet one, and counting it twice would be wrong.
+                return Vec::new();
+            }
+            self.counts.total += 1;
+            self.counts.add(Status::Open, 1);
+            *self
+                .counts
+                .by_region
+                .entry(filed.region.clone())
+                .or_insert(0) += 1;
+            self.counts_dirty = true;
             self.complaints.insert(
                 event.complaint_id.clone(),
                 ComplaintState {
@@ -217,6 +310,7 @@ impl Projection for ComplaintsProjector {
         let Some(c) = self.complaints.get_mut(&event.complaint_id) else {
             return Vec::new();
         };
+        let status_before = c.status;
         c.version += 1;
         c.last_seq = seq;
         c.last_event_at = c.last_event_at.max(event.time);
@@ -256,16 +350,60 @@ impl Projection for ComplaintsProjector {
             EventBody::EscalationCleared(_) => c.escalation_tier = None,
             _ => {}
         }
+        let status = c.status;
+        if status != status_before {
+            self.counts.add(status_before, -1);
+            self.counts.add(status, 1);
+            self.counts_dirty = true;
+        }
         Vec::new()
     }
 
     fn take_changes(&mut self) -> Vec<ViewChange> {
-        self.complaints.take_changes(ROW_PREFIX)
+        let mut changes = self.complaints.take_changes(ROW_PREFIX);
+        if std::mem::take(&mut self.counts_dirty) {
+            changes.push((
+                COUNTS_KEY.as_bytes().to_vec(),
+                Some(plaint_projection::encode_row(&self.counts)),
+            ));
+        }
+        changes
+    }
+
+    fn resident_prefixes(&self) -> Vec<Vec<u8>> {
+        vec![ROW_PREFIX.into(), COUNTS_KEY.into()]
+    }
+
+    fn rows_needed(&self, event: &Event, keys: &mut Vec<Vec<u8>>) {
+        // A filing creates the complaint; every other event is about a filed one.
+        if !matches!(event.body, EventBody::Filed(_)) {
+            keys.extend(self.complaints.archive_key(&event.complaint_id));
+        }
+    }
+
+    fn page_in(&mut self, key: &[u8], row: Option<&[u8]>) -> Result<(), ProjectionError> {
+        self.complaints.page_in(Self::NAME, key, row).map(drop)
+    }
+
+    fn evict(&mut self) {
+        self.complaints.evict();
     }
 
     fn restore(&mut self, rows: &mut dyn Iterator<Item = ViewRow>) -> Result<(), ProjectionError> {
         self.complaints.clear();
+        self.counts = ComplaintCounts::default();
+        self.counts_dirty = false;
         for row in rows {
+            if row.0 == COUNTS_KEY.as_bytes() {
+                self.counts = plaint_projection::decode_row(&row.1).map_err(|source| {
+                    ProjectionError::UndecodableRow {
+                        projector: Self::NAME,
+                        key: COUNTS_KEY.to_owned(),
+                        source,
+                    }
+                })?;
+                continue;
+            }
             self.complaints.restore_row(Self::NAME, ROW_PREFIX, &row)?;
         }
         Ok(())
@@ -350,6 +488,88 @@ mod tests {
             plaint_projection::decode_row::<ComplaintState>(&row),
             Ok(state)
         );
+    }
+
+    #[test]
+    fn closed_complaints_leave_memory_and_come_back_when_reopened() {
+        let mut p = ComplaintsProjector::new();
+        let mut rows = BTreeMap::new();
+        for (seq, e) in [
+            fixtures::filed("C-1", "eu", "billing", at(0)),
+            fixtures::filed("C-2", "us", "billing", at(1)),
+            fixtures::resolved("C-1", at(60)),
+        ]
+        .iter()
+        .enumerate()
+        {
+            p.apply(seq as u64 + 1, &event(e));
+        }
+        plaint_projection::apply_changes(&mut rows, p.take_changes());
+        p.evict();
+        assert_eq!(p.resident(), 1, "only the open complaint stays");
+        assert!(p.get("C-1").is_none());
+        let archived = p.read("C-1", &rows).unwrap().unwrap();
+        assert_eq!(archived.status, Status::Resolved);
+        assert_eq!(p.read("C-2", &rows).unwrap().unwrap().status, Status::Open);
+        assert_eq!(p.read("C-9", &rows).unwrap(), None);
+
+        let reopened = event(&fixtures::reopened("C-1", at(90)));
+        let mut keys = Vec::new();
+        p.rows_needed(&reopened, &mut keys);
+        assert_eq!(keys, vec![b"a/C-1".to_vec()]);
+        p.page_in(&keys[0], rows.get(&keys[0]).map(Vec::as_slice))
+            .unwrap();
+        p.apply(4, &reopened);
+        let c = p.get("C-1").unwrap();
+        assert_eq!((c.status, c.reopen_count, c.version), (Status::Open, 1, 3));
+        plaint_projection::apply_changes(&mut rows, p.take_changes());
+        assert!(rows.contains_key(b"c/C-1".as_slice()));
+        assert!(
+            !rows.contains_key(b"a/C-1".as_slice()),
+            "moved back to the live rows"
+        );
+        let counts = p.counts();
+        assert_eq!(counts.total, 2);
+        assert_eq!(counts.by_status.get("open"), Some(&2));
+        assert_eq!(counts.by_status.get("resolved"), None);
+    }
+
+    proptest::proptest! {
+        /// Paging out, paging in and restarting leave the rows (and so the digest) as
+        /// keeping everything in memory does.
+        #[test]
+        fn rows_do_not_depend_on_what_stayed_in_memory(
+            steps in proptest::collection::vec((0u8..6, 0usize..8), 1..120),
+            batch in 1usize..9,
+            restart_every in 0usize..4,
+        ) {
+            use plaint_projection::paging::{PagedRun, PagingSchedule};
+            let mut filed = [false; 8];
+            let mut events = Vec::new();
+            for (i, (kind, c)) in steps.into_iter().enumerate() {
+                let id = format!("C-{c}");
+                let t = at(i as i64);
+                let value = if !filed[c] {
+                    filed[c] = true;
+                    fixtures::filed(&id, ["eu", "us"][c % 2], "billing", t)
+                } else {
+                    match kind {
+                        0 => fixtures::acknowledged(&id, t),
+                        1 => fixtures::contacted(&id, t),
+                        2 => fixtures::resolved(&id, t),
+                        3 => fixtures::reopened(&id, t),
+                        _ => fixtures::closed(&id, t),
+                    }
+                };
+                events.push(event(&value));
+            }
+            let mut kept = PagedRun::new(ComplaintsProjector::new());
+            kept.run(&events, PagingSchedule { batch, restart_every: 0, evict: false }, ComplaintsProjector::new).unwrap();
+            let mut paged = PagedRun::new(ComplaintsProjector::new());
+            paged.run(&events, PagingSchedule { batch, restart_every, evict: true }, ComplaintsProjector::new).unwrap();
+            proptest::prop_assert_eq!(&paged.rows, &kept.rows);
+            proptest::prop_assert_eq!(paged.projector.counts(), kept.projector.counts());
+        }
     }
 
     /// A view written before rows were binary restores as it is.

@@ -88,6 +88,10 @@ pub struct IngestOptions {
     /// How long JetStream waits for an ack before redelivering.
     pub ack_wait: Duration,
     pub limits: Limits,
+    /// Rejections in flight at once (publish acks not yet awaited). Must stay below the
+    /// JetStream context's `max_ack_inflight`, which it shares with the projectors: a
+    /// publish beyond that waits for a permit that only an awaited ack returns.
+    pub ack_window: usize,
 }
 
 impl Default for IngestOptions {
@@ -96,6 +100,7 @@ impl Default for IngestOptions {
             batch_size: 1000,
             ack_wait: Duration::from_secs(30),
             limits: Limits::default(),
+            ack_window: 1024,
         }
     }
 }
@@ -277,6 +282,7 @@ impl Ingester {
         let settler = Settler {
             js: self.js.clone(),
             prefix: self.topology.subject_prefix.clone(),
+            window: self.options.ack_window.max(1),
             metrics: self.metrics.clone(),
         };
         let settle_shutdown = shutdown.clone();
@@ -490,6 +496,8 @@ struct Committed {
 struct Settler {
     js: Context,
     prefix: String,
+    /// See [`IngestOptions::ack_window`].
+    window: usize,
     metrics: Arc<IngestMetrics>,
 }
 
@@ -532,9 +540,18 @@ impl Settler {
         // per message. Failed ones are retried until stored.
         let mut pending: Vec<usize> = (0..rejections.len()).collect();
         let mut backoff = Duration::from_millis(100);
+        let window = self.window;
         while !pending.is_empty() {
-            let mut acks = Vec::with_capacity(pending.len());
+            let mut acks = std::collections::VecDeque::with_capacity(pending.len().min(window));
+            let mut failed = Vec::new();
             for &i in &pending {
+                if acks.len() >= window {
+                    let (i, sent) = acks.pop_front().expect("the window is not empty");
+                    if let Err(error) = stored(sent).await {
+                        tracing::warn!(%error, "cannot store a rejection; retrying before acknowledging the batch");
+                        failed.push(i);
+                    }
+                }
                 let (rejection, subject, stream_seq, payload) = &rejections[i];
                 let headers = rejection_headers(rejection, subject, *stream_seq);
                 let sent = self
@@ -545,15 +562,10 @@ impl Settler {
                         payload.clone(),
                     )
                     .await;
-                acks.push((i, sent));
+                acks.push_back((i, sent));
             }
-            let mut failed = Vec::new();
             for (i, sent) in acks {
-                let stored = match sent {
-                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                if let Err(error) = stored {
+                if let Err(error) = stored(sent).await {
                     tracing::warn!(%error, "cannot store a rejection; retrying before acknowledging the batch");
                     failed.push(i);
                 }
@@ -567,6 +579,19 @@ impl Settler {
             }
         }
         true
+    }
+}
+
+/// Waits for a publish's ack.
+async fn stored(
+    sent: Result<
+        async_nats::jetstream::context::PublishAckFuture,
+        async_nats::jetstream::context::PublishError,
+    >,
+) -> Result<(), String> {
+    match sent {
+        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -32,7 +32,7 @@ use std::{
 
 use futures::future::BoxFuture;
 use plaint_log::Log;
-use plaint_projection::{digest_rows, Effect, Projection, ProjectionError};
+use plaint_projection::{digest_rows, Effect, Projection, ProjectionError, RowSource, ViewRow};
 use tokio_util::sync::CancellationToken;
 
 pub use clock::{Clock, InstantMonotonic, JumpGuardClock, ManualClock, Monotonic, SystemClock};
@@ -40,8 +40,17 @@ pub use clock::{Clock, InstantMonotonic, JumpGuardClock, ManualClock, Monotonic,
 /// Events per committed batch during a rebuild.
 const REBUILD_BATCH: usize = 50_000;
 
-/// The checkpoint row of a view tree. View keys never start with a zero byte.
+/// The checkpoint row of a view tree. View keys never start with a zero byte; the
+/// runner's own rows do.
 pub const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";
+
+/// The row holding [`Projection::layout`] of the projector that wrote the view.
+pub const LAYOUT_KEY: &[u8] = b"\x00layout";
+
+/// Whether a view-tree key is one of the runner's own rows (checkpoint, layout).
+fn is_runner_key(key: &[u8]) -> bool {
+    key.first() == Some(&0)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
@@ -113,6 +122,46 @@ pub struct ProjectorHandle<P> {
     pub name: &'static str,
     pub projector: Arc<Mutex<P>>,
     checkpoint: Arc<AtomicU64>,
+    rows: ViewRows,
+}
+
+/// A projector's persisted rows (its view tree without the checkpoint), as a
+/// [`RowSource`]: queries read paged-out items through it.
+#[derive(Clone)]
+pub struct ViewRows(sled::Tree);
+
+impl ViewRows {
+    pub fn new(tree: sled::Tree) -> Self {
+        ViewRows(tree)
+    }
+}
+
+fn storage_error(e: sled::Error) -> ProjectionError {
+    ProjectionError::Storage(e.to_string())
+}
+
+impl RowSource for ViewRows {
+    fn row(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ProjectionError> {
+        if is_runner_key(key) {
+            return Ok(None);
+        }
+        Ok(self.0.get(key).map_err(storage_error)?.map(|v| v.to_vec()))
+    }
+
+    fn rows_with_prefix<'a>(
+        &'a self,
+        prefix: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<ViewRow, ProjectionError>> + 'a> {
+        Box::new(
+            self.0
+                .scan_prefix(prefix)
+                .filter(|row| !matches!(row, Ok((k, _)) if is_runner_key(k)))
+                .map(|row| {
+                    row.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                        .map_err(storage_error)
+                }),
+        )
+    }
 }
 
 impl<P> Clone for ProjectorHandle<P> {
@@ -121,6 +170,7 @@ impl<P> Clone for ProjectorHandle<P> {
             name: self.name,
             projector: self.projector.clone(),
             checkpoint: self.checkpoint.clone(),
+            rows: self.rows.clone(),
         }
     }
 }
@@ -134,6 +184,12 @@ impl<P> ProjectorHandle<P> {
     /// Locks the projector for a query. Never hold this across an await.
     pub fn lock(&self) -> std::sync::MutexGuard<'_, P> {
         self.projector.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The persisted rows, for queries about items paged out of memory. Read them under
+    /// [`ProjectorHandle::lock`]: rows and memory are then of the same batch boundary.
+    pub fn rows(&self) -> &ViewRows {
+        &self.rows
     }
 }
 
@@ -175,6 +231,7 @@ pub async fn catch_up_in_memory<P: Projection>(
         for item in log.read_range(from, log.last_seq()) {
             let (seq, bytes) = item?;
             let event = decode_entry(seq, &bytes)?;
+            page_in(&mut *projector, &handle.rows, [&event])?;
             projector.apply(seq, &event);
             handle.checkpoint.store(seq, Ordering::Release);
             applied += 1;
@@ -212,12 +269,45 @@ impl<P: Projection> Runner<P> {
         let name = projector.name();
         let tree = log.db().open_tree(view_tree_name(name))?;
         let checkpoint = read_checkpoint(&tree)?;
-        let mut rows = tree
+        let layout = projector.layout();
+        let stored_layout = read_layout(&tree)?;
+        if checkpoint > 0 && stored_layout != layout {
+            // Written by a version of plaint that laid the rows out differently: the view
+            // is rebuilt from the log (effects discarded: they are in the log already).
+            tracing::warn!(
+                projector = name,
+                stored_layout,
+                layout,
+                "the view's rows are of an older layout; rebuilding it from the log"
+            );
+            let (mut runner, report) = rebuild_runner(&log, projector, options, |_| {})?;
+            tracing::info!(
+                projector = name,
+                events = report.events,
+                seconds = report.seconds,
+                "view rebuilt"
+            );
+            runner.handle.lock().set_rebuilding(false);
+            runner.sink = sink;
+            runner.clock = clock;
+            return Ok(runner);
+        }
+        if checkpoint == 0 && stored_layout != layout {
+            tree.insert(LAYOUT_KEY, &layout.to_be_bytes())?;
+        }
+        let rows = ViewRows(tree.clone());
+        // Only the live state: paged-out rows come back when an event or a query asks.
+        let prefixes = projector.resident_prefixes();
+        let mut failed = None;
+        let mut resident = prefixes
             .iter()
-            .filter_map(Result::ok)
-            .filter(|(k, _)| k.as_ref() != CHECKPOINT_KEY)
-            .map(|(k, v)| (k.to_vec(), v.to_vec()));
-        projector.restore(&mut rows)?;
+            .flat_map(|prefix| rows.rows_with_prefix(prefix))
+            .map_while(|row| row.map_err(|e| failed = Some(e)).ok());
+        projector.restore(&mut resident)?;
+        drop(resident);
+        if let Some(error) = failed {
+            return Err(error.into());
+        }
         if checkpoint > log.last_seq() {
             // The view is ahead of the log: the log was truncated (repair). Start over.
             tracing::warn!(
@@ -234,6 +324,7 @@ impl<P: Projection> Runner<P> {
             name,
             projector: Arc::new(Mutex::new(projector)),
             checkpoint: Arc::new(AtomicU64::new(checkpoint)),
+            rows,
         };
         Ok(Runner {
             log,
@@ -281,6 +372,11 @@ impl<P: Projection> Runner<P> {
             }
             let events = decode_segment(&segment, from, to)?;
             let mut projector = self.handle.lock();
+            page_in(
+                &mut *projector,
+                &self.handle.rows,
+                events.iter().map(|(_, e)| e),
+            )?;
             for (seq, event) in &events {
                 effects.extend(projector.apply(*seq, event));
             }
@@ -290,8 +386,10 @@ impl<P: Projection> Runner<P> {
         self.deliver(effects).await;
         // Commit under the projector's lock so a digest taken under the same lock sees
         // rows and checkpoint of one batch boundary.
-        let _projector = self.handle.lock();
+        let mut projector = self.handle.lock();
         self.commit(changes, to)?;
+        // Everything taken is committed: what went cold may leave memory.
+        projector.evict();
         Ok(applied)
     }
 
@@ -363,6 +461,29 @@ impl<P: Projection> Runner<P> {
     }
 }
 
+/// Reads the paged-out rows that `events` need and hands them to the projector, so that
+/// `apply` finds in memory everything it decides on.
+fn page_in<'e, P: Projection>(
+    projector: &mut P,
+    rows: &ViewRows,
+    events: impl IntoIterator<Item = &'e plaint_events::Event>,
+) -> Result<(), RunnerError> {
+    let mut keys = Vec::new();
+    for event in events {
+        projector.rows_needed(event, &mut keys);
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        let row = rows.row(&key)?;
+        projector.page_in(&key, row.as_deref())?;
+    }
+    Ok(())
+}
+
 fn projector_fresh<P: Projection>(mut projector: P) -> P {
     let mut empty = std::iter::empty();
     // Restoring from no rows resets the state.
@@ -424,9 +545,9 @@ fn decode_ahead(
     to: u64,
 ) -> (
     std::thread::JoinHandle<()>,
-    tokio::sync::mpsc::Receiver<DecodedSegment>,
+    std::sync::mpsc::Receiver<DecodedSegment>,
 ) {
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let (tx, rx) = std::sync::mpsc::sync_channel(8);
     let thread = std::thread::Builder::new()
         .name("plaint-decode".into())
         .spawn(move || {
@@ -444,7 +565,7 @@ fn decode_ahead(
                 let Some(decoded) = decoded else { return };
                 let failed = decoded.is_err();
                 // The receiver is gone when the rebuild stopped on an error of its own.
-                if tx.blocking_send(decoded).is_err() || failed {
+                if tx.send(decoded).is_err() || failed {
                     return;
                 }
             }
@@ -458,6 +579,15 @@ fn decode_entry(seq: u64, bytes: &[u8]) -> Result<plaint_events::Event, RunnerEr
         seq,
         detail: r.to_string(),
     })
+}
+
+/// The layout of the rows in the tree; views written before layouts were recorded are 1.
+fn read_layout(tree: &sled::Tree) -> Result<u32, RunnerError> {
+    Ok(tree
+        .get(LAYOUT_KEY)?
+        .and_then(|v| v.as_ref().try_into().ok())
+        .map(u32::from_be_bytes)
+        .unwrap_or(1))
 }
 
 fn read_checkpoint(tree: &sled::Tree) -> Result<u64, RunnerError> {
@@ -475,7 +605,7 @@ pub fn view_digest(log: &Log, projector: &str) -> Result<(String, u64), RunnerEr
     let rows: Vec<(sled::IVec, sled::IVec)> = tree
         .iter()
         .filter_map(Result::ok)
-        .filter(|(k, _)| k.as_ref() != CHECKPOINT_KEY)
+        .filter(|(k, _)| !is_runner_key(k))
         .collect();
     Ok((
         digest_rows(rows.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))),
@@ -501,8 +631,20 @@ pub async fn rebuild<P: Projection>(
     log: &Log,
     fresh: P,
     options: RunnerOptions,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> Result<RebuildReport, RunnerError> {
+    rebuild_runner(log, fresh, options, progress).map(|(_, report)| report)
+}
+
+/// [`rebuild`], returning the runner over the rebuilt view (with a sink that discards
+/// effects and the system clock; the caller swaps in its own) and the projector still
+/// marked rebuilding.
+fn rebuild_runner<P: Projection>(
+    log: &Log,
+    fresh: P,
+    options: RunnerOptions,
+    mut progress: impl FnMut(u64),
+) -> Result<(Runner<P>, RebuildReport), RunnerError> {
     let mut fresh = fresh;
     // Its effects are dropped below, so it need not build them.
     fresh.set_rebuilding(true);
@@ -527,9 +669,11 @@ pub async fn rebuild<P: Projection>(
     // Three stages on their own threads: decode, apply (here), write rows to sled. Each
     // is a large share of the work, and the rows of batch N are written while batch N+1
     // is applied.
-    let (decoder, mut decoded) = decode_ahead(log.clone(), 1, head);
+    let (decoder, decoded) = decode_ahead(log.clone(), 1, head);
     let (to_commit, commits) =
         std::sync::mpsc::sync_channel::<(Vec<plaint_projection::ViewChange>, u64)>(1);
+    // One message per committed batch: eviction waits for the rows it relies on.
+    let (committed_tx, committed_rx) = std::sync::mpsc::channel::<()>();
     let committer = {
         let tree = runner.tree.clone();
         let published = runner.handle.checkpoint.clone();
@@ -538,18 +682,21 @@ pub async fn rebuild<P: Projection>(
             .spawn(move || -> Result<(), RunnerError> {
                 for (changes, checkpoint) in commits {
                     commit_rows(&tree, &published, changes, checkpoint)?;
+                    // The receiver is gone only when the rebuild stopped already.
+                    let _ = committed_tx.send(());
                 }
                 Ok(())
             })
             .expect("a thread can be spawned")
     };
+    let mut in_flight = 0usize;
     let committed = |committer: std::thread::JoinHandle<Result<(), RunnerError>>| {
         committer.join().expect("the commit thread does not panic")
     };
     let mut events = 0;
     let mut uncommitted = 0;
     let mut reached = 0;
-    while let Some(segment) = decoded.recv().await {
+    while let Ok(segment) = decoded.recv() {
         let segment = match segment {
             Ok(segment) => segment,
             Err(error) => {
@@ -560,6 +707,12 @@ pub async fn rebuild<P: Projection>(
         };
         {
             let mut projector = runner.handle.lock();
+            // Rows of evicted items are committed (eviction waited for them).
+            page_in(
+                &mut *projector,
+                &runner.handle.rows,
+                segment.iter().map(|(_, e)| e),
+            )?;
             for (seq, event) in &segment {
                 // Effects are dropped: their results are in the log already.
                 projector.apply(*seq, event);
@@ -571,11 +724,23 @@ pub async fn rebuild<P: Projection>(
         events += segment.len() as u64;
         uncommitted += segment.len();
         if uncommitted >= batch_size {
-            let changes = runner.handle.lock().take_changes();
+            // The previous batch was written while this one was applied; once it is
+            // committed, what went cold in it may leave memory.
+            while in_flight > 0 && committed_rx.recv().is_ok() {
+                in_flight -= 1;
+            }
+            let changes = {
+                let mut projector = runner.handle.lock();
+                if in_flight == 0 {
+                    projector.evict();
+                }
+                projector.take_changes()
+            };
             if to_commit.send((changes, reached)).is_err() {
                 // The committer stopped on an error: report it.
                 break;
             }
+            in_flight += 1;
             progress(reached);
             uncommitted = 0;
         }
@@ -593,12 +758,14 @@ pub async fn rebuild<P: Projection>(
     log.sync()?;
     let seconds = started.elapsed().as_secs_f64();
     let (digest, checkpoint) = view_digest(log, name)?;
-    Ok(RebuildReport {
+    runner.handle.lock().evict();
+    let report = RebuildReport {
         projector: name,
         events,
         seconds,
         events_per_second: events as f64 / seconds.max(1e-9),
         digest,
         checkpoint,
-    })
+    };
+    Ok((runner, report))
 }

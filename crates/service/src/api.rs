@@ -392,7 +392,11 @@ impl Api {
             history.push(HistoryEntry { seq, event });
         }
         Ok(ComplaintReport {
-            state: self.complaints.lock().get(id).cloned(),
+            state: self
+                .complaints
+                .lock()
+                .read(id, self.complaints.rows())
+                .map_err(|e| ApiError::internal(e.to_string()))?,
             region: stream.region.clone(),
             lifecycle: stream.status.as_str().to_owned(),
             version: stream.version(),

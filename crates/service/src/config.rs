@@ -133,6 +133,7 @@ impl IngestConfig {
             batch_size: self.batch_size.max(1),
             ack_wait: Duration::from_secs(self.ack_wait_seconds.max(1)),
             limits: self.limits(),
+            ..Default::default()
         }
     }
 }

@@ -46,11 +46,18 @@ pub enum ServeError {
 #[derive(Clone)]
 pub struct NatsEffects {
     js: jetstream::Context,
+    /// Publish acks one call awaits at most at once.
+    window: usize,
 }
 
 impl NatsEffects {
-    pub fn new(js: jetstream::Context) -> Self {
-        NatsEffects { js }
+    /// A sink over `js`, whose context lends `max_ack_inflight` ack permits: the four
+    /// projectors' sinks take an eighth each, ingest's rejections half.
+    pub fn new(js: jetstream::Context, max_ack_inflight: usize) -> Self {
+        NatsEffects {
+            js,
+            window: (max_ack_inflight / 8).max(1),
+        }
     }
 }
 
@@ -61,8 +68,18 @@ impl EffectSink for NatsEffects {
         effects: Vec<Effect>,
     ) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            let mut acks = Vec::with_capacity(effects.len());
+            // The context lends a permit per outstanding ack (`max_ack_inflight`) and takes
+            // it back only when the ack is awaited: publishing a tick's thousands of
+            // breaches before awaiting any would wait for a permit forever. So acks are
+            // awaited as the window fills.
+            let mut acks = std::collections::VecDeque::with_capacity(self.window);
             for effect in effects {
+                if acks.len() >= self.window {
+                    let ack: async_nats::jetstream::context::PublishAckFuture =
+                        acks.pop_front().expect("the window is not empty");
+                    ack.await
+                        .map_err(|e| format!("{projector}: publish not acknowledged: {e}"))?;
+                }
                 let (subject, msg_id, payload) = match effect {
                     Effect::Publish {
                         subject,
@@ -80,7 +97,7 @@ impl EffectSink for NatsEffects {
                     .publish_with_headers(subject, headers, payload.into())
                     .await
                     .map_err(|e| format!("{projector}: publish failed: {e}"))?;
-                acks.push(ack);
+                acks.push_back(ack);
             }
             for ack in acks {
                 ack.await
@@ -291,7 +308,8 @@ pub async fn serve_with_clock(
     let client = nats::connect(&config.nats).await?;
     let js = nats::jetstream(client.clone(), &config.nats);
     plaint_ingest::ensure_streams(&js, &config.topology).await?;
-    let sink: Arc<dyn EffectSink> = Arc::new(NatsEffects::new(js.clone()));
+    let sink: Arc<dyn EffectSink> =
+        Arc::new(NatsEffects::new(js.clone(), config.nats.max_ack_inflight));
     // A bad projector config fails the start before anything runs.
     let projectors = projectors(&config)?;
     let log = {
@@ -304,7 +322,11 @@ pub async fn serve_with_clock(
         log.clone(),
         js.clone(),
         config.topology.clone(),
-        config.ingest.options(),
+        plaint_ingest::IngestOptions {
+            // Half of the context's ack permits; the projectors' sinks share the rest.
+            ack_window: (config.nats.max_ack_inflight / 2).max(1),
+            ..config.ingest.options()
+        },
     );
     let metrics = ingester.metrics();
     let tracker = TaskTracker::new();
