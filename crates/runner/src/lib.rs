@@ -37,9 +37,6 @@ use tokio_util::sync::CancellationToken;
 
 pub use clock::{Clock, InstantMonotonic, JumpGuardClock, ManualClock, Monotonic, SystemClock};
 
-/// Events per committed batch during a rebuild.
-const REBUILD_BATCH: usize = 50_000;
-
 /// The checkpoint row of a view tree. View keys never start with a zero byte; the
 /// runner's own rows do.
 pub const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";
@@ -106,6 +103,8 @@ pub struct RunnerOptions {
     /// Longest sleep when nothing happens (also bounds how late a tick can be if the
     /// projector gives no wake-up time).
     pub idle_tick: Duration,
+    /// Events per committed batch during a rebuild (at least `batch_size`).
+    pub rebuild_batch: usize,
 }
 
 impl Default for RunnerOptions {
@@ -113,6 +112,7 @@ impl Default for RunnerOptions {
         RunnerOptions {
             batch_size: 2000,
             idle_tick: Duration::from_secs(1),
+            rebuild_batch: 50_000,
         }
     }
 }
@@ -653,7 +653,7 @@ fn rebuild_runner<P: Projection>(
     // Large batches: a row touched by many events of a batch is encoded and written once,
     // and a rebuild has no live reader waiting for the next checkpoint.
     let options = RunnerOptions {
-        batch_size: options.batch_size.max(REBUILD_BATCH),
+        batch_size: options.batch_size.max(options.rebuild_batch),
         ..options
     };
     let batch_size = options.batch_size;

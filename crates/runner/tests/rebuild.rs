@@ -146,3 +146,143 @@ async fn an_entry_that_does_not_decode_stops_the_rebuild_and_names_its_sequence(
         other => panic!("expected Undecodable at {}, got {other:?}", head + 1),
     }
 }
+
+/// Complaints resolved in one segment and reopened or closed in later ones: with small
+/// batches they are paged out between their events, by the live runner and the rebuild.
+fn fill_with_late_events(log: &Log) -> u64 {
+    use plaint_testkit::fixtures::{closed, reopened};
+    let mut segments: Vec<Vec<serde_json::Value>> = Vec::new();
+    for s in 0..4i64 {
+        let mut events = Vec::new();
+        for c in 0..6 {
+            let id = format!("P-{s}-{c}");
+            events.push(filed(&id, "eu-west", "delivery", at(s * 100 + c)));
+            events.push(resolved(&id, at(s * 100 + c + 30)));
+        }
+        if s > 0 {
+            for c in 0..6 {
+                let id = format!("P-{}-{c}", s - 1);
+                let t = at(s * 100 + 50 + c);
+                events.push(if c % 2 == 0 {
+                    reopened(&id, t)
+                } else {
+                    closed(&id, t)
+                });
+            }
+        }
+        segments.push(events);
+    }
+    for events in segments {
+        let writer = log.writer();
+        let mut batch = writer.begin();
+        let encoded: Vec<Vec<u8>> = events.iter().map(bytes).collect();
+        for raw in &encoded {
+            let event = plaint_events::decode_stored(raw).unwrap();
+            writer
+                .stage(
+                    &mut batch,
+                    Candidate {
+                        event: &event,
+                        bytes: raw,
+                        subject_region: None,
+                        expected: ExpectedVersion::Any,
+                    },
+                )
+                .unwrap();
+        }
+        writer.commit(batch).unwrap();
+    }
+    log.last_seq()
+}
+
+#[tokio::test]
+async fn paged_out_complaints_come_back_alike_in_live_batches_and_in_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let head = fill_with_late_events(&log);
+    let small = RunnerOptions {
+        batch_size: 5,
+        rebuild_batch: 7,
+        ..Default::default()
+    };
+    let live = Runner::new(
+        log.clone(),
+        ComplaintsProjector::new(),
+        Arc::new(DiscardEffects),
+        Arc::new(ManualClock::new(at(0))),
+        small.clone(),
+    )
+    .unwrap();
+    assert_eq!(live.catch_up().await.unwrap(), head);
+    let handle = live.handle();
+    let (live_digest, _) = view_digest(&log, "complaints").unwrap();
+    {
+        let view = handle.lock();
+        // Reopened ones of the first three segments are open; the last segment's are
+        // resolved and paged out like the closed ones.
+        assert_eq!(view.resident(), 9);
+        assert_eq!(view.counts().total, 24);
+        assert_eq!(view.counts().by_status.get("open"), Some(&9));
+        let closed = view.read("P-0-1", handle.rows()).unwrap().unwrap();
+        assert_eq!(closed.status, plaint_complaints::Status::Closed);
+        assert_eq!(closed.version, 3);
+        let reopened = view.read("P-1-2", handle.rows()).unwrap().unwrap();
+        assert_eq!((reopened.reopen_count, reopened.version), (1, 3));
+    }
+    drop(live);
+
+    let report = rebuild(&log, ComplaintsProjector::new(), small.clone(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.digest, live_digest);
+
+    // A restart restores only the open complaints, and answers about the rest.
+    let restarted = Runner::new(
+        log.clone(),
+        ComplaintsProjector::new(),
+        Arc::new(DiscardEffects),
+        Arc::new(ManualClock::new(at(0))),
+        small,
+    )
+    .unwrap();
+    let handle = restarted.handle();
+    let view = handle.lock();
+    assert_eq!(view.resident(), 9);
+    assert_eq!(view.counts().total, 24);
+    assert!(view.read("P-3-5", handle.rows()).unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_view_of_an_older_row_layout_is_rebuilt_when_the_runner_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let head = fill_with_late_events(&log);
+    let report = rebuild_complaints(&log).await.unwrap();
+    // Pretend an older plaint wrote the view: layout 1, rows in its shape.
+    let tree = log
+        .db()
+        .open_tree(plaint_runner::view_tree_name("complaints"))
+        .unwrap();
+    tree.insert(plaint_runner::LAYOUT_KEY, &1u32.to_be_bytes())
+        .unwrap();
+    tree.insert(b"c/stale", b"not a row of this layout".as_slice())
+        .unwrap();
+    let runner = Runner::new(
+        log.clone(),
+        ComplaintsProjector::new(),
+        Arc::new(DiscardEffects),
+        Arc::new(ManualClock::new(at(0))),
+        RunnerOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(runner.handle().checkpoint(), head);
+    assert_eq!(
+        view_digest(&log, "complaints").unwrap(),
+        (report.digest, head)
+    );
+    assert_eq!(
+        tree.get(plaint_runner::LAYOUT_KEY).unwrap().as_deref(),
+        Some(2u32.to_be_bytes().as_slice())
+    );
+    assert_eq!(runner.catch_up().await.unwrap(), 0);
+}
