@@ -222,21 +222,28 @@ pub fn apply_changes(rows: &mut BTreeMap<Vec<u8>, Vec<u8>>, changes: Vec<ViewCha
 /// An ordered map of view rows that records which keys changed since the last
 /// [`ViewMap::take_changes`]. Values are stored in their binary row form ([`codec`]).
 ///
-/// A map made with [`ViewMap::paged`] keeps only live rows in memory: a row that is
-/// cold (the map's predicate says so) is written under the archive prefix instead of the
-/// live one, and leaves memory at the next [`ViewMap::evict`]. [`ViewMap::page_in`] brings
-/// it back when an event touches it again; [`ViewMap::read`] reads it for a query.
+/// A map made with [`ViewMap::paged`] keeps only live rows in memory, plus a bounded cache
+/// of cold ones: a row that is cold (the map's predicate says so) is written under the
+/// archive prefix instead of the live one, and once more than `cold_capacity` cold rows
+/// are resident, [`ViewMap::evict`] drops the least recently touched. [`ViewMap::page_in`]
+/// brings one back when an event touches it again; [`ViewMap::read`] reads it for a
+/// query. The cache matters: a row read back from a large sled tree costs tens of
+/// microseconds, and most complaints see their next event soon after going cold.
 #[derive(Debug, Clone)]
 pub struct ViewMap<V> {
     rows: BTreeMap<String, Resident<V>>,
     dirty: BTreeSet<String>,
     paging: Option<Paging<V>>,
+    touches: u64,
 }
 
 #[derive(Debug, Clone)]
 struct Resident<V> {
     value: V,
     stored: Stored,
+    /// When the row was last touched (the map's own counter), for least-recently-used
+    /// eviction.
+    touched: u64,
 }
 
 /// Where a resident row's persisted copy is, so a row that changes side is deleted from
@@ -253,8 +260,11 @@ enum Stored {
 struct Paging<V> {
     archive_prefix: &'static str,
     cold: fn(&V) -> bool,
-    /// Keys written to the archive by the last `take_changes`: eviction candidates.
-    cooled: Vec<String>,
+    /// Cold rows kept resident at most.
+    cold_capacity: usize,
+    /// Cold rows in the order they went cold, with their `touched` then: eviction
+    /// candidates, oldest first. An entry whose row was touched since is stale and skipped.
+    cooled: std::collections::VecDeque<(String, u64)>,
 }
 
 impl<V> Default for ViewMap<V> {
@@ -263,6 +273,7 @@ impl<V> Default for ViewMap<V> {
             rows: BTreeMap::new(),
             dirty: BTreeSet::new(),
             paging: None,
+            touches: 0,
         }
     }
 }
@@ -273,16 +284,24 @@ impl<V: RowCodec + DeserializeOwned> ViewMap<V> {
     }
 
     /// A map that pages cold rows out: they are persisted under `archive_prefix` (not the
-    /// live prefix given to `take_changes`) and dropped from memory by `evict`.
-    pub fn paged(archive_prefix: &'static str, cold: fn(&V) -> bool) -> Self {
+    /// live prefix given to `take_changes`), and `evict` drops the least recently touched
+    /// beyond `cold_capacity` from memory. A predicate that is always true makes the map a
+    /// bounded cache over its rows.
+    pub fn paged(archive_prefix: &'static str, cold: fn(&V) -> bool, cold_capacity: usize) -> Self {
         ViewMap {
             paging: Some(Paging {
                 archive_prefix,
                 cold,
-                cooled: Vec::new(),
+                cold_capacity,
+                cooled: std::collections::VecDeque::new(),
             }),
             ..Self::default()
         }
+    }
+
+    fn touch(&mut self) -> u64 {
+        self.touches += 1;
+        self.touches
     }
 
     /// The resident value of `key` (a paged map may hold it on disk only: see `read`).
@@ -292,7 +311,10 @@ impl<V: RowCodec + DeserializeOwned> ViewMap<V> {
 
     /// Mutable access marks the row changed.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+        let touched = self.touches + 1;
         let resident = self.rows.get_mut(key)?;
+        self.touches = touched;
+        resident.touched = touched;
         if !self.dirty.contains(key) {
             self.dirty.insert(key.to_owned());
         }
@@ -302,7 +324,15 @@ impl<V: RowCodec + DeserializeOwned> ViewMap<V> {
     pub fn insert(&mut self, key: String, value: V) {
         self.dirty.insert(key.clone());
         let stored = self.rows.get(&key).map_or(Stored::Nowhere, |r| r.stored);
-        self.rows.insert(key, Resident { value, stored });
+        let touched = self.touch();
+        self.rows.insert(
+            key,
+            Resident {
+                value,
+                stored,
+                touched,
+            },
+        );
     }
 
     /// Removes a resident row. (A paged-out row is removed by paging it in first.)
@@ -358,7 +388,7 @@ impl<V: RowCodec + DeserializeOwned> ViewMap<V> {
             };
             let value = Some(encode_row(&resident.value));
             let target = if (paging.cold)(&resident.value) {
-                paging.cooled.push(key.clone());
+                paging.cooled.push_back((key.clone(), resident.touched));
                 changes.push((archive_key(), value));
                 Stored::Archive
             } else {
@@ -375,20 +405,22 @@ impl<V: RowCodec + DeserializeOwned> ViewMap<V> {
         changes
     }
 
-    /// Drops from memory the cold rows written by earlier `take_changes` that have not
-    /// changed since. Call it only once those changes are committed.
+    /// Drops from memory the least recently touched cold rows beyond the cold capacity,
+    /// among those written by earlier `take_changes` and not touched since. Call it only
+    /// once those changes are committed.
     pub fn evict(&mut self) {
         let Some(paging) = &mut self.paging else {
             return;
         };
-        for key in std::mem::take(&mut paging.cooled) {
-            if self.dirty.contains(&key) {
-                continue;
-            }
-            if let Some(resident) = self.rows.get(&key) {
-                if resident.stored == Stored::Archive && (paging.cold)(&resident.value) {
-                    self.rows.remove(&key);
-                }
+        while paging.cooled.len() > paging.cold_capacity {
+            let Some((key, touched)) = paging.cooled.pop_front() else {
+                break;
+            };
+            let evictable = self.rows.get(&key).is_some_and(|r| {
+                r.touched == touched && r.stored == Stored::Archive && (paging.cold)(&r.value)
+            });
+            if evictable && !self.dirty.contains(&key) {
+                self.rows.remove(&key);
             }
         }
     }
@@ -427,11 +459,18 @@ impl<V: RowCodec + DeserializeOwned> ViewMap<V> {
             key: String::from_utf8_lossy(row_key).into_owned(),
             source,
         })?;
+        self.touches += 1;
+        let touched = self.touches;
+        // A candidate for eviction again, in case the event leaves it unchanged.
+        if let Some(paging) = &mut self.paging {
+            paging.cooled.push_back((key.to_owned(), touched));
+        }
         self.rows.insert(
             key.to_owned(),
             Resident {
                 value,
                 stored: Stored::Archive,
+                touched,
             },
         );
         Ok(true)
@@ -483,11 +522,13 @@ impl<V: RowCodec + DeserializeOwned> ViewMap<V> {
             key: format!("{prefix}{key}"),
             source,
         })?;
+        let touched = self.touch();
         self.rows.insert(
             key,
             Resident {
                 value,
                 stored: Stored::Live,
+                touched,
             },
         );
         Ok(true)
@@ -563,7 +604,7 @@ mod tests {
 
     #[test]
     fn a_paged_map_archives_cold_rows_and_pages_them_back() {
-        let mut map: ViewMap<u32> = ViewMap::paged("a/", cold_when_odd);
+        let mut map: ViewMap<u32> = ViewMap::paged("a/", cold_when_odd, 0);
         let mut disk = BTreeMap::new();
         map.insert("x".into(), 2);
         map.insert("y".into(), 3);
@@ -605,8 +646,36 @@ mod tests {
     }
 
     #[test]
+    fn cold_rows_stay_cached_up_to_the_capacity_least_recently_touched_leave_first() {
+        let mut map: ViewMap<u32> = ViewMap::paged("a/", cold_when_odd, 2);
+        let mut disk = BTreeMap::new();
+        for (key, value) in [("k1", 1), ("k2", 3), ("k3", 5), ("k4", 2)] {
+            map.insert(key.into(), value);
+        }
+        apply_changes(&mut disk, map.take_changes("l/"));
+        // k1 is touched again (and stays cold): it becomes the most recent.
+        *map.get_mut("k1").unwrap() = 7;
+        apply_changes(&mut disk, map.take_changes("l/"));
+        map.evict();
+        let resident: Vec<&String> = map.iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            resident,
+            ["k1", "k3", "k4"],
+            "k2 was the least recently touched"
+        );
+        // A row paged in and left unchanged is evicted again in its turn.
+        let row = disk.get(b"a/k2".as_slice()).cloned();
+        map.page_in("t", b"a/k2", row.as_deref()).unwrap();
+        map.evict();
+        assert_eq!(
+            map.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["k1", "k2", "k4"]
+        );
+    }
+
+    #[test]
     fn page_in_of_a_missing_row_or_a_resident_key_changes_nothing() {
-        let mut map: ViewMap<u32> = ViewMap::paged("a/", cold_when_odd);
+        let mut map: ViewMap<u32> = ViewMap::paged("a/", cold_when_odd, 0);
         assert!(map.page_in("t", b"a/q", None).unwrap());
         assert!(map.is_empty());
         map.insert("q".into(), 2);

@@ -207,7 +207,7 @@ async fn paged_out_complaints_come_back_alike_in_live_batches_and_in_a_rebuild()
     };
     let live = Runner::new(
         log.clone(),
-        ComplaintsProjector::new(),
+        ComplaintsProjector::with_capacity(2),
         Arc::new(DiscardEffects),
         Arc::new(ManualClock::new(at(0))),
         small.clone(),
@@ -218,9 +218,7 @@ async fn paged_out_complaints_come_back_alike_in_live_batches_and_in_a_rebuild()
     let (live_digest, _) = view_digest(&log, "complaints").unwrap();
     {
         let view = handle.lock();
-        // Reopened ones of the first three segments are open; the last segment's are
-        // resolved and paged out like the closed ones.
-        assert_eq!(view.resident(), 9);
+        assert!(view.resident() <= 2, "{} resident", view.resident());
         assert_eq!(view.counts().total, 24);
         assert_eq!(view.counts().by_status.get("open"), Some(&9));
         let closed = view.read("P-0-1", handle.rows()).unwrap().unwrap();
@@ -231,12 +229,17 @@ async fn paged_out_complaints_come_back_alike_in_live_batches_and_in_a_rebuild()
     }
     drop(live);
 
-    let report = rebuild(&log, ComplaintsProjector::new(), small.clone(), |_| {})
-        .await
-        .unwrap();
+    let report = rebuild(
+        &log,
+        ComplaintsProjector::with_capacity(2),
+        small.clone(),
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(report.digest, live_digest);
 
-    // A restart restores only the open complaints, and answers about the rest.
+    // A restart restores only the counts, and answers about every complaint.
     let restarted = Runner::new(
         log.clone(),
         ComplaintsProjector::new(),
@@ -247,7 +250,7 @@ async fn paged_out_complaints_come_back_alike_in_live_batches_and_in_a_rebuild()
     .unwrap();
     let handle = restarted.handle();
     let view = handle.lock();
-    assert_eq!(view.resident(), 9);
+    assert_eq!(view.resident(), 0);
     assert_eq!(view.counts().total, 24);
     assert!(view.read("P-3-5", handle.rows()).unwrap().is_some());
 }
