@@ -1140,7 +1140,9 @@ impl Projection for EscalationProjector {
         self.latest_event_time_changed = false;
         // The runner passes the live rows only; archived ones are taken too (a test or a
         // tool may pass every row) and may leave memory at the next `evict`.
+        let mut restored_any = false;
         for row in rows {
+            restored_any = true;
             if row.0.starts_with(CLAIM_WAITS.as_bytes()) {
                 self.restore_claim_wait(&row)?;
             } else if row.0 == LATEST_EVENT_TIME.as_bytes() {
@@ -1163,6 +1165,12 @@ impl Projection for EscalationProjector {
                     }
                 }
             }
+        }
+        if restored_any {
+            // Rows were restored, so some may have been paged out before: ask for the
+            // archived row of every id not in memory.
+            self.complaints.forget_paged_out();
+            self.customers.forget_paged_out();
         }
         self.rebuild_indexes();
         Ok(())

@@ -14,7 +14,7 @@
 //! one, and only then (a delete per write would double a rebuild's writes).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use plaint_projection::{decode_row, encode_row, ProjectionError, RowCodec, ViewChange, ViewRow};
@@ -98,6 +98,81 @@ pub(crate) enum Stored {
     Archive,
 }
 
+/// The ids that left memory, as a scalable Bloom filter: an id it has never seen has no
+/// archived row (when the filter is `complete`), so an event about a new item needs no
+/// lookup. A rebuild meets every item new, and a lookup that finds nothing cost as much
+/// as applying a few events. About 10 bits per id, 1 % false positives (a lookup that
+/// finds nothing, as without the filter).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PagedOutIds {
+    /// False after a restore from rows: which ids have archived rows is then unknown, and
+    /// every id not in memory is looked up.
+    complete: bool,
+    /// Each twice the capacity of the one before; ids go into the last.
+    layers: Vec<BloomLayer>,
+}
+
+#[derive(Debug, Clone)]
+struct BloomLayer {
+    bits: Vec<u64>,
+    capacity: usize,
+    len: usize,
+}
+
+impl PagedOutIds {
+    const PROBES: u64 = 7;
+    const FIRST_CAPACITY: usize = 1 << 14;
+
+    fn complete() -> PagedOutIds {
+        PagedOutIds {
+            complete: true,
+            layers: Vec::new(),
+        }
+    }
+
+    /// Two independent halves of one hash drive the probes (Kirsch–Mitzenmacher).
+    fn probes(id: &str, bit_count: u64) -> impl Iterator<Item = u64> {
+        let hash = BuildHasherDefault::<IdHasher>::default().hash_one(id);
+        let (h1, h2) = (hash & 0xffff_ffff, (hash >> 32) | 1);
+        (0..Self::PROBES).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % bit_count)
+    }
+
+    pub fn may_contain(&self, id: &str) -> bool {
+        !self.complete || self.layers.iter().any(|layer| layer.contains(id))
+    }
+
+    pub fn insert(&mut self, id: &str) {
+        if !self.complete || self.layers.iter().any(|layer| layer.contains(id)) {
+            return;
+        }
+        if self.layers.last().is_none_or(|l| l.len >= l.capacity) {
+            let capacity = self
+                .layers
+                .last()
+                .map_or(Self::FIRST_CAPACITY, |l| l.capacity * 2);
+            self.layers.push(BloomLayer {
+                bits: vec![0; capacity * 10 / 64 + 1],
+                capacity,
+                len: 0,
+            });
+        }
+        let layer = self.layers.last_mut().expect("pushed above");
+        let bit_count = layer.bits.len() as u64 * 64;
+        for bit in Self::probes(id, bit_count) {
+            layer.bits[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+        layer.len += 1;
+    }
+}
+
+impl BloomLayer {
+    fn contains(&self, id: &str) -> bool {
+        let bit_count = self.bits.len() as u64 * 64;
+        PagedOutIds::probes(id, bit_count)
+            .all(|bit| self.bits[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct SlotState {
     /// Changed since the last `take_changes` (then listed in `dirty`).
@@ -118,6 +193,7 @@ pub(crate) struct RowStore<V> {
     /// Slots whose row went to the archive (or came from it) and may leave memory at the
     /// next `evict`. May hold slots that changed or left since: `evict` checks.
     evictable: Vec<u32>,
+    paged_out: PagedOutIds,
 }
 
 impl<V> Default for RowStore<V> {
@@ -130,6 +206,7 @@ impl<V> Default for RowStore<V> {
             dirty: Vec::new(),
             free: Vec::new(),
             evictable: Vec::new(),
+            paged_out: PagedOutIds::complete(),
         }
     }
 }
@@ -308,6 +385,7 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
                 continue;
             }
             let id = self.ids[slot as usize].take().expect("in use");
+            self.paged_out.insert(&id);
             self.slots.remove(&id);
             self.rows[slot as usize] = None;
             self.free.push(slot);
@@ -315,9 +393,16 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
         self.evictable = held;
     }
 
-    /// The archive key of `id` when it is not in memory: the row an event about it needs.
+    /// The archive key of `id` when it is not in memory and may have been paged out: the
+    /// row an event about it needs.
     pub fn archive_key(&self, prefixes: Prefixes, id: &str) -> Option<Vec<u8>> {
-        (!self.slots.contains_key(id)).then(|| prefixes.key(Stored::Archive, id))
+        (!self.slots.contains_key(id) && self.paged_out.may_contain(id))
+            .then(|| prefixes.key(Stored::Archive, id))
+    }
+
+    /// After a restore from rows, any id may have an archived row.
+    pub fn forget_paged_out(&mut self) {
+        self.paged_out = PagedOutIds::default();
     }
 
     /// Takes back an archived row (`id`'s row under the archive prefix, read from the
@@ -403,7 +488,6 @@ mod tests {
     use super::*;
     use plaint_projection::{apply_changes, ViewMap};
     use std::collections::BTreeMap;
-    use std::hash::BuildHasher;
 
     /// Ids that differ only in their last characters must spread over the low bits, which
     /// pick the bucket.
