@@ -583,8 +583,35 @@ mod tests {
         assert_eq!(store.get("a"), Some(&1));
         store.evict(|s| s == slot);
         assert_eq!(store.get("a"), None);
+        assert_eq!(store.archive_key(PREFIXES, "a"), Some(b"q/a".to_vec()));
+        assert_eq!(
+            store.archive_key(PREFIXES, "never-seen"),
+            None,
+            "an id never paged out has no archived row to look up"
+        );
         let (reused, new) = store.insert("b", 2);
         assert_eq!((reused, new), (slot, true), "the free slot is reused");
         assert_eq!(store.len(), 1);
+        store.forget_paged_out();
+        assert_eq!(
+            store.archive_key(PREFIXES, "never-seen"),
+            Some(b"q/never-seen".to_vec()),
+            "after a restore any id may be archived"
+        );
+    }
+
+    /// Ids a filter took are always found (a miss would lose an archived row); few of the
+    /// others are.
+    #[test]
+    fn the_paged_out_filter_finds_every_id_it_took() {
+        let mut ids = PagedOutIds::complete();
+        for i in 0..50_000 {
+            ids.insert(&format!("C-{i}"));
+        }
+        assert!((0..50_000).all(|i| ids.may_contain(&format!("C-{i}"))));
+        let false_positives = (0..50_000)
+            .filter(|i| ids.may_contain(&format!("D-{i}")))
+            .count();
+        assert!(false_positives < 2_500, "{false_positives} of 50,000");
     }
 }
