@@ -26,7 +26,9 @@ use crate::state::{ComplaintRow, QueueItem};
 /// Errors of operator commands and queue queries; each message says what to do next.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
-    #[error("complaint {0} is unknown to the escalation view; check the id with `plaint complaint <id>`")]
+    /// The view holds in memory only the complaints commands can act on (open or queued
+    /// ones); a closed complaint paged out of memory is reported as this too.
+    #[error("complaint {0} is neither open nor queued in the escalation view; check the id and its status with `plaint complaint <id>`")]
     UnknownComplaint(String),
     #[error("complaint {complaint_id} is not in an escalation queue; only escalated complaints can be claimed, released or reassigned")]
     NotInQueue { complaint_id: String },

@@ -5,7 +5,8 @@
 //! - [`EscalationProjector`] (`EscalationProjector::new(config)`): the projector
 //!   (`impl Projection`, name `escalation`). Applies the log, raises and clears, keeps
 //!   one ordered queue per tier, and answers [`EscalationProjector::queue`],
-//!   [`EscalationProjector::history`] and [`EscalationProjector::stats`].
+//!   [`EscalationProjector::history`] (which takes the view's rows, for complaints paged
+//!   out of memory) and [`EscalationProjector::stats`].
 //! - [`EscalationConfig`]: the `[escalation]` section (see `escalation.example.toml`).
 //! - [`rules`]: every rule as a pure function of a complaint's facts.
 //! - [`priority`]: the documented queue order and why it never depends on `now`.
@@ -63,10 +64,30 @@
 //! to `SlaProjector::next_due`) because only the SLA projector knows
 //! business calendars.
 //!
-//! # Memory
-//! Rows live in a slot store (id → slot by hash, rows in vectors) that persists exactly
-//! what a `ViewMap` would; beside each row the projector keeps, by slot, the entry it has
-//! in the queue index and the tier of a raise on its way.
+//! # Memory: what is resident, what is archived
+//! Rows live in a slot store (id → slot by hash, rows in vectors, freed slots reused)
+//! that persists exactly what a paged `ViewMap` would; beside each complaint's row the
+//! projector keeps, by slot, the entry it has in the queue index and the tier of a raise
+//! on its way. Only what can act without a new event stays in memory:
+//! - complaints that are open, or still in a queue (claimed or not, or with a clear on its
+//!   way), or have a raise on its way: rows `complaint/<id>`. A complaint that is
+//!   resolved, closed or withdrawn and out of every queue is *cold*: its row goes to
+//!   `archived-complaint/<id>` and it leaves memory once that row is committed. Money,
+//!   severity, reopen and manual rules act on events, and SLA-breach rules on
+//!   `sla.breached` events: any event that can change a complaint pages its row back in
+//!   before it is applied (`Projection::rows_needed`), so the rules decide as if it had
+//!   stayed. [`EscalationProjector::history`] reads a paged-out complaint from the rows.
+//! - customers with a filing inside the repeat window as of the latest event time applied
+//!   (never the wall clock): rows `customer/<id>`; the others `archived-customer/<id>`,
+//!   paged back in when the customer files again (a late filing may still count them).
+//! - the waits of first claims over the last two `time_to_claim_window`s before the latest
+//!   event time, for the median time to claim of [`EscalationProjector::stats`]: rows
+//!   `claim-wait/<id>/<raise count>`, so the statistics need no closed complaint in memory.
+//! - the latest event time: row `latest-event-time`.
+//!
+//! Where a row goes depends on the applied events alone, so a rebuild, a restart (which
+//! restores the live rows only) and a projector that kept everything in memory write the
+//! same rows. [`EscalationProjector::resident`] counts what is in memory.
 //!
 //! # Unclaimed alerts
 //! `tick(now)` publishes one alert on `<prefix>.alerts.escalation.unclaimed.<region>`
@@ -94,9 +115,9 @@ mod tests;
 
 pub use commands::{CommandError, PreparedCommand};
 pub use config::{AuthorityLimits, ConfigError, EscalationConfig};
-pub use projector::{unclaimed_alert_subject, EscalationProjector, UnclaimedAlert};
+pub use projector::{unclaimed_alert_subject, EscalationProjector, Resident, UnclaimedAlert};
 pub use query::{
     CurrentEscalation, EscalationHistory, NextDeadline, OldestItem, QueueEntry, QueuePage,
     QueueQuery, QueueStats, RegionStats, TierStats,
 };
-pub use state::{ComplaintStatus, HistoryEntry};
+pub use state::{ClaimWait, ComplaintStatus, HistoryEntry};

@@ -10,7 +10,9 @@ use plaint_events::{
     own, subjects, ComplaintFiled, EscalationClaimed, EscalationCleared, EscalationRaised,
     EscalationReleased, Event, EventBody, EventType, SlaBreached,
 };
-use plaint_projection::{Effect, Projection, ProjectionError, ViewChange, ViewRow};
+use plaint_projection::{
+    decode_row, encode_row, Effect, Projection, ProjectionError, RowSource, ViewChange, ViewRow,
+};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -18,13 +20,62 @@ use crate::config::{ConfigError, EscalationConfig, MAX_TIER};
 use crate::priority::{money_rank, PriorityKey, Urgency};
 use crate::rules::{self, ManualEscalation, SlaBreachFact};
 use crate::state::{
-    ClaimRecord, ComplaintRow, ComplaintStatus, CustomerFilings, HistoryEntry, QueueItem,
-    ReleaseRecord,
+    ClaimRecord, ClaimWait, ComplaintRow, ComplaintStatus, CustomerFilings, HistoryEntry,
+    QueueItem, ReleaseRecord,
 };
-use crate::store::{IdHasher, RowStore};
+use crate::store::{IdHasher, Prefixes, RowStore, Stored};
 
-pub(crate) const COMPLAINT_ROWS: &str = "complaint/";
-pub(crate) const CUSTOMER_ROWS: &str = "customer/";
+const NAME: &str = "escalation";
+
+/// Rows of complaints: live ones (restored at start) and cold ones (see
+/// [`complaint_is_cold`]), read back when an event or a query asks.
+pub(crate) const COMPLAINTS: Prefixes = Prefixes {
+    live: "complaint/",
+    archive: "archived-complaint/",
+};
+/// Rows of customers' filings: live while a filing is inside the repeat window.
+pub(crate) const CUSTOMERS: Prefixes = Prefixes {
+    live: "customer/",
+    archive: "archived-customer/",
+};
+/// `claim-wait/<complaint>/<raise count>`: one [`ClaimWait`] per first claim.
+const CLAIM_WAITS: &str = "claim-wait/";
+/// The latest event time applied (see `EscalationProjector::latest_event_time`).
+const LATEST_EVENT_TIME: &str = "latest-event-time";
+
+/// Whether a complaint's row goes to the archive and may leave memory: nothing acts on it
+/// until an event about it comes (which pages it back in). A queued item stays (queries,
+/// commands and unclaimed alerts act on it without an event), and so does an open
+/// complaint. A function of the row alone, so rows do not depend on what was resident.
+fn complaint_is_cold(row: &ComplaintRow) -> bool {
+    row.status != ComplaintStatus::Open && row.queue.is_none()
+}
+
+/// A claim wait in memory: by claim time first, so the ones out of reach are at the
+/// front; then its row key.
+type ClaimWaitKey = (Timestamp, Box<[u8]>);
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClaimWaitEntry {
+    pub tier: u8,
+    pub seconds: i64,
+    persisted: bool,
+}
+
+/// The raise count tells apart the first claims of one complaint (one per raise).
+fn claim_wait_key(complaint_id: &str, raise_count: u32) -> Box<[u8]> {
+    format!("{CLAIM_WAITS}{complaint_id}/{raise_count}")
+        .into_bytes()
+        .into_boxed_slice()
+}
+
+/// Resident items, for memory reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Resident {
+    pub complaints: usize,
+    pub customers: usize,
+    pub claim_waits: usize,
+}
 
 /// `<prefix>.alerts.escalation.unclaimed.<region>`: an item waited unclaimed longer than
 /// `unclaimed_alert_after`. Kept apart from `<prefix>.escalations.<tier>.<region>` so that
@@ -148,6 +199,19 @@ pub struct EscalationProjector {
     customers: RowStore<CustomerFilings>,
     /// In memory only, by complaint slot: see [`Companion`].
     companions: Vec<Companion>,
+    /// The latest event time applied: the clock by which customers' filings leave the
+    /// repeat window and claim waits age (never the wall clock, so that rows depend on
+    /// the log alone). Persisted; `latest_event_time_changed` says it must be written.
+    latest_event_time: Option<Timestamp>,
+    latest_event_time_changed: bool,
+    /// Customers whose row is live, by newest filing: the front is the next to leave the
+    /// repeat window and move to the archive. Entries may be stale; each is checked.
+    live_customers_by_newest: BTreeSet<(Timestamp, u32)>,
+    /// First-claim waits that a query at or after `latest_event_time - window` can
+    /// count (see `stats`).
+    pub(crate) claim_waits: BTreeMap<ClaimWaitKey, ClaimWaitEntry>,
+    /// Claim waits added since the last `take_changes`.
+    new_claim_waits: Vec<ClaimWaitKey>,
     pub(crate) names: Names,
     /// By region number; see [`RegionSubjects`].
     region_subjects: Vec<Option<RegionSubjects>>,
@@ -186,6 +250,11 @@ impl EscalationProjector {
             complaints: RowStore::default(),
             customers: RowStore::default(),
             companions: Vec::new(),
+            latest_event_time: None,
+            latest_event_time_changed: false,
+            live_customers_by_newest: BTreeSet::new(),
+            claim_waits: BTreeMap::new(),
+            new_claim_waits: Vec::new(),
             names: Names::default(),
             region_subjects: Vec::new(),
             source: own::source("escalation"),
@@ -209,6 +278,61 @@ impl EscalationProjector {
     /// Items in the queue of each tier (index 0 = tier 1).
     pub fn depths(&self) -> [usize; MAX_TIER as usize] {
         std::array::from_fn(|i| self.queues[i].len())
+    }
+
+    /// Items held in memory (the rest is in archived rows).
+    pub fn resident(&self) -> Resident {
+        Resident {
+            complaints: self.complaints.len(),
+            customers: self.customers.len(),
+            claim_waits: self.claim_waits.len(),
+        }
+    }
+
+    /// A customer's filings leave the repeat window (and memory) once they are all at or
+    /// before this time.
+    fn repeat_window_start(&self) -> Option<Timestamp> {
+        let window = self.config.repeat_complainant.window;
+        self.latest_event_time?.checked_sub(window).ok()
+    }
+
+    /// Claim waits at or before this time can count for no query at or after
+    /// `latest_event_time - time_to_claim_window`, and are dropped.
+    fn claim_waits_start(&self) -> Option<Timestamp> {
+        let window = self.config.time_to_claim_window;
+        let latest = self.latest_event_time?;
+        latest.checked_sub(window).ok()?.checked_sub(window).ok()
+    }
+
+    fn set_companion(&mut self, slot: u32, companion: Companion) {
+        let slot = slot as usize;
+        if slot == self.companions.len() {
+            self.companions.push(companion);
+        } else {
+            self.companions[slot] = companion;
+        }
+    }
+
+    /// A complaint's row: from memory, or its archived row from `rows` (the view's
+    /// persisted rows) when it was paged out.
+    pub(crate) fn complaint_row<'a>(
+        &'a self,
+        complaint_id: &str,
+        rows: &dyn RowSource,
+    ) -> Result<Option<std::borrow::Cow<'a, ComplaintRow>>, ProjectionError> {
+        if let Some(row) = self.complaints.get(complaint_id) {
+            return Ok(Some(std::borrow::Cow::Borrowed(row)));
+        }
+        let key = [COMPLAINTS.archive.as_bytes(), complaint_id.as_bytes()].concat();
+        let Some(bytes) = rows.row(&key)? else {
+            return Ok(None);
+        };
+        let row = decode_row(&bytes).map_err(|source| ProjectionError::UndecodableRow {
+            projector: NAME,
+            key: format!("{}{complaint_id}", COMPLAINTS.archive),
+            source,
+        })?;
+        Ok(Some(std::borrow::Cow::Owned(row)))
     }
 
     /// An item whose clear is on its way is already out of the queue index: it is
@@ -423,10 +547,13 @@ impl EscalationProjector {
             },
         );
         let region = self.names.intern(&filed.region);
-        self.companions.push(Companion {
-            region,
-            ..Companion::default()
-        });
+        self.set_companion(
+            slot,
+            Companion {
+                region,
+                ..Companion::default()
+            },
+        );
         self.raise_if_needed(slot, event)
     }
 
@@ -538,10 +665,8 @@ impl EscalationProjector {
     }
 
     fn on_claimed(&mut self, slot: u32, seq: u64, event: &Event, claimed: &EscalationClaimed) {
-        self.update(slot, |row| {
-            let Some(item) = row.queue.as_mut() else {
-                return;
-            };
+        let first_claim = self.update(slot, |row| {
+            let item = row.queue.as_mut()?;
             // The log is the arbiter: the first claim in log order wins, and a reassign
             // takes effect only from the holder it was prepared against.
             let holder = item.claim.as_ref().map(|c| c.by.as_str());
@@ -549,7 +674,7 @@ impl EscalationProjector {
                 && holder != Some(claimed.by.as_str())
                 && holder == claimed.reassigned_from.as_deref();
             if !takes_effect {
-                return;
+                return None;
             }
             item.claim = Some(ClaimRecord {
                 by: claimed.by.clone(),
@@ -558,6 +683,7 @@ impl EscalationProjector {
                 reassigned_from: claimed.reassigned_from.clone(),
             });
             item.operator_events += 1;
+            let entered = first_claim_of(&row.history, claimed);
             row.history.push(HistoryEntry::Claimed {
                 seq,
                 at: event.time,
@@ -566,7 +692,18 @@ impl EscalationProjector {
                 tier: claimed.tier,
                 reassigned_from: claimed.reassigned_from.clone(),
             });
+            entered.map(|entered_at| (row.raise_count, entered_at))
         });
+        if let Some((raise_count, entered_at)) = first_claim {
+            let key = (event.time, claim_wait_key(&event.complaint_id, raise_count));
+            let wait = ClaimWaitEntry {
+                tier: claimed.tier,
+                seconds: event.time.duration_since(entered_at).as_secs(),
+                persisted: false,
+            };
+            self.claim_waits.insert(key.clone(), wait);
+            self.new_claim_waits.push(key);
+        }
     }
 
     fn on_released(&mut self, slot: u32, seq: u64, event: &Event, released: &EscalationReleased) {
@@ -612,39 +749,181 @@ impl EscalationProjector {
     fn rebuild_indexes(&mut self) {
         self.queues = Default::default();
         self.awaiting_alert.clear();
-        let names = &mut self.names;
-        self.companions = self
-            .complaints
-            .values()
-            .map(|row| Companion {
-                region: names.intern(&row.region),
-                ..Companion::default()
-            })
-            .collect();
-        for slot in 0..self.complaints.len() {
-            self.reindex(slot as u32);
+        self.companions = vec![Companion::default(); self.complaints.slot_count()];
+        for slot in 0..self.complaints.slot_count() as u32 {
+            if self.complaints.in_use(slot) {
+                self.index_paged_in(slot);
+            }
         }
     }
 
-    /// All persisted rows in key order, as the runner would hold them (for digests and
-    /// rebuild comparisons in tests and tools).
+    /// Sets up the companion and the queue entry of a complaint that came from a row, as
+    /// a restore does.
+    fn index_paged_in(&mut self, slot: u32) {
+        let region = self.names.intern(&self.complaints.row(slot).region);
+        self.set_companion(
+            slot,
+            Companion {
+                region,
+                ..Companion::default()
+            },
+        );
+        self.reindex(slot);
+    }
+
+    /// Customers whose row is live but whose filings all left the repeat window are
+    /// marked, so that `take_changes` moves their row to the archive. Decided at each
+    /// `take_changes` by the latest event time alone: a rebuild, a restart and a
+    /// projector that kept everything resident move the same rows.
+    fn archive_expired_customers(&mut self) {
+        let Some(window_start) = self.repeat_window_start() else {
+            return;
+        };
+        while let Some(&(newest, slot)) = self.live_customers_by_newest.first() {
+            if newest > window_start {
+                break;
+            }
+            self.live_customers_by_newest.pop_first();
+            let expired = self.customers.in_use(slot)
+                && self.customers.stored(slot) == Stored::Live
+                && self.customers.row(slot).all_before(window_start);
+            if expired {
+                self.customers.mark(slot);
+            }
+        }
+    }
+
+    /// Changes of the claim waits: deletes of those out of reach, writes of new ones.
+    fn take_claim_wait_changes(&mut self, changes: &mut Vec<ViewChange>) {
+        if let Some(start) = self.claim_waits_start() {
+            while let Some(entry) = self.claim_waits.first_entry() {
+                if entry.key().0 > start {
+                    break;
+                }
+                let ((_, key), wait) = entry.remove_entry();
+                if wait.persisted {
+                    changes.push((key.into_vec(), None));
+                }
+            }
+        }
+        for key in std::mem::take(&mut self.new_claim_waits) {
+            let Some(wait) = self.claim_waits.get_mut(&key) else {
+                continue;
+            };
+            wait.persisted = true;
+            let (at, key) = key;
+            let row = ClaimWait {
+                at,
+                tier: wait.tier,
+                seconds: wait.seconds,
+            };
+            changes.push((key.into_vec(), Some(encode_row(&row))));
+        }
+    }
+
+    fn restore_claim_wait(&mut self, row: &ViewRow) -> Result<(), ProjectionError> {
+        let wait: ClaimWait =
+            decode_row(&row.1).map_err(|source| ProjectionError::UndecodableRow {
+                projector: NAME,
+                key: String::from_utf8_lossy(&row.0).into_owned(),
+                source,
+            })?;
+        self.claim_waits.insert(
+            (wait.at, row.0.clone().into_boxed_slice()),
+            ClaimWaitEntry {
+                tier: wait.tier,
+                seconds: wait.seconds,
+                persisted: true,
+            },
+        );
+        Ok(())
+    }
+
+    /// The persisted rows of everything in memory, in key order, as `take_changes` would
+    /// leave them now (for digests and rebuild comparisons in tests and tools; with
+    /// nothing evicted, the whole view).
     pub fn rows(&self) -> Vec<ViewRow> {
+        let window_start = self.repeat_window_start();
+        let customer_cold =
+            move |f: &CustomerFilings| window_start.is_some_and(|start| f.all_before(start));
+        let claim_waits_start = self.claim_waits_start();
         let mut rows: Vec<ViewRow> = self
             .complaints
-            .persisted(COMPLAINT_ROWS)
-            .chain(self.customers.persisted(CUSTOMER_ROWS))
+            .persisted(COMPLAINTS, complaint_is_cold)
+            .chain(self.customers.persisted(CUSTOMERS, customer_cold))
+            .chain(
+                self.claim_waits
+                    .iter()
+                    .filter(|((at, _), _)| claim_waits_start.is_none_or(|start| *at > start))
+                    .map(|((at, key), wait)| {
+                        let row = ClaimWait {
+                            at: *at,
+                            tier: wait.tier,
+                            seconds: wait.seconds,
+                        };
+                        (key.to_vec(), encode_row(&row))
+                    }),
+            )
+            .chain(
+                self.latest_event_time
+                    .map(|t| (LATEST_EVENT_TIME.as_bytes().to_vec(), encode_row(&t))),
+            )
             .collect();
         rows.sort();
         rows
     }
 }
 
+/// When a claim about to be appended to `history` is the first claim after the item
+/// entered its tier, the time it entered: the wait `stats` measures. Reassigns and
+/// releases do not end the wait's chance; a first claim or a clear does.
+fn first_claim_of(history: &[HistoryEntry], claimed: &EscalationClaimed) -> Option<Timestamp> {
+    if claimed.reassigned_from.is_some() {
+        return None;
+    }
+    for entry in history.iter().rev() {
+        match entry {
+            HistoryEntry::Raised { tier, at, .. } => return (*tier == claimed.tier).then_some(*at),
+            HistoryEntry::Claimed {
+                reassigned_from: None,
+                ..
+            }
+            | HistoryEntry::Cleared { .. } => return None,
+            HistoryEntry::Claimed { .. } | HistoryEntry::Released { .. } => {}
+        }
+    }
+    None
+}
+
+/// Whether `apply` can change anything for an event of this kind: the others need no
+/// row paged in.
+fn acts_on(body: &EventBody) -> bool {
+    !matches!(
+        body,
+        EventBody::Acknowledged(_)
+            | EventBody::CustomerContacted(_)
+            | EventBody::CallbackPromised(_)
+            | EventBody::AwaitingCustomer(_)
+            | EventBody::CustomerReplied(_)
+    )
+}
+
 impl Projection for EscalationProjector {
     fn name(&self) -> &'static str {
-        "escalation"
+        NAME
+    }
+
+    fn layout(&self) -> u32 {
+        // 2: cold complaints and customers under `archived-*/`, claim waits in rows of
+        // their own, the latest event time in a row.
+        2
     }
 
     fn apply(&mut self, seq: u64, event: &Event) -> Vec<Effect> {
+        if self.latest_event_time < Some(event.time) {
+            self.latest_event_time = Some(event.time);
+            self.latest_event_time_changed = true;
+        }
         if let EventBody::Filed(filed) = &event.body {
             return self.on_filed(event, filed);
         }
@@ -764,23 +1043,134 @@ impl Projection for EscalationProjector {
     }
 
     fn take_changes(&mut self) -> Vec<ViewChange> {
-        let mut changes = self.complaints.take_changes(COMPLAINT_ROWS);
-        changes.extend(self.customers.take_changes(CUSTOMER_ROWS));
+        let mut changes = self
+            .complaints
+            .take_changes(COMPLAINTS, complaint_is_cold, |_, _, _| {});
+        self.archive_expired_customers();
+        let window_start = self.repeat_window_start();
+        let live_customers = &mut self.live_customers_by_newest;
+        changes.extend(self.customers.take_changes(
+            CUSTOMERS,
+            |filings| window_start.is_some_and(|start| filings.all_before(start)),
+            |slot, filings, stored| {
+                if let (Stored::Live, Some(newest)) = (stored, filings.filed_at.last()) {
+                    live_customers.insert((*newest, slot));
+                }
+            },
+        ));
+        self.take_claim_wait_changes(&mut changes);
+        if std::mem::take(&mut self.latest_event_time_changed) {
+            if let Some(latest) = self.latest_event_time {
+                changes.push((
+                    LATEST_EVENT_TIME.as_bytes().to_vec(),
+                    Some(encode_row(&latest)),
+                ));
+            }
+        }
         changes
+    }
+
+    fn resident_prefixes(&self) -> Vec<Vec<u8>> {
+        [
+            COMPLAINTS.live,
+            CUSTOMERS.live,
+            CLAIM_WAITS,
+            LATEST_EVENT_TIME,
+        ]
+        .iter()
+        .map(|prefix| prefix.as_bytes().to_vec())
+        .collect()
+    }
+
+    fn rows_needed(&self, event: &Event, keys: &mut Vec<Vec<u8>>) {
+        match &event.body {
+            // The ingester rejects a second filing, so a filing needs no complaint row; it
+            // counts the customer's earlier filings.
+            EventBody::Filed(filed) => {
+                keys.extend(self.customers.archive_key(CUSTOMERS, &filed.customer_id));
+            }
+            body if acts_on(body) => {
+                keys.extend(self.complaints.archive_key(COMPLAINTS, &event.complaint_id));
+            }
+            _ => {}
+        }
+    }
+
+    fn page_in(&mut self, key: &[u8], row: Option<&[u8]>) -> Result<(), ProjectionError> {
+        let Some(bytes) = row else {
+            return Ok(());
+        };
+        if let Some(id) = key.strip_prefix(COMPLAINTS.archive.as_bytes()) {
+            let id = String::from_utf8_lossy(id);
+            if let Some(slot) = self.complaints.page_in(NAME, COMPLAINTS, &id, bytes)? {
+                self.index_paged_in(slot);
+            }
+        } else if let Some(id) = key.strip_prefix(CUSTOMERS.archive.as_bytes()) {
+            let id = String::from_utf8_lossy(id);
+            self.customers.page_in(NAME, CUSTOMERS, &id, bytes)?;
+        }
+        Ok(())
+    }
+
+    fn evict(&mut self) {
+        let companions = &mut self.companions;
+        self.complaints.evict(|slot| {
+            let companion = &mut companions[slot as usize];
+            // A raise on its way must find its pending marker when it comes back.
+            if companion.pending_raise.is_some() {
+                return false;
+            }
+            debug_assert!(
+                companion.indexed.is_none(),
+                "a cold complaint is not queued"
+            );
+            *companion = Companion::default();
+            true
+        });
+        self.customers.evict(|_| true);
     }
 
     fn restore(&mut self, rows: &mut dyn Iterator<Item = ViewRow>) -> Result<(), ProjectionError> {
         self.complaints.clear();
         self.customers.clear();
+        self.live_customers_by_newest.clear();
+        self.claim_waits.clear();
+        self.new_claim_waits.clear();
+        self.latest_event_time = None;
+        self.latest_event_time_changed = false;
+        // The runner passes the live rows only; archived ones are taken too (a test or a
+        // tool may pass every row) and may leave memory at the next `evict`.
+        let mut restored_any = false;
         for row in rows {
-            if self
+            restored_any = true;
+            if row.0.starts_with(CLAIM_WAITS.as_bytes()) {
+                self.restore_claim_wait(&row)?;
+            } else if row.0 == LATEST_EVENT_TIME.as_bytes() {
+                let latest =
+                    decode_row(&row.1).map_err(|source| ProjectionError::UndecodableRow {
+                        projector: NAME,
+                        key: LATEST_EVENT_TIME.to_owned(),
+                        source,
+                    })?;
+                self.latest_event_time = Some(latest);
+            } else if self
                 .complaints
-                .restore_row("escalation", COMPLAINT_ROWS, &row)?
+                .restore_row(NAME, COMPLAINTS, &row)?
                 .is_none()
             {
-                self.customers
-                    .restore_row("escalation", CUSTOMER_ROWS, &row)?;
+                let restored = self.customers.restore_row(NAME, CUSTOMERS, &row)?;
+                if let Some((slot, Stored::Live)) = restored {
+                    if let Some(newest) = self.customers.row(slot).filed_at.last() {
+                        self.live_customers_by_newest.insert((*newest, slot));
+                    }
+                }
             }
+        }
+        if restored_any {
+            // Rows were restored, so some may have been paged out before: ask for the
+            // archived row of every id not in memory.
+            self.complaints.forget_paged_out();
+            self.customers.forget_paged_out();
         }
         self.rebuild_indexes();
         Ok(())

@@ -19,6 +19,7 @@ use crate::priority::{compare_with_deadlines, PriorityKey, Urgency};
 use crate::projector::{EscalationProjector, ItemSummary};
 use crate::rules;
 use crate::state::{ComplaintStatus, HistoryEntry};
+use plaint_projection::{ProjectionError, RowSource};
 
 /// The next SLA deadline of a complaint (from the SLA projector), if it has one.
 pub type NextDeadline<'a> = &'a dyn Fn(&str) -> Option<Timestamp>;
@@ -320,9 +321,17 @@ impl EscalationProjector {
     }
 
     /// Where a complaint stands and its escalation events; None for an unknown complaint.
-    pub fn history(&self, complaint_id: &str) -> Option<EscalationHistory> {
-        let row = self.complaints.get(complaint_id)?;
-        Some(EscalationHistory {
+    /// A complaint paged out of memory is read from `rows`, the view's persisted rows
+    /// (`ProjectorHandle::rows()` in the service; tests that never evict pass `NoRows`).
+    pub fn history(
+        &self,
+        complaint_id: &str,
+        rows: &dyn RowSource,
+    ) -> Result<Option<EscalationHistory>, ProjectionError> {
+        let Some(row) = self.complaint_row(complaint_id, rows)? else {
+            return Ok(None);
+        };
+        Ok(Some(EscalationHistory {
             complaint_id: complaint_id.to_owned(),
             region: row.region.clone(),
             status: row.status,
@@ -335,40 +344,25 @@ impl EscalationProjector {
                 unclaimed_since: item.unclaimed_since,
             }),
             entries: row.history.clone(),
-        })
+        }))
     }
 
     /// Depth per tier and region, the oldest item, and the median time to claim.
     ///
-    /// Reads every queued item and every complaint's history: meant for dashboards and the
-    /// CLI, not for per-request paths.
+    /// Reads every queued item and the waits of the first claims after an item entered a
+    /// tier (kept as claims are applied, in memory and in rows of their own, so closed
+    /// complaints paged out of memory still count). Waits are kept for two windows before
+    /// the latest event time: exact for any `now` from one window before the latest event
+    /// time on (the service asks at its clock's now, which event times do not pass by more
+    /// than the ingester's future skew). Meant for dashboards and the CLI.
     pub fn stats(&self, now: Timestamp) -> QueueStats {
         let window_start = now
             .checked_sub(self.config.time_to_claim_window)
             .unwrap_or(Timestamp::MIN);
         let mut waits: [Vec<i64>; MAX_TIER as usize] = Default::default();
-        for row in self.complaints.values() {
-            let mut entered: Option<(u8, Timestamp)> = None;
-            for entry in &row.history {
-                match entry {
-                    HistoryEntry::Raised { tier, at, .. } => entered = Some((*tier, *at)),
-                    HistoryEntry::Claimed {
-                        at,
-                        tier,
-                        reassigned_from: None,
-                        ..
-                    } => {
-                        // The first claim after entering a tier measures the wait.
-                        if let Some((entered_tier, entered_at)) = entered.take() {
-                            if entered_tier == *tier && *at > window_start && *at <= now {
-                                waits[usize::from(*tier - 1)]
-                                    .push(at.duration_since(entered_at).as_secs());
-                            }
-                        }
-                    }
-                    HistoryEntry::Cleared { .. } => entered = None,
-                    HistoryEntry::Claimed { .. } | HistoryEntry::Released { .. } => {}
-                }
+        for ((at, _), wait) in &self.claim_waits {
+            if *at > window_start && *at <= now {
+                waits[usize::from(wait.tier - 1)].push(wait.seconds);
             }
         }
         let tiers = (1..=MAX_TIER)

@@ -159,6 +159,27 @@ pub struct CustomerFilings {
     pub filed_at: Vec<Timestamp>,
 }
 
+impl CustomerFilings {
+    /// Whether a filing at `now` or later would count none of these: every one is at or
+    /// before `window_start` (`now - window`), so the row may leave memory.
+    pub fn all_before(&self, window_start: Timestamp) -> bool {
+        self.filed_at
+            .last()
+            .is_none_or(|newest| *newest <= window_start)
+    }
+}
+
+/// The wait from entering a tier to the first claim there: what the median time to
+/// claim of [`crate::QueueStats`] is taken over. Kept apart from the complaint's history
+/// so that the statistics need no complaint in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimWait {
+    /// When the claim was made.
+    pub at: Timestamp,
+    pub tier: u8,
+    pub seconds: i64,
+}
+
 // ---- binary row form (see `plaint_projection::codec`): fields in declaration order ----
 
 impl RowCodec for ComplaintRow {
@@ -404,6 +425,22 @@ impl RowCodec for HistoryEntry {
                 event_id,
                 reason: input.string()?,
             },
+        })
+    }
+}
+
+impl RowCodec for ClaimWait {
+    fn encode(&self, out: &mut RowWriter) {
+        out.put(&self.at);
+        out.u8(self.tier);
+        out.int(self.seconds);
+    }
+
+    fn decode(input: &mut RowReader<'_>) -> Result<Self, RowError> {
+        Ok(ClaimWait {
+            at: input.get()?,
+            tier: input.u8()?,
+            seconds: input.int()?,
         })
     }
 }

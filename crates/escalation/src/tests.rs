@@ -9,7 +9,7 @@ use plaint_events::{
     ComplaintReopened, ComplaintResolved, ComplaintWithdrawn, EscalationRaised, Event, EventBody,
     EventType, Severity, SlaBreached, SlaMetric,
 };
-use plaint_projection::{digest_rows, Effect, Projection};
+use plaint_projection::{digest_rows, Effect, NoRows, Projection};
 use uuid::Uuid;
 
 use crate::{CommandError, EscalationConfig, EscalationProjector, HistoryEntry, QueueQuery};
@@ -84,9 +84,12 @@ fn assigned(team: &str) -> EventBody {
 
 /// An in-memory log around a projector. `post` appends an upstream event; the events the
 /// projector writes wait in `outbox` until `deliver` appends them (so tests can hold them
-/// back to model the time they take to come back through the stream).
+/// back to model the time they take to come back through the stream). `commit` persists
+/// the changed rows in `disk` and evicts, as the runner does after a batch; before each
+/// event the rows it needs are paged in from `disk`, as the runner does.
 pub(crate) struct Harness {
     pub projector: EscalationProjector,
+    pub disk: BTreeMap<Vec<u8>, Vec<u8>>,
     pub log: Vec<Event>,
     ids: BTreeSet<Uuid>,
     pub outbox: VecDeque<Event>,
@@ -102,6 +105,7 @@ impl Harness {
     pub fn with_config(config: EscalationConfig) -> Harness {
         Harness {
             projector: EscalationProjector::new(config).unwrap(),
+            disk: BTreeMap::new(),
             log: Vec::new(),
             ids: BTreeSet::new(),
             outbox: VecDeque::new(),
@@ -131,10 +135,14 @@ impl Harness {
     }
 
     fn region_of(&self, complaint_id: &str) -> String {
-        self.projector
-            .history(complaint_id)
+        self.history(complaint_id)
             .map(|h| h.region)
             .unwrap_or_default()
+    }
+
+    /// A complaint's history, from memory or from the persisted rows.
+    pub fn history(&self, complaint_id: &str) -> Option<crate::EscalationHistory> {
+        self.projector.history(complaint_id, &self.disk).unwrap()
     }
 
     /// Appends an event to the log (a duplicate id is a no-op, as in the real log).
@@ -144,8 +152,20 @@ impl Harness {
         }
         self.log.push(event.clone());
         let seq = self.log.len() as u64;
+        let mut keys = Vec::new();
+        self.projector.rows_needed(&event, &mut keys);
+        for key in keys {
+            let row = self.disk.get(&key).cloned();
+            self.projector.page_in(&key, row.as_deref()).unwrap();
+        }
         let effects = self.projector.apply(seq, &event);
         self.effects(effects);
+    }
+
+    /// Persists the changed rows, then lets what went cold leave memory.
+    pub fn commit(&mut self) {
+        plaint_projection::apply_changes(&mut self.disk, self.projector.take_changes());
+        self.projector.evict();
     }
 
     /// An upstream event, without delivering what the projector writes.
@@ -203,7 +223,7 @@ impl Harness {
     }
 
     pub fn tier(&self, complaint: &str) -> Option<u8> {
-        self.projector.history(complaint)?.current.map(|c| c.tier)
+        self.history(complaint)?.current.map(|c| c.tier)
     }
 
     /// The log replayed as a rebuild does: effects discarded, so none are built.
@@ -437,7 +457,8 @@ fn given_a_queued_complaint_when_resolved_then_it_is_cleared_and_leaves_the_queu
     assert_eq!(h.projector.depths(), [0, 0, 0, 0]);
     let kinds: Vec<_> = h
         .projector
-        .history("c1")
+        .history("c1", &NoRows)
+        .unwrap()
         .unwrap()
         .entries
         .iter()
@@ -480,7 +501,8 @@ fn given_a_cleared_complaint_when_reopened_before_the_clear_is_back_then_it_re_e
     assert_eq!(h.tier("c1"), Some(2));
     let kinds: Vec<_> = h
         .projector
-        .history("c1")
+        .history("c1", &NoRows)
+        .unwrap()
         .unwrap()
         .entries
         .iter()
@@ -557,7 +579,8 @@ fn given_an_unclaimed_item_when_claimed_then_the_holder_is_recorded_and_a_retry_
     );
     assert_eq!(
         h.projector
-            .history("c1")
+            .history("c1", &NoRows)
+            .unwrap()
             .unwrap()
             .current
             .unwrap()
@@ -575,7 +598,13 @@ fn given_two_operators_claiming_at_once_when_both_land_in_the_log_then_the_first
     assert_ne!(ana.event.id, bo.event.id);
     h.command(ana);
     h.command(bo);
-    let current = h.projector.history("c1").unwrap().current.unwrap();
+    let current = h
+        .projector
+        .history("c1", &NoRows)
+        .unwrap()
+        .unwrap()
+        .current
+        .unwrap();
     assert_eq!(current.claimed_by.as_deref(), Some("ana"));
     let error = h
         .projector
@@ -667,7 +696,13 @@ fn given_a_claimed_item_when_released_then_only_the_holder_may_and_a_retry_is_id
         .prepare_release("c1", "ana", "needs legal", t(20))
         .unwrap();
     h.command(release.clone());
-    let current = h.projector.history("c1").unwrap().current.unwrap();
+    let current = h
+        .projector
+        .history("c1", &NoRows)
+        .unwrap()
+        .unwrap()
+        .current
+        .unwrap();
     assert_eq!((current.claimed_by, current.unclaimed_since), (None, t(20)));
     let retry = h
         .projector
@@ -705,7 +740,7 @@ fn given_a_claimed_item_when_reassigned_then_the_new_holder_has_it_and_the_old_o
     );
     let reassign = h.projector.prepare_reassign("c1", "bo", t(12)).unwrap();
     h.command(reassign.clone());
-    let entries = h.projector.history("c1").unwrap().entries;
+    let entries = h.projector.history("c1", &NoRows).unwrap().unwrap().entries;
     assert!(
         matches!(entries.last(), Some(HistoryEntry::Claimed { by, reassigned_from: Some(from), .. }) if by == "bo" && from == "ana")
     );
@@ -718,7 +753,7 @@ fn given_a_claimed_item_when_raised_to_a_higher_tier_then_the_claim_ends() {
     let mut h = queued_harness();
     h.command(h.projector.prepare_claim("c1", "ana", None, t(10)).unwrap());
     h.post("c1", 20, escalated(3));
-    let history = h.projector.history("c1").unwrap();
+    let history = h.projector.history("c1", &NoRows).unwrap().unwrap();
     let current = history.current.unwrap();
     assert_eq!((current.tier, current.claimed_by), (3, None));
     assert!(
@@ -1086,10 +1121,13 @@ fn given_json_rows_of_an_older_version_when_restored_then_the_state_is_the_same(
         .rows()
         .into_iter()
         .map(|(key, value)| {
+            // Claim waits and the latest event time came with binary rows: they stay so.
             let json = if key.starts_with(b"complaint/") {
                 serde_json::to_vec(&decode_row::<crate::state::ComplaintRow>(&value).unwrap())
-            } else {
+            } else if key.starts_with(b"customer/") {
                 serde_json::to_vec(&decode_row::<crate::state::CustomerFilings>(&value).unwrap())
+            } else {
+                Ok(value)
             };
             (key, json.unwrap())
         })
@@ -1108,6 +1146,155 @@ fn a_corrupt_row_is_reported_with_the_rebuild_hint() {
         error.to_string().contains("plaint rebuild escalation"),
         "{error}"
     );
+}
+
+// ---- paging: cold complaints and customers leave memory and come back ----
+
+/// The rows of the whole view, as a projector that kept everything in memory has them.
+fn rows_kept_in_memory(h: &Harness) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    h.rebuilt().rows().into_iter().collect()
+}
+
+#[test]
+fn given_a_closed_de_escalated_complaint_when_committed_then_it_leaves_memory_and_its_history_is_read_from_rows(
+) {
+    let mut h = Harness::new();
+    h.post(
+        "c1",
+        0,
+        filed("cust-1", "eu", Severity::Critical, None, false),
+    );
+    h.post("c2", 1, filed("cust-2", "eu", Severity::Low, None, false));
+    h.command(h.projector.prepare_claim("c1", "ana", None, t(20)).unwrap());
+    h.commit();
+    assert!(h.disk.contains_key(b"complaint/c1".as_slice()));
+    h.post("c1", 30, resolved());
+    h.post(
+        "c1",
+        40,
+        EventBody::Closed(plaint_events::ComplaintClosed { by: None }),
+    );
+    let history = h.history("c1").unwrap();
+    let stats = h.projector.stats(t(60));
+    assert_eq!(stats.tiers[1].claims_in_window, 1);
+    h.commit();
+    assert!(h.projector.complaints.get("c1").is_none(), "c1 left memory");
+    assert_eq!(h.projector.resident().complaints, 1, "the open c2 stays");
+    assert!(h.disk.contains_key(b"archived-complaint/c1".as_slice()));
+    assert!(
+        !h.disk.contains_key(b"complaint/c1".as_slice()),
+        "the live row moved to the archive"
+    );
+    assert_eq!(h.projector.history("c1", &NoRows).unwrap(), None);
+    assert_eq!(h.history("c1"), Some(history), "answered from the rows");
+    assert_eq!(
+        h.projector.stats(t(60)),
+        stats,
+        "its claim still counts in the statistics"
+    );
+    assert_eq!(h.disk, rows_kept_in_memory(&h));
+}
+
+#[test]
+fn given_a_paged_out_complaint_when_breached_or_reopened_then_rules_decide_as_if_it_had_stayed() {
+    fn script(h: &mut Harness, paging: bool) {
+        let commit = |h: &mut Harness| {
+            if paging {
+                h.commit();
+            }
+        };
+        h.post("c1", 0, filed("cust-1", "eu", Severity::Low, None, false));
+        h.post("c1", 10, resolved());
+        h.post("c1", 20, reopened());
+        h.post("c1", 30, resolved());
+        h.post("c2", 31, filed("cust-2", "eu", Severity::Low, None, false));
+        h.post(
+            "c2",
+            32,
+            EventBody::Withdrawn(ComplaintWithdrawn { reason: None }),
+        );
+        commit(h);
+        if paging {
+            assert_eq!(h.projector.resident().complaints, 0, "both are paged out");
+        }
+        // A breach of a resolved complaint raises nothing, and it leaves memory again.
+        h.post("c1", 40, breached(SlaMetric::Resolution, t(35)));
+        commit(h);
+        if paging {
+            assert_eq!(h.projector.resident().complaints, 0);
+        }
+        // The second reopen counts the first one, which the archived row remembers.
+        h.post("c1", 50, reopened());
+        commit(h);
+        h.post("c2", 60, reopened());
+        commit(h);
+        h.post("c2", 70, breached(SlaMetric::FirstResponse, t(70)));
+        commit(h);
+    }
+    let mut kept = Harness::new();
+    script(&mut kept, false);
+    let mut paged = Harness::new();
+    script(&mut paged, true);
+    assert_eq!(paged.log, kept.log, "the same raises, nothing more");
+    assert_eq!(paged.published, kept.published);
+    assert_eq!(reasons(&paged.raises("c1")[0]), [("reopened", 2)]);
+    assert_eq!(reasons(&paged.raises("c2")[0]), [("sla_breach", 2)]);
+    assert_eq!((paged.tier("c1"), paged.tier("c2")), (Some(2), Some(2)));
+    kept.commit();
+    assert_eq!(paged.disk, kept.disk);
+}
+
+#[test]
+fn given_a_repeat_complainant_whose_earlier_complaints_were_paged_out_when_filing_again_then_it_is_a_repeat(
+) {
+    let day = 24 * 60;
+    let mut h = Harness::new();
+    for (complaint, at) in [("c1", 0), ("c2", 10 * day)] {
+        h.post(
+            complaint,
+            at,
+            filed("cust-1", "eu", Severity::Low, None, false),
+        );
+        h.post(complaint, at + 60, resolved());
+    }
+    h.commit();
+    assert_eq!(
+        h.projector.resident(),
+        crate::Resident {
+            complaints: 0,
+            customers: 1,
+            claim_waits: 0
+        },
+        "the complaints left; the customer's filings are inside the window"
+    );
+    h.post(
+        "c3",
+        20 * day,
+        filed("cust-1", "eu", Severity::Low, None, false),
+    );
+    assert_eq!(reasons(&h.raises("c3")[0]), [("repeat_complainant", 2)]);
+    h.post("c3", 20 * day + 60, resolved());
+    // Forty days on, cust-1's filings (days 0, 10, 20) are all out of the window.
+    h.post(
+        "other",
+        60 * day,
+        filed("cust-2", "eu", Severity::Low, None, false),
+    );
+    h.commit();
+    assert!(h.disk.contains_key(b"archived-customer/cust-1".as_slice()));
+    assert!(!h.disk.contains_key(b"customer/cust-1".as_slice()));
+    assert_eq!(h.projector.resident().customers, 1, "only cust-2 stays");
+    // A filing that arrives late, dated day 25: its window (day -5, day 25] holds the
+    // filings of days 10 and 20, which come back with the customer's row.
+    h.post(
+        "c4",
+        25 * day,
+        filed("cust-1", "eu", Severity::Low, None, false),
+    );
+    assert_eq!(h.tier("c4"), Some(2));
+    assert_eq!(reasons(&h.raises("c4")[0]), [("repeat_complainant", 2)]);
+    h.commit();
+    assert_eq!(h.disk, rows_kept_in_memory(&h));
 }
 
 // ---- property: random histories with delays, ticks and restarts ----
@@ -1187,10 +1374,16 @@ mod properties {
     }
 
     fn run(ops: &[Op]) -> Harness {
-        let mut h = Harness::new();
+        run_with(EscalationConfig::default(), ops, &[])
+    }
+
+    /// `lateness[step]` dates the filing of that step so many 5-minute units in the past.
+    fn run_with(config: EscalationConfig, ops: &[Op], lateness: &[u8]) -> Harness {
+        let mut h = Harness::with_config(config.clone());
         let mut status: BTreeMap<String, StreamStatus> = BTreeMap::new();
         for (step, op) in ops.iter().enumerate() {
             let minutes = step as i64 * 7;
+            let filed_minutes = minutes - 5 * i64::from(lateness.get(step).copied().unwrap_or(0));
             let now = t(minutes);
             let name = |c: &u8| format!("c{c}");
             let operator = |o: &u8| format!("op{o}");
@@ -1210,9 +1403,15 @@ mod properties {
                     vip,
                 } => {
                     let amount = amount.map(|a| Money::from_units(i64::from(a)).to_string());
-                    upstream(
-                        &mut h,
-                        name(complaint),
+                    let complaint = name(complaint);
+                    let current = status.get(&complaint).copied();
+                    if lifecycle::check(current, EventType::Filed).is_err() {
+                        continue;
+                    }
+                    status.insert(complaint.clone(), StreamStatus::Open);
+                    h.post_held(
+                        &complaint,
+                        filed_minutes,
                         filed(
                             &format!("k{customer}"),
                             "eu",
@@ -1264,8 +1463,7 @@ mod properties {
                 Op::Tick => h.tick(now),
                 Op::Restart => {
                     let rows = h.projector.rows();
-                    let mut restored =
-                        EscalationProjector::new(EscalationConfig::default()).unwrap();
+                    let mut restored = EscalationProjector::new(config.clone()).unwrap();
                     restored.restore(&mut rows.into_iter()).unwrap();
                     h.projector = restored;
                 }
@@ -1275,8 +1473,65 @@ mod properties {
         h
     }
 
+    /// Windows short enough for the steps of a generated history (7 minutes apart) to
+    /// move customers and claim waits out of them.
+    fn paging_config() -> EscalationConfig {
+        let mut config = EscalationConfig::default();
+        config.repeat_complainant.window = SignedDuration::from_mins(60);
+        config.repeat_complainant.count = 2;
+        config.time_to_claim_window = SignedDuration::from_mins(30);
+        config
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Paging out, paging in and restarting (which restores the live rows only) leave
+        /// the rows as keeping everything in memory does; without restarts (which forget
+        /// raises on their way) the effects too. Queries answer the same.
+        #[test]
+        fn paged_rows_and_effects_do_not_depend_on_what_stayed_in_memory(
+            ops in proptest::collection::vec(op(), 1..80),
+            lateness in proptest::collection::vec(0u8..30, 80),
+            batch in 1usize..6,
+            restart_every in 0usize..4,
+        ) {
+            use plaint_projection::paging::{PagedRun, PagingSchedule};
+            let config = paging_config();
+            let log = run_with(config.clone(), &ops, &lateness).log;
+            let fresh = || EscalationProjector::new(config.clone()).unwrap();
+            let mut kept = PagedRun::new(fresh());
+            kept.run(&log, PagingSchedule { batch, restart_every: 0, evict: false }, fresh).unwrap();
+            let mut paged = PagedRun::new(fresh());
+            paged.run(&log, PagingSchedule { batch, restart_every, evict: true }, fresh).unwrap();
+            prop_assert_eq!(&paged.rows, &kept.rows);
+            prop_assert_eq!(
+                kept.rows.clone().into_iter().collect::<Vec<_>>(),
+                kept.projector.rows(),
+                "the rows are the whole view"
+            );
+            if restart_every == 0 {
+                prop_assert_eq!(&paged.effects, &kept.effects);
+            }
+            let latest = log.iter().map(|e| e.time).max().unwrap_or(t(0));
+            for now in [latest, latest.checked_sub(SignedDuration::from_mins(20)).unwrap()] {
+                prop_assert_eq!(paged.projector.stats(now), kept.projector.stats(now));
+            }
+            for tier in 1..=4 {
+                let query = QueueQuery::tier(tier);
+                prop_assert_eq!(
+                    paged.projector.queue(&query, latest, None).unwrap(),
+                    kept.projector.queue(&query, latest, None).unwrap()
+                );
+            }
+            for c in 0..6 {
+                let id = format!("c{c}");
+                prop_assert_eq!(
+                    paged.projector.history(&id, &paged.rows).unwrap(),
+                    kept.projector.history(&id, &kept.rows).unwrap()
+                );
+            }
+        }
 
         #[test]
         fn rebuild_equals_live_whatever_the_delays_ticks_and_restarts(ops in proptest::collection::vec(op(), 1..80)) {

@@ -140,7 +140,11 @@ impl Api {
             }
             "escalation.history" => {
                 let req: IdRequest = parse(request)?;
-                match self.views.escalation.lock().history(&req.id) {
+                let escalation = self.views.escalation.lock();
+                let history = escalation
+                    .history(&req.id, self.views.escalation.rows())
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                match history {
                     Some(h) => ApiReply::json(&h),
                     None => Err(ApiError::not_found(format!(
                         "complaint {:?} was never escalated",
