@@ -240,6 +240,12 @@ impl std::fmt::Debug for EscalationProjector {
     }
 }
 
+/// Cold complaints (and customers) kept in memory after their rows are committed, the
+/// most recently cooled: a resolved complaint's `closed` usually follows within days, and
+/// paging it back in from a large tree is slow. The crate's own tests keep none, so every
+/// event after a cooling exercises paging.
+const COLD_CACHE: usize = if cfg!(test) { 0 } else { 50_000 };
+
 impl EscalationProjector {
     /// A projector with the default subject prefix `complaints`.
     pub fn new(config: EscalationConfig) -> Result<EscalationProjector, ConfigError> {
@@ -1114,7 +1120,7 @@ impl Projection for EscalationProjector {
 
     fn evict(&mut self) {
         let companions = &mut self.companions;
-        self.complaints.evict(|slot| {
+        self.complaints.evict(COLD_CACHE, |slot| {
             let companion = &mut companions[slot as usize];
             // A raise on its way must find its pending marker when it comes back.
             if companion.pending_raise.is_some() {
@@ -1127,7 +1133,7 @@ impl Projection for EscalationProjector {
             *companion = Companion::default();
             true
         });
-        self.customers.evict(|_| true);
+        self.customers.evict(COLD_CACHE, |_| true);
     }
 
     fn restore(&mut self, rows: &mut dyn Iterator<Item = ViewRow>) -> Result<(), ProjectionError> {

@@ -365,13 +365,21 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
         changes
     }
 
-    /// Drops from memory the archived rows that have not changed since they were taken
-    /// (call it only once those changes are committed) and for which `leave(slot)` agrees;
-    /// `leave` may clear the caller's companions of the slot. A row `leave` holds back is
-    /// asked about again at the next call.
-    pub fn evict(&mut self, mut leave: impl FnMut(u32) -> bool) {
+    /// Drops from memory archived rows that have not changed since they were taken (call
+    /// it only once those changes are committed) and for which `leave(slot)` agrees, the
+    /// longest cold first, until at most `cold_capacity` are listed; `leave` may clear the
+    /// caller's companions of the slot. A row `leave` holds back is asked about again at
+    /// the next call. The cold rows kept are a cache: most complaints get their next event
+    /// (closed after resolved) soon, and reading a row back from a large sled tree costs
+    /// tens of microseconds.
+    pub fn evict(&mut self, cold_capacity: usize, mut leave: impl FnMut(u32) -> bool) {
+        if self.evictable.len() <= cold_capacity {
+            return;
+        }
+        let excess = self.evictable.len() - cold_capacity;
+        let oldest: Vec<u32> = self.evictable.drain(..excess).collect();
         let mut held = Vec::new();
-        for slot in std::mem::take(&mut self.evictable) {
+        for slot in oldest {
             if !self.in_use(slot) {
                 continue;
             }
@@ -390,6 +398,8 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
             self.rows[slot as usize] = None;
             self.free.push(slot);
         }
+        // Held ones stay the first candidates.
+        held.append(&mut self.evictable);
         self.evictable = held;
     }
 
@@ -518,7 +528,7 @@ mod tests {
     #[test]
     fn it_persists_and_pages_what_a_paged_view_map_would() {
         let mut store: RowStore<u32> = RowStore::default();
-        let mut map: ViewMap<u32> = ViewMap::paged("q/", odd);
+        let mut map: ViewMap<u32> = ViewMap::paged("q/", odd, 0);
         let mut disk: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let ids = ["b", "a", "c", "a", "d", "b", "c", "e", "a", "b"];
         for (round, chunk) in ids.chunks(2).enumerate() {
@@ -549,7 +559,7 @@ mod tests {
             let changes = store.take_changes(PREFIXES, odd, |_, _, _| {});
             assert_eq!(changes, map.take_changes("p/"), "round {round}");
             apply_changes(&mut disk, changes);
-            store.evict(|_| true);
+            store.evict(0, |_| true);
             map.evict();
             let resident: Vec<_> = map.iter().map(|(k, v)| (k.clone(), *v)).collect();
             let mut ours: Vec<_> = store.iter().map(|(k, v)| (k.to_string(), *v)).collect();
@@ -579,9 +589,9 @@ mod tests {
         let mut store: RowStore<u32> = RowStore::default();
         let (slot, _) = store.insert("a", 1);
         store.take_changes(PREFIXES, odd, |_, _, _| {});
-        store.evict(|_| false);
+        store.evict(0, |_| false);
         assert_eq!(store.get("a"), Some(&1));
-        store.evict(|s| s == slot);
+        store.evict(0, |s| s == slot);
         assert_eq!(store.get("a"), None);
         assert_eq!(store.archive_key(PREFIXES, "a"), Some(b"q/a".to_vec()));
         assert_eq!(
@@ -598,6 +608,24 @@ mod tests {
             Some(b"q/never-seen".to_vec()),
             "after a restore any id may be archived"
         );
+    }
+
+    #[test]
+    fn cold_rows_up_to_the_capacity_stay_the_longest_cold_leave_first() {
+        let mut store: RowStore<u32> = RowStore::default();
+        for (id, value) in [("a", 1), ("b", 3)] {
+            store.insert(id, value);
+        }
+        store.take_changes(PREFIXES, odd, |_, _, _| {});
+        store.insert("c", 5);
+        store.take_changes(PREFIXES, odd, |_, _, _| {});
+        store.evict(2, |_| true);
+        assert_eq!(store.get("a"), None, "the longest cold left");
+        assert_eq!((store.get("b"), store.get("c")), (Some(&3), Some(&5)));
+        store.evict(2, |_| true);
+        assert_eq!(store.len(), 2, "within the capacity nothing leaves");
+        store.evict(0, |_| true);
+        assert_eq!(store.len(), 0);
     }
 
     /// Ids a filter took are always found (a miss would lose an archived row); few of the
