@@ -604,9 +604,13 @@ impl SlaProjector {
     /// then come out in the same order whatever slots the complaints happen to hold (slots
     /// are reused after evictions and given in key order by a restore).
     fn in_firing_order(&self, mut keys: Vec<DeadlineKey>) -> Vec<DeadlineKey> {
-        keys.sort_unstable_by(|a, b| {
-            let id = |key: &DeadlineKey| &self.complaints[key.slot as usize].id;
-            (a.at, id(a), a.timer).cmp(&(b.at, id(b), b.timer))
+        // The keys come in (time, slot, timer) order: a stable sort passes over them once
+        // and looks complaints up only where two timers are due at the same second.
+        let id = |key: &DeadlineKey| &self.complaints[key.slot as usize].id;
+        keys.sort_by(|a, b| {
+            a.at.cmp(&b.at)
+                .then_with(|| id(a).cmp(id(b)))
+                .then(a.timer.cmp(&b.timer))
         });
         keys
     }
