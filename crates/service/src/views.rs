@@ -99,7 +99,12 @@ impl Api {
             }
             "sla.complaint" => {
                 let req: IdRequest = parse(request)?;
-                let state = self.views.sla.lock().complaint(&req.id, now);
+                let state = self
+                    .views
+                    .sla
+                    .lock()
+                    .read_complaint(&req.id, self.views.sla.rows(), now)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
                 match state {
                     Some(s) => ApiReply::json(&s),
                     None => Err(ApiError::not_found(format!(
@@ -110,7 +115,12 @@ impl Api {
             }
             "sla.compliance" => {
                 let req: ComplianceRequest = parse(request)?;
-                let report = self.views.sla.lock().compliance(&req.query);
+                let report = self
+                    .views
+                    .sla
+                    .lock()
+                    .compliance(&req.query, self.views.sla.rows())
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
                 let body = match req.format.as_deref().unwrap_or("json") {
                     "json" => report.to_json(),
                     "table" => report.to_table(),

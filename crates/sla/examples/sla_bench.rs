@@ -1,7 +1,8 @@
 //! Measures the SLA projector: `cargo run --release -p plaint-sla --example sla_bench`.
 //!
 //! Optional arguments: open complaints, closed complaints, deadlines to fire
-//! (defaults 1 000 000, 200 000, 200 000).
+//! (defaults 1 000 000, 200 000, 200 000); `--keep-all` keeps every complaint in memory
+//! (no eviction after each chunk), to compare.
 
 use std::time::Duration;
 
@@ -23,7 +24,10 @@ fn thread_cpu() -> Option<Duration> {
 }
 
 fn main() {
-    let mut config = BenchConfig::default();
+    let mut config = BenchConfig {
+        page_out: !std::env::args().any(|a| a == "--keep-all"),
+        ..BenchConfig::default()
+    };
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.replace('_', "").parse().ok())
@@ -38,8 +42,15 @@ fn main() {
         config.deadlines_to_fire = fire;
     }
     println!(
-        "{} open + {} closed complaints, firing {} deadlines...",
-        config.open_complaints, config.closed_complaints, config.deadlines_to_fire
+        "{} open + {} closed complaints, firing {} deadlines, {}...",
+        config.open_complaints,
+        config.closed_complaints,
+        config.deadlines_to_fire,
+        if config.page_out {
+            "cold complaints paged out"
+        } else {
+            "every complaint kept in memory"
+        }
     );
     let report = run(
         &config,

@@ -18,8 +18,12 @@ use jiff::Timestamp;
 use plaint_events::SlaMetric;
 use serde::{Deserialize, Serialize};
 
+use plaint_projection::{ProjectionError, RowSource};
+
 use crate::config::CLOCK_METRICS;
-use crate::projector::SlaProjector;
+use crate::projector::{
+    complaint_from_row, decode_complaint_row, Names, SlaProjector, ARCHIVE_PREFIX,
+};
 use crate::query::SlaFilter;
 use crate::state::*;
 
@@ -159,74 +163,151 @@ fn nearest_rank(sorted: &[i64], p: f64) -> Option<i64> {
 
 type GroupKey = (Option<u32>, Option<u32>, Option<u16>, Option<SlaMetric>);
 
-impl SlaProjector {
-    /// The compliance report of a period (see the module documentation for what counts).
-    pub fn compliance(&self, query: &ComplianceQuery) -> ComplianceReport {
-        let from = query.from.map_or(i64::MIN, |t| t.as_second());
-        let to = query.to.map_or(i64::MAX, |t| t.as_second());
-        let filter = &query.filter;
-        let by = |g: GroupBy| query.group_by.contains(&g);
-        let wanted_region = filter.region.as_ref().map(|n| self.regions.find(n));
-        let wanted_category = filter.category.as_ref().map(|n| self.categories.find(n));
-        let wanted_policy = filter.policy.as_ref().map(|n| {
-            self.config
-                .policies
-                .iter()
-                .position(|p| &p.name == n)
-                .map(|p| p as u16)
-        });
-        let mut groups: BTreeMap<GroupKey, Tally> = BTreeMap::new();
-        let mut total = Tally::default();
-        let unknown_name = matches!(wanted_region, Some(None))
-            || matches!(wanted_category, Some(None))
-            || matches!(wanted_policy, Some(None));
-        for complaint in self.complaints.iter().filter(|_| !unknown_name) {
-            if wanted_region.is_some_and(|r| r != Some(complaint.region))
-                || wanted_category.is_some_and(|c| c != Some(complaint.category))
-                || wanted_policy.is_some_and(|p| p != Some(complaint.policy))
-            {
-                continue;
-            }
-            let mut count = |metric: SlaMetric, at: i64, breached: bool, met_used: Option<i64>| {
-                if at < from || at >= to || filter.metric.is_some_and(|m| m != metric) {
-                    return;
-                }
-                let key: GroupKey = (
-                    by(GroupBy::Region).then_some(complaint.region),
-                    by(GroupBy::Category).then_some(complaint.category),
-                    by(GroupBy::Policy).then_some(complaint.policy),
-                    by(GroupBy::Metric).then_some(metric),
-                );
-                groups
-                    .entry(key)
-                    .or_default()
-                    .add(metric, breached, met_used);
-                total.add(metric, breached, met_used);
-            };
-            for record in &complaint.completed {
-                let met_used = (record.met_at != NONE).then_some(record.used);
-                count(
-                    record.metric,
-                    record.outcome_at(),
-                    record.breached,
-                    met_used,
-                );
-            }
-            for (i, clock) in complaint.clocks.iter().enumerate() {
-                if let Some(due_at) = clock.open_breach() {
-                    count(CLOCK_METRICS[i], due_at, true, None);
-                }
-            }
-            for promise in complaint.promises.iter().filter(|p| p.breached) {
-                count(SlaMetric::Callback, promise.due_at, true, None);
+/// The outcomes of a report, complaint by complaint.
+struct Tallies<'q> {
+    from: i64,
+    to: i64,
+    query: &'q ComplianceQuery,
+    wanted_region: Option<u32>,
+    wanted_category: Option<u32>,
+    wanted_policy: Option<u16>,
+    groups: BTreeMap<GroupKey, Tally>,
+    total: Tally,
+}
+
+impl Tallies<'_> {
+    fn add(&mut self, complaint: &Complaint) {
+        if self.wanted_region.is_some_and(|r| r != complaint.region)
+            || self
+                .wanted_category
+                .is_some_and(|c| c != complaint.category)
+            || self.wanted_policy.is_some_and(|p| p != complaint.policy)
+        {
+            return;
+        }
+        for record in &complaint.completed {
+            let met_used = (record.met_at != NONE).then_some(record.used);
+            self.count(
+                complaint,
+                record.metric,
+                record.outcome_at(),
+                record.breached,
+                met_used,
+            );
+        }
+        for (i, clock) in complaint.clocks.iter().enumerate() {
+            if let Some(due_at) = clock.open_breach() {
+                self.count(complaint, CLOCK_METRICS[i], due_at, true, None);
             }
         }
+        for promise in complaint.promises.iter().filter(|p| p.breached) {
+            self.count(complaint, SlaMetric::Callback, promise.due_at, true, None);
+        }
+    }
+
+    fn count(
+        &mut self,
+        complaint: &Complaint,
+        metric: SlaMetric,
+        at: i64,
+        breached: bool,
+        met_used: Option<i64>,
+    ) {
+        if at < self.from || at >= self.to || self.query.filter.metric.is_some_and(|m| m != metric)
+        {
+            return;
+        }
+        let by = |g: GroupBy| self.query.group_by.contains(&g);
+        let key: GroupKey = (
+            by(GroupBy::Region).then_some(complaint.region),
+            by(GroupBy::Category).then_some(complaint.category),
+            by(GroupBy::Policy).then_some(complaint.policy),
+            by(GroupBy::Metric).then_some(metric),
+        );
+        self.groups
+            .entry(key)
+            .or_default()
+            .add(metric, breached, met_used);
+        self.total.add(metric, breached, met_used);
+    }
+}
+
+impl SlaProjector {
+    /// The compliance report of a period (see the module documentation for what counts),
+    /// over the complaints in memory and the archived ones in `rows` (the view's persisted
+    /// rows, read under the projector's lock). Archived rows are read one at a time: the
+    /// report holds its tallies, not the complaints.
+    pub fn compliance(
+        &self,
+        query: &ComplianceQuery,
+        rows: &dyn RowSource,
+    ) -> Result<ComplianceReport, ProjectionError> {
+        let filter = &query.filter;
+        // Archived complaints may name regions and categories memory does not know (after
+        // a restart): they are interned into this copy as they come.
+        let mut names = self.names.clone();
+        let wanted_policy = match &filter.policy {
+            Some(name) => match self.config.policies.iter().position(|p| &p.name == name) {
+                Some(policy) => Some(policy as u16),
+                // No complaint has a policy the configuration does not name.
+                None => return Ok(self.empty_report(query, &names)),
+            },
+            None => None,
+        };
+        let mut tallies = Tallies {
+            from: query.from.map_or(i64::MIN, |t| t.as_second()),
+            to: query.to.map_or(i64::MAX, |t| t.as_second()),
+            query,
+            // A name no complaint has yet matches nothing, as it should.
+            wanted_region: filter
+                .region
+                .as_ref()
+                .map(|n| names.intern_region(&self.config, n)),
+            wanted_category: filter.category.as_ref().map(|n| names.categories.intern(n)),
+            wanted_policy,
+            groups: BTreeMap::new(),
+            total: Tally::default(),
+        };
+        for complaint in self.complaints.iter() {
+            tallies.add(complaint);
+        }
+        let no_id: std::sync::Arc<str> = std::sync::Arc::from("");
+        for row in rows.rows_with_prefix(ARCHIVE_PREFIX.as_bytes()) {
+            let (key, value) = row?;
+            let id = String::from_utf8_lossy(&key[ARCHIVE_PREFIX.len()..]);
+            // Memory is never older than the rows: a complaint held is counted from there.
+            if self.by_id.contains_key(&*id) {
+                continue;
+            }
+            let row = decode_complaint_row(&key, &value)?;
+            tallies.add(&complaint_from_row(
+                &self.config,
+                &mut names,
+                no_id.clone(),
+                &row,
+            ));
+        }
+        let Tallies { groups, total, .. } = tallies;
+        Ok(self.report_of(query, &names, groups, total))
+    }
+
+    fn empty_report(&self, query: &ComplianceQuery, names: &Names) -> ComplianceReport {
+        self.report_of(query, names, BTreeMap::new(), Tally::default())
+    }
+
+    fn report_of(
+        &self,
+        query: &ComplianceQuery,
+        names: &Names,
+        groups: BTreeMap<GroupKey, Tally>,
+        total: Tally,
+    ) -> ComplianceReport {
         let mut rows: Vec<ComplianceRow> = groups
             .into_iter()
             .map(
                 |((region, category, policy, metric), tally)| ComplianceRow {
-                    region: region.map(|r| self.regions.name(r).to_string()),
-                    category: category.map(|c| self.categories.name(c).to_string()),
+                    region: region.map(|r| names.regions.name(r).to_string()),
+                    category: category.map(|c| names.categories.name(c).to_string()),
                     policy: policy.map(|p| self.config.policies[p as usize].name.clone()),
                     metric,
                     ..tally.into_row()

@@ -10,9 +10,12 @@
 //! - [`DeadlineIndex`]: armed timers ordered by time; a tick costs O(log n) per fired
 //!   timer, whatever the number of open complaints.
 //! - Queries: [`SlaProjector::at_risk`], [`SlaProjector::breaches`] ([`SlaFilter`] →
-//!   [`SlaItem`]s), [`SlaProjector::complaint`] ([`ComplaintSla`]),
+//!   [`SlaItem`]s), [`SlaProjector::read_complaint`] ([`ComplaintSla`]),
 //!   [`SlaProjector::compliance`] ([`ComplianceQuery`] → [`ComplianceReport`], rendered by
-//!   `to_table`, `to_csv`, `to_json`).
+//!   `to_table`, `to_csv`, `to_json`), [`SlaProjector::next_due`]. `read_complaint` and
+//!   `compliance` read paged-out complaints from the view's rows (a
+//!   [`plaint_projection::RowSource`]); the others need memory only (see "Rows and
+//!   memory").
 //! - [`bench`]: a synthetic load that measures rebuild rate, memory and firing cost.
 //!
 //! # Rules
@@ -63,9 +66,21 @@
 //! are jiff friendly strings (`"30m"`, `"8h"`, `"1h 30m"`, `"3d"`); a day is 24 hours of
 //! the target's calendar (on business hours write working days as `"8h"`).
 //!
-//! **Rows.** One row per complaint, key `c/<complaint id>`, JSON (region, category,
-//! policy, status, each clock, pending promises, completed cycles). Complaints are never
-//! deleted: their completed cycles feed the compliance report.
+//! **Rows and memory.** One row per complaint (region, category, policy, status, each
+//! clock, pending promises, completed cycles; binary, see `plaint_projection::codec`).
+//! Complaints are never deleted: their completed cycles feed the compliance report. A
+//! complaint is *cold* when nothing can fire for it (no clock or promise armed in the
+//! [`DeadlineIndex`]) and `breaches` does not list it (no recorded breach of an open cycle
+//! while it is open or resolved): typically resolved, closed or withdrawn, or open and
+//! awaiting the customer with every clock paused or met. Live complaints' rows are
+//! `c/<complaint id>`, cold ones' `a/<complaint id>` (layout 2); a row changing side is
+//! deleted from the other. Memory holds the live complaints only: a cold one leaves at
+//! the first `evict` after its row is committed (its slot is reused), an event about it
+//! pages it back in first (`rows_needed`, `page_in`), and a restart reads `c/` alone.
+//! Ticks, `at_risk`, `breaches` and `next_due` read memory only, which is all they need;
+//! [`SlaProjector::read_complaint`] reads a paged-out complaint's row, and
+//! [`SlaProjector::compliance`] scans `a/` besides memory. A complaint filed again after it
+//! was paged out is not recognised as filed (the ingester rejects a second filing).
 //!
 //! # What it does not do
 //! No I/O, no clock, no NATS or sled: the runner carries out the [`Effect`]s and persists
@@ -81,6 +96,7 @@ mod config;
 mod index;
 mod projector;
 mod query;
+mod slots;
 mod state;
 
 pub use compliance::{ComplianceQuery, ComplianceReport, ComplianceRow, GroupBy};

@@ -15,10 +15,13 @@ use serde::Serialize;
 use crate::calendar::{Calendar, ALL_HOURS};
 use crate::config::{Compiled, SlaConfig, SlaConfigError, CLOCK_METRICS};
 use crate::index::{DeadlineIndex, DeadlineKey, CALLBACK_BASE};
+use crate::slots::Slots;
 use crate::state::*;
 
-/// Key prefix of complaint rows in the projector's tree.
+/// Key prefix of the rows of complaints kept in memory (see [`Complaint::is_cold`]).
 pub(crate) const ROW_PREFIX: &str = "c/";
+/// Key prefix of the rows of cold complaints, paged out of memory once committed.
+pub(crate) const ARCHIVE_PREFIX: &str = "a/";
 
 /// Names interned to small indexes, so per-complaint state holds `u32`s.
 #[derive(Debug, Clone, Default)]
@@ -47,15 +50,38 @@ impl Interner {
     }
 }
 
+/// The names complaints refer to by index. They only grow (a handful of regions and
+/// categories): an evicted complaint's names stay interned for when it comes back.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Names {
+    pub regions: Interner,
+    pub categories: Interner,
+    /// Business calendar of each interned region (its own, or `default`).
+    pub region_calendar: Vec<Option<u16>>,
+}
+
+impl Names {
+    pub(crate) fn intern_region(&mut self, config: &Compiled, region: &str) -> u32 {
+        let index = self.regions.intern(region);
+        if index as usize == self.region_calendar.len() {
+            let calendar = config
+                .calendar_by_region
+                .get(region)
+                .copied()
+                .or(config.default_calendar);
+            self.region_calendar.push(calendar);
+        }
+        index
+    }
+}
+
 /// The SLA projector. See the crate documentation for the rules it applies.
 #[derive(Debug)]
 pub struct SlaProjector {
     pub(crate) config: Compiled,
-    pub(crate) regions: Interner,
-    pub(crate) categories: Interner,
-    /// Business calendar of each interned region (its own, or `default`).
-    pub(crate) region_calendar: Vec<Option<u16>>,
-    pub(crate) complaints: Vec<Complaint>,
+    pub(crate) names: Names,
+    /// Complaints in memory: live ones, and cold ones until their row is committed.
+    pub(crate) complaints: Slots,
     /// Complaint id → slot. A hash map with a fixed (unkeyed) hasher: it is only looked
     /// up, never iterated, so it cannot make the output depend on hashing, and with a
     /// million ids it is several times faster than an ordered map.
@@ -64,6 +90,9 @@ pub struct SlaProjector {
     /// Open cycles whose breach is recorded, keyed by deadline (oldest = latest first).
     pub(crate) open_breaches: BTreeSet<DeadlineKey>,
     dirty: Vec<u32>,
+    /// Eviction candidates: slots whose row the last `take_changes` wrote to the archive,
+    /// and slots paged in since the last `evict`.
+    cooled: Vec<u32>,
     /// Effects are discarded (see `Projection::set_rebuilding`): met-late breaches are
     /// not built.
     rebuilding: bool,
@@ -116,7 +145,7 @@ fn promise_state(promise: &Promise) -> TimerState {
 }
 
 /// The clock environments of a complaint's three metrics under its policy.
-fn envs<'a>(
+pub(crate) fn envs<'a>(
     config: &'a Compiled,
     region_calendar: &[Option<u16>],
     complaint: &Complaint,
@@ -143,20 +172,20 @@ impl SlaProjector {
     pub fn new(config: SlaConfig) -> Result<SlaProjector, SlaConfigError> {
         Ok(SlaProjector {
             config: config.compile()?,
-            regions: Interner::default(),
-            categories: Interner::default(),
-            region_calendar: Vec::new(),
-            complaints: Vec::new(),
+            names: Names::default(),
+            complaints: Slots::default(),
             by_id: HashMap::default(),
             index: DeadlineIndex::default(),
             open_breaches: BTreeSet::new(),
             dirty: Vec::new(),
+            cooled: Vec::new(),
             rebuilding: false,
         })
     }
 
-    /// Number of complaints known (open or not).
-    pub fn complaint_count(&self) -> usize {
+    /// Complaints held in memory: those something can still fire for, and cold ones
+    /// whose row is not committed yet (see [`Projection::evict`]).
+    pub fn resident(&self) -> usize {
         self.complaints.len()
     }
 
@@ -165,12 +194,21 @@ impl SlaProjector {
         self.index.len()
     }
 
-    /// Every persisted row, in key order (what a rebuild must reproduce).
+    /// The rows of the complaints in memory, in key order, each under the prefix its
+    /// state puts it (live or archive): for a projector that never evicted, every row a
+    /// rebuild must reproduce.
     pub fn rows(&self) -> Vec<ViewRow> {
         let mut rows: Vec<ViewRow> = self
             .complaints
             .iter()
-            .map(|complaint| (row_key(complaint), self.row_bytes(complaint)))
+            .map(|complaint| {
+                let side = if complaint.is_cold() {
+                    Stored::Archive
+                } else {
+                    Stored::Live
+                };
+                (row_key(side, &complaint.id), self.row_bytes(complaint))
+            })
             .collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         rows
@@ -182,34 +220,20 @@ impl SlaProjector {
         digest_rows(rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
     }
 
-    fn intern_region(&mut self, region: &str) -> u32 {
-        let index = self.regions.intern(region);
-        if index as usize == self.region_calendar.len() {
-            let calendar = self
-                .config
-                .calendar_by_region
-                .get(region)
-                .copied()
-                .or(self.config.default_calendar);
-            self.region_calendar.push(calendar);
-        }
-        index
-    }
-
     pub(crate) fn policy_name(&self, complaint: &Complaint) -> &str {
         &self.config.policies[complaint.policy as usize].name
     }
 
     pub(crate) fn envs_of(&self, complaint: &Complaint) -> [Option<ClockEnv<'_>>; 3] {
-        envs(&self.config, &self.region_calendar, complaint)
+        envs(&self.config, &self.names.region_calendar, complaint)
     }
 
     fn on_filed(&mut self, event: &Event, filed: &plaint_events::ComplaintFiled) {
         if self.by_id.contains_key(event.complaint_id.as_str()) {
             return;
         }
-        let region = self.intern_region(&filed.region);
-        let category = self.categories.intern(&filed.category);
+        let region = self.names.intern_region(&self.config, &filed.region);
+        let category = self.names.categories.intern(&filed.category);
         let policy = self
             .config
             .policies
@@ -236,13 +260,14 @@ impl SlaProjector {
             policy,
             status: ComplaintStatus::Open,
             dirty: true,
+            stored: Stored::Nowhere,
             next_promise: 0,
             clocks: [Clock::off(); 3],
             promises: Vec::new(),
             completed: Vec::new(),
         };
-        let slot = self.complaints.len() as u32;
-        let environments = envs(&self.config, &self.region_calendar, &complaint);
+        let slot = self.complaints.next_slot();
+        let environments = envs(&self.config, &self.names.region_calendar, &complaint);
         for (i, env) in environments.into_iter().enumerate() {
             if let Some(env) = env {
                 complaint.clocks[i].start_cycle(env, at);
@@ -256,7 +281,7 @@ impl SlaProjector {
                 );
             }
         }
-        self.complaints.push(complaint);
+        self.complaints.insert(complaint);
         self.by_id.insert(id, slot);
         self.dirty.push(slot);
     }
@@ -325,11 +350,10 @@ impl SlaProjector {
     fn on_update(&mut self, slot: u32, event: &Event, effects: &mut Vec<Effect>) {
         let SlaProjector {
             config,
-            regions,
+            names,
             complaints,
             index,
             open_breaches,
-            region_calendar,
             dirty,
             rebuilding,
             ..
@@ -337,7 +361,7 @@ impl SlaProjector {
         let complaint = &mut complaints[slot as usize];
         let at = event.time.as_second().max(complaint.last_event_at);
         complaint.last_event_at = at;
-        let environments = envs(config, region_calendar, complaint);
+        let environments = envs(config, &names.region_calendar, complaint);
         let policy = &config.policies[complaint.policy as usize];
         let before: [TimerState; 3] = std::array::from_fn(|i| clock_state(&complaint.clocks[i]));
         let mut met_late: Vec<MetLate> = Vec::new();
@@ -492,7 +516,7 @@ impl SlaProjector {
             effects.extend(breach_effects(
                 &config.subject_prefix,
                 complaint,
-                regions.name(complaint.region),
+                names.regions.name(complaint.region),
                 &policy.name,
                 late.metric,
                 late.due_at,
@@ -506,84 +530,89 @@ impl SlaProjector {
     fn row_bytes(&self, complaint: &Complaint) -> Vec<u8> {
         encode_complaint(
             complaint,
-            self.regions.name(complaint.region),
-            self.categories.name(complaint.category),
+            self.names.regions.name(complaint.region),
+            self.names.categories.name(complaint.category),
             self.policy_name(complaint),
         )
     }
 
-    fn restore_row(&mut self, id: &str, row: ComplaintRow) {
-        let region = self.intern_region(&row.region);
-        let category = self.categories.intern(&row.category);
-        // A policy removed from the configuration since: its complaints fall back to the
-        // default policy until `plaint rebuild sla` re-evaluates them.
-        let policy = self
-            .config
-            .policies
-            .iter()
-            .position(|p| p.name == row.policy)
-            .unwrap_or(self.config.policies.len() - 1) as u16;
-        let slot = self.complaints.len() as u32;
+    /// Takes a persisted row back into memory (from `stored`), arming its timers; returns
+    /// its slot. A complaint already in memory is left as it is: memory is never older
+    /// than the rows.
+    fn restore_row(&mut self, id: &str, row: &ComplaintRow, stored: Stored) -> Option<u32> {
+        if self.by_id.contains_key(id) {
+            return None;
+        }
         let id: Arc<str> = Arc::from(id);
-        let mut complaint = Complaint {
-            id: id.clone(),
-            filed_at: row.filed_at.as_second(),
-            last_event_at: row.last_event_at.as_second(),
-            paused_since: from_opt_ts(row.paused_since),
-            region,
-            category,
-            policy,
-            status: row.status,
-            dirty: false,
-            next_promise: row.next_promise,
-            clocks: [
-                row.first_response.to_clock(),
-                row.resolution.to_clock(),
-                row.periodic_update.to_clock(),
-            ],
-            promises: row
-                .promises
-                .iter()
-                .map(|p| Promise {
-                    breached: p.breached,
-                    ..Promise::new(
-                        p.serial,
-                        p.promised_at.as_second(),
-                        p.due_at.as_second(),
-                        self.config.at_risk_fraction,
-                    )
-                })
-                .collect(),
-            completed: row.completed.iter().map(RecordRow::to_record).collect(),
-        };
-        let environments = envs(&self.config, &self.region_calendar, &complaint);
-        for (i, env) in environments.into_iter().enumerate() {
-            match env {
-                Some(env) => complaint.clocks[i].schedule(env),
-                None => complaint.clocks[i] = Clock::off(),
-            }
+        let mut complaint = complaint_from_row(&self.config, &mut self.names, id.clone(), row);
+        complaint.stored = stored;
+        let slot = self.complaints.next_slot();
+        for (i, clock) in complaint.clocks.iter().enumerate() {
             sync_timer(
                 &mut self.index,
                 &mut self.open_breaches,
                 slot,
                 i as u16,
                 (None, None),
-                clock_state(&complaint.clocks[i]),
+                clock_state(clock),
             );
         }
         for promise in &complaint.promises {
-            let timer = CALLBACK_BASE + promise.serial;
             sync_timer(
                 &mut self.index,
                 &mut self.open_breaches,
                 slot,
-                timer,
+                CALLBACK_BASE + promise.serial,
                 (None, None),
                 promise_state(promise),
             );
         }
-        self.complaints.push(complaint);
+        self.complaints.insert(complaint);
         self.by_id.insert(id, slot);
+        Some(slot)
+    }
+
+    /// Drops a complaint from memory with its index and breach-set entries.
+    fn forget(&mut self, slot: u32) {
+        let Some(complaint) = self.complaints.remove(slot) else {
+            return;
+        };
+        for (i, clock) in complaint.clocks.iter().enumerate() {
+            sync_timer(
+                &mut self.index,
+                &mut self.open_breaches,
+                slot,
+                i as u16,
+                clock_state(clock),
+                (None, None),
+            );
+        }
+        for promise in &complaint.promises {
+            sync_timer(
+                &mut self.index,
+                &mut self.open_breaches,
+                slot,
+                CALLBACK_BASE + promise.serial,
+                promise_state(promise),
+                (None, None),
+            );
+        }
+        self.by_id.remove(&*complaint.id);
+    }
+
+    /// Orders the timers fired by one tick by (time, complaint id, timer): the effects
+    /// then come out in the same order whatever slots the complaints happen to hold (slots
+    /// are reused after evictions and given in key order by a restore).
+    fn in_firing_order(&self, mut keys: Vec<DeadlineKey>) -> Vec<DeadlineKey> {
+        // The keys come in (time, slot, timer) order: a stable sort passes over them once
+        // and looks complaints up only where two timers are due at the same second.
+        let id = |key: &DeadlineKey| &self.complaints[key.slot as usize].id;
+        keys.sort_by(|a, b| {
+            a.at.cmp(&b.at)
+                .then_with(|| id(a).cmp(id(b)))
+                .then(a.timer.cmp(&b.timer))
+        });
+        keys
     }
 
     /// The timer behind an index key: (metric, due, target, warn, promise serial).
@@ -753,8 +782,94 @@ fn drop_unbroken_promises(
     });
 }
 
-fn row_key(complaint: &Complaint) -> Vec<u8> {
-    format!("{ROW_PREFIX}{}", complaint.id).into_bytes()
+/// A complaint's state from its persisted row, clocks scheduled, names interned into
+/// `names`; no timer is armed (the caller decides whether the complaint joins the index).
+pub(crate) fn complaint_from_row(
+    config: &Compiled,
+    names: &mut Names,
+    id: Arc<str>,
+    row: &ComplaintRow,
+) -> Complaint {
+    let region = names.intern_region(config, &row.region);
+    let category = names.categories.intern(&row.category);
+    // A policy removed from the configuration since: its complaints fall back to the
+    // default policy until `plaint rebuild sla` re-evaluates them.
+    let policy = config
+        .policies
+        .iter()
+        .position(|p| p.name == row.policy)
+        .unwrap_or(config.policies.len() - 1) as u16;
+    let mut complaint = Complaint {
+        id,
+        filed_at: row.filed_at.as_second(),
+        last_event_at: row.last_event_at.as_second(),
+        paused_since: from_opt_ts(row.paused_since),
+        region,
+        category,
+        policy,
+        status: row.status,
+        dirty: false,
+        stored: Stored::Nowhere,
+        next_promise: row.next_promise,
+        clocks: [
+            row.first_response.to_clock(),
+            row.resolution.to_clock(),
+            row.periodic_update.to_clock(),
+        ],
+        promises: row
+            .promises
+            .iter()
+            .map(|p| Promise {
+                breached: p.breached,
+                ..Promise::new(
+                    p.serial,
+                    p.promised_at.as_second(),
+                    p.due_at.as_second(),
+                    config.at_risk_fraction,
+                )
+            })
+            .collect(),
+        completed: row.completed.iter().map(RecordRow::to_record).collect(),
+    };
+    let environments = envs(config, &names.region_calendar, &complaint);
+    for (clock, env) in complaint.clocks.iter_mut().zip(environments) {
+        match env {
+            Some(env) => clock.schedule(env),
+            None => *clock = Clock::off(),
+        }
+    }
+    complaint
+}
+
+/// The key of a complaint's row on `side` (live or archive).
+pub(crate) fn row_key(side: Stored, complaint_id: &str) -> Vec<u8> {
+    let prefix = match side {
+        Stored::Archive => ARCHIVE_PREFIX,
+        Stored::Live | Stored::Nowhere => ROW_PREFIX,
+    };
+    let mut key = Vec::with_capacity(prefix.len() + complaint_id.len());
+    key.extend_from_slice(prefix.as_bytes());
+    key.extend_from_slice(complaint_id.as_bytes());
+    key
+}
+
+/// Whether `apply` acts on an event of this kind about a complaint already filed: the
+/// events for which a paged-out complaint must come back first.
+fn updates_a_filed_complaint(body: &EventBody) -> bool {
+    match body {
+        // A met-late record changes nothing (see `on_breach_recorded`).
+        EventBody::SlaBreached(breach) => breach.met_at.is_none(),
+        EventBody::Acknowledged(_)
+        | EventBody::CustomerContacted(_)
+        | EventBody::CallbackPromised(_)
+        | EventBody::AwaitingCustomer(_)
+        | EventBody::CustomerReplied(_)
+        | EventBody::Resolved(_)
+        | EventBody::Reopened(_)
+        | EventBody::Closed(_)
+        | EventBody::Withdrawn(_) => true,
+        _ => false,
+    }
 }
 
 fn due_text(due_at: i64) -> String {
@@ -850,20 +965,17 @@ impl Projection for SlaProjector {
         "sla"
     }
 
+    fn layout(&self) -> u32 {
+        // 2: cold complaints under `a/`, paged out of memory.
+        2
+    }
+
     fn apply(&mut self, _seq: u64, event: &Event) -> Vec<Effect> {
         let mut effects = Vec::new();
         match &event.body {
             EventBody::Filed(filed) => self.on_filed(event, filed),
             EventBody::SlaBreached(breach) => self.on_breach_recorded(event, breach),
-            EventBody::Acknowledged(_)
-            | EventBody::CustomerContacted(_)
-            | EventBody::CallbackPromised(_)
-            | EventBody::AwaitingCustomer(_)
-            | EventBody::CustomerReplied(_)
-            | EventBody::Resolved(_)
-            | EventBody::Reopened(_)
-            | EventBody::Closed(_)
-            | EventBody::Withdrawn(_) => {
+            body if updates_a_filed_complaint(body) => {
                 if let Some(&slot) = self.by_id.get(event.complaint_id.as_str()) {
                     self.on_update(slot, event, &mut effects);
                 }
@@ -876,8 +988,12 @@ impl Projection for SlaProjector {
     fn tick(&mut self, now: Timestamp) -> Vec<Effect> {
         let now = now.as_second();
         let mut effects = Vec::new();
+        let warnings = self.index.take_warnings(now);
+        let warnings = self.in_firing_order(warnings);
+        let due = self.index.take_due(now);
+        let due = self.in_firing_order(due);
         let prefix = &self.config.subject_prefix;
-        for key in self.index.take_warnings(now) {
+        for key in warnings {
             let Some((metric, due_at, target, warn_at, promise)) = self.timer(&key) else {
                 continue;
             };
@@ -886,13 +1002,13 @@ impl Projection for SlaProjector {
                 continue;
             }
             let complaint = &self.complaints[key.slot as usize];
-            let region = self.regions.name(complaint.region);
+            let region = self.names.regions.name(complaint.region);
             let alert = AtRiskAlert {
                 complaint_id: complaint.id.to_string(),
                 metric,
                 policy: self.policy_name(complaint).to_string(),
                 region: region.to_string(),
-                category: self.categories.name(complaint.category).to_string(),
+                category: self.names.categories.name(complaint.category).to_string(),
                 warn_at: ts(warn_at),
                 due_at: ts(due_at),
                 target_seconds: target,
@@ -907,7 +1023,7 @@ impl Projection for SlaProjector {
                 payload: serde_json::to_vec(&alert).expect("alerts serialise infallibly"),
             });
         }
-        for key in self.index.take_due(now) {
+        for key in due {
             let Some((metric, due_at, target, _, promise)) = self.timer(&key) else {
                 continue;
             };
@@ -918,7 +1034,7 @@ impl Projection for SlaProjector {
             effects.extend(breach_effects(
                 prefix,
                 complaint,
-                self.regions.name(complaint.region),
+                self.names.regions.name(complaint.region),
                 self.policy_name(complaint),
                 metric,
                 due_at,
@@ -945,39 +1061,103 @@ impl Projection for SlaProjector {
                 .id
                 .cmp(&self.complaints[*b as usize].id)
         });
-        slots
-            .into_iter()
-            .map(|slot| {
-                let complaint = &self.complaints[slot as usize];
-                let change = (row_key(complaint), Some(self.row_bytes(complaint)));
-                self.complaints[slot as usize].dirty = false;
-                change
-            })
-            .collect()
+        let mut changes = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let complaint = &self.complaints[slot as usize];
+            let cold = complaint.is_cold();
+            let side = if cold { Stored::Archive } else { Stored::Live };
+            changes.push((
+                row_key(side, &complaint.id),
+                Some(self.row_bytes(complaint)),
+            ));
+            if complaint.stored != Stored::Nowhere && complaint.stored != side {
+                changes.push((row_key(complaint.stored, &complaint.id), None));
+            }
+            let complaint = &mut self.complaints[slot as usize];
+            complaint.dirty = false;
+            complaint.stored = side;
+            if cold {
+                self.cooled.push(slot);
+            }
+        }
+        changes
+    }
+
+    fn resident_prefixes(&self) -> Vec<Vec<u8>> {
+        vec![ROW_PREFIX.into()]
+    }
+
+    fn rows_needed(&self, event: &Event, keys: &mut Vec<Vec<u8>>) {
+        if updates_a_filed_complaint(&event.body)
+            && !self.by_id.contains_key(event.complaint_id.as_str())
+        {
+            keys.push(row_key(Stored::Archive, &event.complaint_id));
+        }
+    }
+
+    fn page_in(&mut self, key: &[u8], row: Option<&[u8]>) -> Result<(), ProjectionError> {
+        let (Some(id), Some(value)) = (key.strip_prefix(ARCHIVE_PREFIX.as_bytes()), row) else {
+            return Ok(());
+        };
+        let id = String::from_utf8_lossy(id);
+        if self.by_id.contains_key(&*id) {
+            return Ok(());
+        }
+        let row = decode_complaint_row(key, value)?;
+        if let Some(slot) = self.restore_row(&id, &row, Stored::Archive) {
+            // Its row is committed already: unless an event changes it, it may go again.
+            self.cooled.push(slot);
+        }
+        Ok(())
+    }
+
+    fn evict(&mut self) {
+        for slot in std::mem::take(&mut self.cooled) {
+            // A slot listed twice (paged in, then written) is gone after the first.
+            let Some(complaint) = self.complaints.get(slot) else {
+                continue;
+            };
+            if !complaint.dirty && complaint.stored == Stored::Archive && complaint.is_cold() {
+                self.forget(slot);
+            }
+        }
     }
 
     fn restore(&mut self, rows: &mut dyn Iterator<Item = ViewRow>) -> Result<(), ProjectionError> {
-        self.regions = Interner::default();
-        self.categories = Interner::default();
-        self.region_calendar.clear();
+        self.names = Names::default();
         self.complaints.clear();
         self.by_id.clear();
         self.index.clear();
         self.open_breaches.clear();
         self.dirty.clear();
+        self.cooled.clear();
+        // The runner passes the live rows only; archived ones given too come back as if
+        // paged in (and leave again at the next `evict`).
         for (key, value) in rows {
-            let Some(id) = key.strip_prefix(ROW_PREFIX.as_bytes()) else {
+            let (id, stored) = if let Some(id) = key.strip_prefix(ROW_PREFIX.as_bytes()) {
+                (id, Stored::Live)
+            } else if let Some(id) = key.strip_prefix(ARCHIVE_PREFIX.as_bytes()) {
+                (id, Stored::Archive)
+            } else {
                 continue;
             };
-            let id = String::from_utf8_lossy(id).into_owned();
-            let row: ComplaintRow =
-                decode_row(&value).map_err(|source| ProjectionError::UndecodableRow {
-                    projector: "sla",
-                    key: format!("{ROW_PREFIX}{id}"),
-                    source,
-                })?;
-            self.restore_row(&id, row);
+            let row = decode_complaint_row(&key, &value)?;
+            let slot = self.restore_row(&String::from_utf8_lossy(id), &row, stored);
+            if let (Some(slot), Stored::Archive) = (slot, stored) {
+                self.cooled.push(slot);
+            }
         }
         Ok(())
     }
+}
+
+pub(crate) fn decode_complaint_row(
+    key: &[u8],
+    value: &[u8],
+) -> Result<ComplaintRow, ProjectionError> {
+    decode_row(value).map_err(|source| ProjectionError::UndecodableRow {
+        projector: "sla",
+        key: String::from_utf8_lossy(key).into_owned(),
+        source,
+    })
 }

@@ -2,11 +2,14 @@
 
 use jiff::Timestamp;
 use plaint_events::SlaMetric;
+use plaint_projection::{ProjectionError, RowSource};
 use serde::{Deserialize, Serialize};
 
 use crate::config::CLOCK_METRICS;
 use crate::index::{DeadlineKey, CALLBACK_BASE};
-use crate::projector::SlaProjector;
+use crate::projector::{
+    complaint_from_row, decode_complaint_row, envs, row_key, Names, SlaProjector,
+};
 use crate::state::*;
 
 /// Which items a query returns; every field given must match.
@@ -111,11 +114,11 @@ impl SlaProjector {
     /// Resolves the filter's names; None if a name is unknown (nothing can match).
     fn resolve(&self, filter: &SlaFilter) -> Option<Resolved> {
         let region = match &filter.region {
-            Some(name) => Some(self.regions.find(name)?),
+            Some(name) => Some(self.names.regions.find(name)?),
             None => None,
         };
         let category = match &filter.category {
-            Some(name) => Some(self.categories.find(name)?),
+            Some(name) => Some(self.names.categories.find(name)?),
             None => None,
         };
         let policy = match &filter.policy {
@@ -179,8 +182,8 @@ impl SlaProjector {
         }
         Some(SlaItem {
             complaint_id: complaint.id.to_string(),
-            region: self.regions.name(complaint.region).to_string(),
-            category: self.categories.name(complaint.category).to_string(),
+            region: self.names.regions.name(complaint.region).to_string(),
+            category: self.names.categories.name(complaint.category).to_string(),
             policy: self.policy_name(complaint).to_string(),
             metric,
             promise,
@@ -234,6 +237,7 @@ impl SlaProjector {
     /// Open deadlines whose breach is recorded and whose metric is not met yet, of
     /// complaints that are open or resolved (closed and withdrawn ones are history: see the
     /// compliance report). Sorted by how late, the latest first; `now` gives `late_by`.
+    /// Such complaints never leave memory (see `Complaint::is_cold`), so no rows are read.
     pub fn breaches(&self, filter: &SlaFilter, now: Timestamp) -> Vec<SlaItem> {
         let Some(resolved) = self.resolve(filter) else {
             return Vec::new();
@@ -284,13 +288,45 @@ impl SlaProjector {
         clocks.chain(promises).min().map(ts)
     }
 
-    /// One complaint's SLA state at `now`: each metric's target, deadline, time used,
-    /// pause, met or breached; and its completed cycles.
+    /// One complaint's SLA state at `now`, if the complaint is held in memory: for a
+    /// projector that never evicts (benchmarks, tests). A paged projector answers for
+    /// every complaint through [`SlaProjector::read_complaint`].
     pub fn complaint(&self, complaint_id: &str, now: Timestamp) -> Option<ComplaintSla> {
         let &slot = self.by_id.get(complaint_id)?;
-        let complaint = &self.complaints[slot as usize];
+        Some(self.report(&self.names, &self.complaints[slot as usize], now))
+    }
+
+    /// One complaint's SLA state at `now`: each metric's target, deadline, time used,
+    /// pause, met or breached; and its completed cycles. A complaint paged out of memory
+    /// is read from `rows`, the view's persisted rows (read under the projector's lock,
+    /// so that rows and memory are of one batch boundary).
+    pub fn read_complaint(
+        &self,
+        complaint_id: &str,
+        rows: &dyn RowSource,
+        now: Timestamp,
+    ) -> Result<Option<ComplaintSla>, ProjectionError> {
+        if let Some(&slot) = self.by_id.get(complaint_id) {
+            return Ok(Some(self.report(
+                &self.names,
+                &self.complaints[slot as usize],
+                now,
+            )));
+        }
+        let key = row_key(Stored::Archive, complaint_id);
+        let Some(value) = rows.row(&key)? else {
+            return Ok(None);
+        };
+        let row = decode_complaint_row(&key, &value)?;
+        // Names of an archived complaint may be unknown to memory (after a restart).
+        let mut names = self.names.clone();
+        let complaint = complaint_from_row(&self.config, &mut names, complaint_id.into(), &row);
+        Ok(Some(self.report(&names, &complaint, now)))
+    }
+
+    fn report(&self, names: &Names, complaint: &Complaint, now: Timestamp) -> ComplaintSla {
         let now = now.as_second();
-        let environments = self.envs_of(complaint);
+        let environments = envs(&self.config, &names.region_calendar, complaint);
         let policy = &self.config.policies[complaint.policy as usize];
         let mut metrics = Vec::new();
         for (i, env) in environments.iter().enumerate() {
@@ -299,7 +335,7 @@ impl SlaProjector {
             };
             let clock = &complaint.clocks[i];
             let calendar = if target.business {
-                let index = self.region_calendar[complaint.region as usize].unwrap_or(0);
+                let index = names.region_calendar[complaint.region as usize].unwrap_or(0);
                 format!("business:{}", self.config.calendars[index as usize].0)
             } else {
                 "24x7".to_string()
@@ -341,10 +377,10 @@ impl SlaProjector {
                 late_by_seconds: (now > promise.due_at).then(|| now - promise.due_at),
             });
         }
-        Some(ComplaintSla {
+        ComplaintSla {
             complaint_id: complaint.id.to_string(),
-            region: self.regions.name(complaint.region).to_string(),
-            category: self.categories.name(complaint.category).to_string(),
+            region: names.regions.name(complaint.region).to_string(),
+            category: names.categories.name(complaint.category).to_string(),
             policy: policy.name.clone(),
             status: complaint.status,
             filed_at: ts(complaint.filed_at),
@@ -362,7 +398,7 @@ impl SlaProjector {
                     breached: r.breached,
                 })
                 .collect(),
-        })
+        }
     }
 }
 

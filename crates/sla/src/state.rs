@@ -292,6 +292,19 @@ impl Promise {
     }
 }
 
+/// Where a resident complaint's persisted row is, so that a row changing side (live ↔
+/// archive) is deleted from the side it leaves, and only then: a delete with every write
+/// would double a rebuild's writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// Not written yet.
+    Nowhere,
+    /// Under the live prefix (`c/`).
+    Live,
+    /// Under the archive prefix (`a/`).
+    Archive,
+}
+
 /// One complaint's SLA state.
 #[derive(Debug, Clone)]
 pub(crate) struct Complaint {
@@ -306,10 +319,30 @@ pub(crate) struct Complaint {
     pub policy: u16,
     pub status: ComplaintStatus,
     pub dirty: bool,
+    pub stored: Stored,
     pub next_promise: u16,
     pub clocks: [Clock; 3],
     pub promises: Vec<Promise>,
     pub completed: Vec<Record>,
+}
+
+impl Complaint {
+    /// Whether the complaint may leave memory once its row is committed: no timer can
+    /// fire for it (no clock or promise armed in the deadline index) and the breaches
+    /// query does not list it (no recorded breach of a cycle still open while the
+    /// complaint is open or resolved). What stays in memory is then exactly what ticks,
+    /// `at_risk`, `breaches` and `next_due` read; an event about the complaint pages it
+    /// back in first.
+    pub(crate) fn is_cold(&self) -> bool {
+        let armed = self.clocks.iter().any(|c| c.armed().is_some())
+            || self.promises.iter().any(|p| p.armed().is_some());
+        let listed_breach = matches!(
+            self.status,
+            ComplaintStatus::Open | ComplaintStatus::Resolved
+        ) && (self.clocks.iter().any(|c| c.open_breach().is_some())
+            || self.promises.iter().any(|p| p.breached));
+        !armed && !listed_breach
+    }
 }
 
 // ---- persisted form ----

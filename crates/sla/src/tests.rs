@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use plaint_events::*;
-use plaint_projection::{digest_rows, Effect, Projection};
+use plaint_projection::{digest_rows, Effect, NoRows, Projection};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -414,13 +414,19 @@ fn met_late_without_a_recorded_breach_writes_a_met_late_event() {
     let digest = h.projector.digest();
     h.write_back(&effects);
     assert_eq!(h.projector.digest(), digest);
-    let report = h.projector.compliance(&ComplianceQuery {
-        filter: SlaFilter {
-            metric: Some(SlaMetric::FirstResponse),
-            ..SlaFilter::default()
-        },
-        ..ComplianceQuery::default()
-    });
+    let report = h
+        .projector
+        .compliance(
+            &ComplianceQuery {
+                filter: SlaFilter {
+                    metric: Some(SlaMetric::FirstResponse),
+                    ..SlaFilter::default()
+                },
+                ..ComplianceQuery::default()
+            },
+            &NoRows,
+        )
+        .unwrap();
     assert_eq!((report.total.count, report.total.breached), (1, 1));
 }
 
@@ -972,12 +978,18 @@ fn compliance_report_groups_and_renders() {
     let effects = h.tick("2025-01-06T09:00:00Z");
     h.write_back(&effects);
 
-    let report = h.projector.compliance(&ComplianceQuery {
-        from: Some(t("2025-01-06T00:00:00Z")),
-        to: Some(t("2025-01-07T00:00:00Z")),
-        group_by: vec![GroupBy::Region, GroupBy::Metric],
-        filter: SlaFilter::default(),
-    });
+    let report = h
+        .projector
+        .compliance(
+            &ComplianceQuery {
+                from: Some(t("2025-01-06T00:00:00Z")),
+                to: Some(t("2025-01-07T00:00:00Z")),
+                group_by: vec![GroupBy::Region, GroupBy::Metric],
+                filter: SlaFilter::default(),
+            },
+            &NoRows,
+        )
+        .unwrap();
     let row = |region: &str, metric: SlaMetric| {
         report
             .rows
@@ -1045,18 +1057,30 @@ fn compliance_report_groups_and_renders() {
     assert_eq!(json["total"]["count"], report.total.count);
 
     // A period before everything counts nothing; an unknown region matches nothing.
-    let empty = h.projector.compliance(&ComplianceQuery {
-        to: Some(t("2025-01-01T00:00:00Z")),
-        ..ComplianceQuery::default()
-    });
+    let empty = h
+        .projector
+        .compliance(
+            &ComplianceQuery {
+                to: Some(t("2025-01-01T00:00:00Z")),
+                ..ComplianceQuery::default()
+            },
+            &NoRows,
+        )
+        .unwrap();
     assert_eq!(empty.total.count, 0);
-    let none = h.projector.compliance(&ComplianceQuery {
-        filter: SlaFilter {
-            region: Some("mars".into()),
-            ..SlaFilter::default()
-        },
-        ..ComplianceQuery::default()
-    });
+    let none = h
+        .projector
+        .compliance(
+            &ComplianceQuery {
+                filter: SlaFilter {
+                    region: Some("mars".into()),
+                    ..SlaFilter::default()
+                },
+                ..ComplianceQuery::default()
+            },
+            &NoRows,
+        )
+        .unwrap();
     assert_eq!(none.total.count, 0);
 }
 
@@ -1118,6 +1142,16 @@ fn upstream_body(kind: u8, now: Timestamp, complaint: u8) -> EventBody {
 /// events written back into the log after a random delay. Returns the log, the effects
 /// and the live projector.
 fn run_live(steps: &[Step]) -> (Vec<Event>, Vec<Effect>, SlaProjector) {
+    run_live_with(steps, None)
+}
+
+/// [`run_live`], optionally with the projector paged as the runner pages it: `rows` are
+/// its committed rows; before an event the archived row it needs is paged in, after each
+/// step the changes are committed and cold complaints evicted (before the next tick).
+fn run_live_with(
+    steps: &[Step],
+    mut rows: Option<&mut BTreeMap<Vec<u8>, Vec<u8>>>,
+) -> (Vec<Event>, Vec<Effect>, SlaProjector) {
     let mut projector = SlaProjector::new(config()).unwrap();
     let mut log: Vec<Event> = Vec::new();
     let mut ids: BTreeSet<Uuid> = BTreeSet::new();
@@ -1128,11 +1162,21 @@ fn run_live(steps: &[Step]) -> (Vec<Event>, Vec<Effect>, SlaProjector) {
     let mut counter = 0u32;
     let mut append = |event: Event,
                       projector: &mut SlaProjector,
+                      rows: Option<&BTreeMap<Vec<u8>, Vec<u8>>>,
                       log: &mut Vec<Event>,
                       pending: &mut Vec<Event>,
                       all: &mut Vec<Effect>| {
         if ids.insert(event.id) {
             log.push(event.clone());
+            if let Some(rows) = rows {
+                let mut keys = Vec::new();
+                projector.rows_needed(&event, &mut keys);
+                for key in keys {
+                    projector
+                        .page_in(&key, rows.get(&key).map(Vec::as_slice))
+                        .unwrap();
+                }
+            }
             let effects = projector.apply(log.len() as u64, &event);
             for effect in &effects {
                 if let Effect::AppendEvent { event, .. } = effect {
@@ -1168,6 +1212,7 @@ fn run_live(steps: &[Step]) -> (Vec<Event>, Vec<Effect>, SlaProjector) {
                 append(
                     event,
                     &mut projector,
+                    rows.as_deref(),
                     &mut log,
                     &mut pending,
                     &mut all_effects,
@@ -1191,12 +1236,17 @@ fn run_live(steps: &[Step]) -> (Vec<Event>, Vec<Effect>, SlaProjector) {
                     append(
                         event,
                         &mut projector,
+                        rows.as_deref(),
                         &mut log,
                         &mut pending,
                         &mut all_effects,
                     );
                 }
             }
+        }
+        if let Some(rows) = rows.as_deref_mut() {
+            plaint_projection::apply_changes(rows, projector.take_changes());
+            projector.evict();
         }
     }
     // At the end everything written has come back.
@@ -1205,10 +1255,15 @@ fn run_live(steps: &[Step]) -> (Vec<Event>, Vec<Effect>, SlaProjector) {
             append(
                 event,
                 &mut projector,
+                rows.as_deref(),
                 &mut log,
                 &mut pending,
                 &mut all_effects,
             );
+        }
+        if let Some(rows) = rows.as_deref_mut() {
+            plaint_projection::apply_changes(rows, projector.take_changes());
+            projector.evict();
         }
     }
     (log, all_effects, projector)
@@ -1283,7 +1338,7 @@ proptest! {
         let now = t("2025-03-20T00:00:00Z");
         prop_assert_eq!(restored.breaches(&SlaFilter::default(), now), live.breaches(&SlaFilter::default(), now));
         let query = ComplianceQuery { group_by: vec![GroupBy::Policy, GroupBy::Metric], ..ComplianceQuery::default() };
-        prop_assert_eq!(restored.compliance(&query), live.compliance(&query));
+        prop_assert_eq!(restored.compliance(&query, &NoRows).unwrap(), live.compliance(&query, &NoRows).unwrap());
     }
 
     #[test]
@@ -1376,3 +1431,5 @@ fn the_generated_histories_reach_breaches_written_back_through_the_log() {
     assert!(published(&effects).iter().any(|s| s.contains(".at_risk.")));
     assert_eq!(rebuild(&log).digest(), live.digest());
 }
+
+mod paging;

@@ -1,0 +1,512 @@
+//! Paging: cold complaints leave memory once their rows are committed, come back before
+//! an event about them, and are read from their rows by queries. Nothing the projector
+//! decides, persists or reports may depend on what stayed in memory.
+
+use plaint_projection::apply_changes;
+use plaint_projection::paging::{PagedRun, PagingSchedule};
+use plaint_projection::{RowSource, ViewRow};
+
+use super::*;
+
+fn fresh() -> SlaProjector {
+    SlaProjector::new(config()).unwrap()
+}
+
+type Rows = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// One projector paged as the runner pages it (its committed rows in `rows`), one that
+/// keeps everything in memory, fed the same events.
+struct PagedAndKept {
+    paged: SlaProjector,
+    rows: Rows,
+    kept: SlaProjector,
+    seq: u64,
+}
+
+impl PagedAndKept {
+    fn new() -> Self {
+        PagedAndKept {
+            paged: fresh(),
+            rows: Rows::new(),
+            kept: fresh(),
+            seq: 0,
+        }
+    }
+
+    /// Applies to both (paging in first what the event needs); their effects agree.
+    fn apply_event(&mut self, event: &Event) -> Vec<Effect> {
+        self.seq += 1;
+        let mut keys = Vec::new();
+        self.paged.rows_needed(event, &mut keys);
+        for key in keys {
+            let row = self.rows.row(&key).unwrap();
+            self.paged.page_in(&key, row.as_deref()).unwrap();
+        }
+        let effects = self.paged.apply(self.seq, event);
+        assert_eq!(effects, self.kept.apply(self.seq, event), "{event:?}");
+        effects
+    }
+
+    fn apply(&mut self, complaint: &str, time: &str, body: EventBody) -> Vec<Effect> {
+        self.apply_event(&event(complaint, t(time), body))
+    }
+
+    /// Commits the paged projector's rows and evicts, as after a batch.
+    fn commit(&mut self) {
+        apply_changes(&mut self.rows, self.paged.take_changes());
+        self.paged.evict();
+    }
+
+    fn tick(&mut self, now: &str) -> Vec<Effect> {
+        let effects = self.paged.tick(t(now));
+        assert_eq!(effects, self.kept.tick(t(now)), "tick at {now}");
+        effects
+    }
+
+    fn write_back(&mut self, effects: &[Effect]) {
+        for effect in effects {
+            if let Effect::AppendEvent { event, .. } = effect {
+                self.apply_event(event);
+            }
+        }
+    }
+
+    fn read(&self, complaint: &str, now: &str) -> Option<ComplaintSla> {
+        let state = self
+            .paged
+            .read_complaint(complaint, &self.rows, t(now))
+            .unwrap();
+        assert_eq!(state, self.kept.complaint(complaint, t(now)));
+        state
+    }
+
+    fn metric(&self, complaint: &str, now: &str, metric: SlaMetric) -> MetricSla {
+        let state = self.read(complaint, now).unwrap();
+        state
+            .metrics
+            .into_iter()
+            .find(|m| m.metric == metric)
+            .unwrap()
+    }
+}
+
+#[test]
+fn a_resolved_complaint_leaves_memory_and_its_clocks_continue_when_reopened() {
+    let mut p = PagedAndKept::new();
+    p.apply(
+        "c1",
+        "2025-01-06T10:00:00Z",
+        filed_body("eu-west", "delivery", false),
+    );
+    p.apply(
+        "c2",
+        "2025-01-06T10:00:00Z",
+        filed_body("us-east", "delivery", false),
+    );
+    p.apply("c1", "2025-01-06T10:10:00Z", ack());
+    // Resolved after 3h: nothing can fire for c1 any more.
+    p.apply("c1", "2025-01-06T13:00:00Z", resolved());
+    p.commit();
+    assert_eq!(p.paged.resident(), 1, "only the open complaint stays");
+    assert!(p.paged.complaint("c1", t("2025-01-06T14:00:00Z")).is_none());
+    assert!(p.rows.contains_key(b"a/c1".as_slice()));
+    assert!(!p.rows.contains_key(b"c/c1".as_slice()));
+    assert!(p.rows.contains_key(b"c/c2".as_slice()));
+    assert_eq!(
+        p.paged.resident_prefixes(),
+        vec![b"c/".to_vec()],
+        "a restart reads only the live rows"
+    );
+
+    // Its state and its outcomes are still reported, from its row.
+    let state = p.read("c1", "2025-01-06T14:00:00Z").unwrap();
+    assert_eq!(state.status, ComplaintStatus::Resolved);
+    assert_eq!(
+        p.metric("c1", "2025-01-06T14:00:00Z", SlaMetric::Resolution)
+            .state,
+        "met"
+    );
+    assert_eq!(p.read("never-filed", "2025-01-06T14:00:00Z"), None);
+    let query = ComplianceQuery {
+        group_by: vec![GroupBy::Region, GroupBy::Metric],
+        ..ComplianceQuery::default()
+    };
+    let report = p.paged.compliance(&query, &p.rows).unwrap();
+    assert_eq!(report, p.kept.compliance(&query, &NoRows).unwrap());
+    // First response, resolution, and the two periodic-update cycles ended by the
+    // acknowledgement and the resolution: all met.
+    assert_eq!((report.total.count, report.total.met), (4, 4));
+    assert!(report
+        .rows
+        .iter()
+        .all(|r| r.region.as_deref() == Some("eu-west")));
+
+    // Reopened at 15:00: the row comes back, and the resolution clock resumes with the 3h
+    // already used, as if the complaint had never left memory.
+    let reopening = event("c1", t("2025-01-06T15:00:00Z"), reopened());
+    let mut keys = Vec::new();
+    p.paged.rows_needed(&reopening, &mut keys);
+    assert_eq!(keys, vec![b"a/c1".to_vec()]);
+    p.apply_event(&reopening);
+    assert_eq!(p.paged.resident(), 2);
+    let resolution = p.metric("c1", "2025-01-06T16:00:00Z", SlaMetric::Resolution);
+    assert_eq!(
+        (
+            resolution.state.as_str(),
+            resolution.due_at,
+            resolution.used_seconds
+        ),
+        ("running", Some(t("2025-01-06T20:00:00Z")), hours(4))
+    );
+    p.commit();
+    assert!(p.rows.contains_key(b"c/c1".as_slice()));
+    assert!(
+        !p.rows.contains_key(b"a/c1".as_slice()),
+        "moved back to the live rows"
+    );
+    assert_eq!(p.paged.resident(), 2);
+
+    // Its timers fire as they would have: the new periodic-update cycle at 19:00, the
+    // resumed resolution at 20:00.
+    let effects = p.tick("2025-01-06T20:00:00Z");
+    let c1_breaches: Vec<(SlaMetric, Timestamp)> = breach_events(&effects)
+        .into_iter()
+        .filter(|b| b.region == "eu-west")
+        .map(|b| (b.metric, b.due_at))
+        .collect();
+    assert_eq!(
+        c1_breaches,
+        vec![
+            (SlaMetric::PeriodicUpdate, t("2025-01-06T19:00:00Z")),
+            (SlaMetric::Resolution, t("2025-01-06T20:00:00Z")),
+        ]
+    );
+    p.write_back(&effects);
+    p.commit();
+    assert_eq!(
+        p.paged
+            .breaches(&SlaFilter::default(), t("2025-01-06T21:00:00Z")),
+        p.kept
+            .breaches(&SlaFilter::default(), t("2025-01-06T21:00:00Z"))
+    );
+}
+
+#[test]
+fn a_complaint_closed_with_a_recorded_breach_leaves_memory_and_its_breach_still_counts() {
+    let mut p = PagedAndKept::new();
+    p.apply(
+        "c1",
+        "2025-01-06T10:00:00Z",
+        filed_body("eu-west", "delivery", false),
+    );
+    p.apply(
+        "c1",
+        "2025-01-06T10:10:00Z",
+        promised("2025-01-06T11:00:00Z"),
+    );
+    // The first response and the promise breach; their events come back.
+    let effects = p.tick("2025-01-06T11:30:00Z");
+    assert_eq!(breach_events(&effects).len(), 2);
+    p.write_back(&effects);
+    p.commit();
+    // Recorded breaches of an open complaint are listed: it stays.
+    assert_eq!(p.paged.resident(), 1);
+    let now = t("2025-01-06T12:00:00Z");
+    assert_eq!(p.paged.breaches(&SlaFilter::default(), now).len(), 2);
+
+    p.apply(
+        "c1",
+        "2025-01-06T12:00:00Z",
+        EventBody::Closed(ComplaintClosed { by: None }),
+    );
+    p.commit();
+    assert_eq!(p.paged.resident(), 0);
+    assert!(p.rows.keys().all(|k| k.starts_with(b"a/")));
+    assert_eq!(
+        p.paged.breaches(&SlaFilter::default(), now),
+        p.kept.breaches(&SlaFilter::default(), now)
+    );
+    let state = p.read("c1", "2025-01-06T12:00:00Z").unwrap();
+    assert_eq!(state.status, ComplaintStatus::Closed);
+    for filter in [
+        SlaFilter::default(),
+        SlaFilter {
+            region: Some("eu-west".into()),
+            metric: Some(SlaMetric::Callback),
+            ..SlaFilter::default()
+        },
+        SlaFilter {
+            region: Some("mars".into()),
+            ..SlaFilter::default()
+        },
+    ] {
+        let query = ComplianceQuery {
+            group_by: vec![GroupBy::Metric],
+            filter,
+            ..ComplianceQuery::default()
+        };
+        assert_eq!(
+            p.paged.compliance(&query, &p.rows).unwrap(),
+            p.kept.compliance(&query, &NoRows).unwrap()
+        );
+    }
+    let all = p
+        .paged
+        .compliance(&ComplianceQuery::default(), &p.rows)
+        .unwrap();
+    assert!(all.total.breached >= 2, "{all:?}");
+
+    // After a restart only the live rows are read: memory holds nothing, and the reports
+    // still come from the archive (names memory never saw included).
+    let mut restarted = fresh();
+    let live: Vec<ViewRow> = p.rows.rows_with_prefix(b"c/").map(Result::unwrap).collect();
+    restarted.restore(&mut live.into_iter()).unwrap();
+    assert_eq!(restarted.resident(), 0);
+    let query = ComplianceQuery {
+        group_by: vec![GroupBy::Region, GroupBy::Category, GroupBy::Metric],
+        filter: SlaFilter {
+            region: Some("eu-west".into()),
+            ..SlaFilter::default()
+        },
+        ..ComplianceQuery::default()
+    };
+    assert_eq!(
+        restarted.compliance(&query, &p.rows).unwrap(),
+        p.kept.compliance(&query, &NoRows).unwrap()
+    );
+    assert_eq!(
+        restarted.read_complaint("c1", &p.rows, now).unwrap(),
+        p.kept.complaint("c1", now)
+    );
+}
+
+#[test]
+fn a_complaint_paged_in_and_left_unchanged_leaves_again() {
+    let mut p = PagedAndKept::new();
+    p.apply(
+        "c1",
+        "2025-01-06T10:00:00Z",
+        filed_body("eu-west", "delivery", false),
+    );
+    p.apply(
+        "c1",
+        "2025-01-06T10:00:00Z",
+        EventBody::Withdrawn(ComplaintWithdrawn { reason: None }),
+    );
+    p.commit();
+    assert_eq!(p.paged.resident(), 0);
+    // A breach record for a deadline it no longer has: paged in, changes nothing.
+    let stale = event(
+        "c1",
+        t("2025-01-06T11:00:00Z"),
+        EventBody::SlaBreached(SlaBreached {
+            metric: SlaMetric::FirstResponse,
+            policy: "standard".into(),
+            region: "eu-west".into(),
+            due_at: t("2025-01-06T11:00:00Z"),
+            target_seconds: hours(1),
+            met_at: None,
+            late_by_seconds: None,
+        }),
+    );
+    p.apply_event(&stale);
+    assert_eq!(p.paged.resident(), 1);
+    assert!(
+        p.paged.take_changes().is_empty(),
+        "paging in changes nothing"
+    );
+    p.paged.evict();
+    assert_eq!(p.paged.resident(), 0);
+}
+
+/// A rebuild evicts before it takes the next batch's changes (once the previous batch is
+/// committed): a cold complaint changed in the meantime must stay until taken.
+#[test]
+fn a_cold_complaint_changed_since_the_last_take_stays_until_taken() {
+    let mut p = PagedAndKept::new();
+    p.apply(
+        "c1",
+        "2025-01-06T10:00:00Z",
+        filed_body("eu-west", "delivery", false),
+    );
+    p.apply("c1", "2025-01-06T10:10:00Z", ack());
+    p.apply("c1", "2025-01-06T11:00:00Z", resolved());
+    apply_changes(&mut p.rows, p.paged.take_changes());
+    // Still cold once closed, but changed after the take.
+    p.apply(
+        "c1",
+        "2025-01-06T12:00:00Z",
+        EventBody::Closed(ComplaintClosed { by: None }),
+    );
+    p.paged.evict();
+    assert_eq!(p.paged.resident(), 1, "its change is not taken yet");
+    p.commit();
+    assert_eq!(p.paged.resident(), 0);
+    assert_eq!(
+        p.read("c1", "2025-01-06T13:00:00Z").unwrap().status,
+        ComplaintStatus::Closed
+    );
+}
+
+#[test]
+fn timers_due_together_fire_in_complaint_order_whatever_slots_they_hold() {
+    let mut p = PagedAndKept::new();
+    let filed = || filed_body("us-east", "delivery", false);
+    p.apply("a", "2025-01-06T10:00:00Z", filed());
+    p.apply("p", "2025-01-06T10:00:00Z", filed());
+    p.apply(
+        "a",
+        "2025-01-06T10:00:00Z",
+        EventBody::Withdrawn(ComplaintWithdrawn { reason: None }),
+    );
+    p.commit();
+    // The paged projector gives q the slot a left, below p's; the other a new one.
+    p.apply("q", "2025-01-06T10:00:00Z", filed());
+    let effects = p.tick("2025-01-06T11:00:00Z");
+    let order: Vec<&str> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::AppendEvent { event, .. } => Some(event.complaint_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, vec!["p", "q"]);
+}
+
+/// Every query answered by `paged` (over its rows) as by `kept` (over its own).
+fn same_answers(
+    paged: &SlaProjector,
+    paged_rows: &Rows,
+    kept: &SlaProjector,
+    kept_rows: &Rows,
+    ids: &BTreeSet<String>,
+) -> Result<(), TestCaseError> {
+    for now in [t("2025-03-07T13:00:00Z"), t("2025-03-20T00:00:00Z")] {
+        for id in ids.iter().map(String::as_str).chain(["never-filed"]) {
+            prop_assert_eq!(
+                paged.read_complaint(id, paged_rows, now).unwrap(),
+                kept.read_complaint(id, kept_rows, now).unwrap(),
+                "{}",
+                id
+            );
+            prop_assert_eq!(paged.next_due(id), kept.next_due(id), "{}", id);
+        }
+        let filter = SlaFilter::default();
+        prop_assert_eq!(paged.at_risk(&filter, now), kept.at_risk(&filter, now));
+        prop_assert_eq!(paged.breaches(&filter, now), kept.breaches(&filter, now));
+    }
+    for (group_by, region) in [
+        (vec![GroupBy::Policy, GroupBy::Metric], None),
+        (
+            vec![GroupBy::Region, GroupBy::Category],
+            Some("us-east".to_string()),
+        ),
+    ] {
+        let query = ComplianceQuery {
+            group_by,
+            filter: SlaFilter {
+                region,
+                ..SlaFilter::default()
+            },
+            ..ComplianceQuery::default()
+        };
+        prop_assert_eq!(
+            paged.compliance(&query, paged_rows).unwrap(),
+            kept.compliance(&query, kept_rows).unwrap()
+        );
+    }
+    Ok(())
+}
+
+fn complaint_ids(log: &[Event]) -> BTreeSet<String> {
+    log.iter().map(|e| e.complaint_id.clone()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Live, with ticks and breach events coming back: paging out after every step changes
+    /// no effect, no row and no answer.
+    #[test]
+    fn a_paged_live_history_has_the_effects_rows_and_answers_of_a_kept_one(
+        steps in prop::collection::vec(step(), 1..80),
+    ) {
+        let (log, effects, mut kept) = run_live(&steps);
+        let mut rows = Rows::new();
+        let (paged_log, paged_effects, paged) = run_live_with(&steps, Some(&mut rows));
+        prop_assert_eq!(&paged_log, &log);
+        prop_assert_eq!(&paged_effects, &effects);
+        let mut kept_rows = Rows::new();
+        apply_changes(&mut kept_rows, kept.take_changes());
+        prop_assert_eq!(&rows, &kept_rows);
+        prop_assert!(paged.resident() <= kept.resident());
+        same_answers(&paged, &rows, &kept, &kept_rows, &complaint_ids(&log))?;
+    }
+
+    /// Driven in batches as the runner drives it, with restarts that read the live rows
+    /// only: the rows (so the digest) do not depend on what stayed in memory, nor do the
+    /// effects without restarts, nor any query.
+    #[test]
+    fn rows_do_not_depend_on_what_stayed_in_memory(
+        steps in prop::collection::vec(step(), 1..80),
+        batch in 1usize..9,
+        restart_every in 0usize..4,
+    ) {
+        let (log, _, _) = run_live(&steps);
+        let mut kept = PagedRun::new(fresh());
+        kept.run(&log, PagingSchedule { batch, restart_every: 0, evict: false }, fresh).unwrap();
+        let mut paged = PagedRun::new(fresh());
+        paged.run(&log, PagingSchedule { batch, restart_every, evict: true }, fresh).unwrap();
+        prop_assert_eq!(&paged.rows, &kept.rows);
+        if restart_every == 0 {
+            prop_assert_eq!(&paged.effects, &kept.effects);
+        }
+        prop_assert_eq!(
+            digest_rows(paged.rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))),
+            rebuild(&log).digest()
+        );
+        same_answers(&paged.projector, &paged.rows, &kept.projector, &kept.rows, &complaint_ids(&log))?;
+    }
+}
+
+#[test]
+fn the_generated_histories_page_complaints_out_and_back_in() {
+    // Guards the properties against testing nothing: a history of the generator whose
+    // complaints go cold, are paged out, and come back (reopened, closed).
+    let event = |complaint, kind, minutes| Step::Event {
+        complaint,
+        kind,
+        minutes,
+    };
+    // c1 (24x7 policy): acknowledged, resolved, reopened, breached, closed; c0 withdrawn.
+    let steps = [
+        event(0, 0, 0),
+        event(1, 0, 5),
+        event(1, 1, 10),
+        event(1, 7, 60),
+        Step::Tick { minutes: 10 },
+        event(0, 10, 5),
+        event(1, 8, 60),
+        Step::Tick { minutes: 600 },
+        Step::Deliver { count: 3 },
+        event(1, 9, 60),
+    ];
+    let (log, effects, kept) = run_live(&steps);
+    let mut rows = Rows::new();
+    let (_, paged_effects, paged) = run_live_with(&steps, Some(&mut rows));
+    assert_eq!(paged_effects, effects);
+    assert!(breach_events(&effects).len() >= 2, "{log:#?}");
+    assert_eq!((kept.resident(), paged.resident()), (2, 0));
+    assert_eq!(
+        rows.keys().cloned().collect::<Vec<_>>(),
+        vec![b"a/c0".to_vec(), b"a/c1".to_vec()]
+    );
+    let mut run = PagedRun::new(fresh());
+    let schedule = PagingSchedule {
+        batch: 2,
+        restart_every: 0,
+        evict: true,
+    };
+    run.run(&log, schedule, fresh).unwrap();
+    assert_eq!(run.rows, rows);
+}
