@@ -75,6 +75,12 @@ impl Names {
     }
 }
 
+/// Cold complaints kept in memory after their rows are committed, the most recently
+/// cooled: a resolved complaint's `closed` usually follows within days, and paging it back
+/// in from a large tree is slow. The crate's own tests keep none, so every event after a
+/// cooling exercises paging.
+const COLD_CACHE: usize = if cfg!(test) { 0 } else { 50_000 };
+
 /// The SLA projector. See the crate documentation for the rules it applies.
 #[derive(Debug)]
 pub struct SlaProjector {
@@ -90,8 +96,8 @@ pub struct SlaProjector {
     /// Open cycles whose breach is recorded, keyed by deadline (oldest = latest first).
     pub(crate) open_breaches: BTreeSet<DeadlineKey>,
     dirty: Vec<u32>,
-    /// Eviction candidates: slots whose row the last `take_changes` wrote to the archive,
-    /// and slots paged in since the last `evict`.
+    /// Eviction candidates, longest cold first: slots whose row a `take_changes` wrote to
+    /// the archive, and slots paged in. `evict` leaves the last [`COLD_CACHE`] of them.
     cooled: Vec<u32>,
     /// Effects are discarded (see `Projection::set_rebuilding`): met-late breaches are
     /// not built.
@@ -1112,7 +1118,13 @@ impl Projection for SlaProjector {
     }
 
     fn evict(&mut self) {
-        for slot in std::mem::take(&mut self.cooled) {
+        // The most recently cooled stay, up to the cold cache.
+        let excess = self.cooled.len().saturating_sub(COLD_CACHE);
+        if excess == 0 {
+            return;
+        }
+        let oldest: Vec<u32> = self.cooled.drain(..excess).collect();
+        for slot in oldest {
             // A slot listed twice (paged in, then written) is gone after the first.
             let Some(complaint) = self.complaints.get(slot) else {
                 continue;
