@@ -44,27 +44,32 @@ fn fill(log: &Log, segments: usize) -> u64 {
                 events.push(resolved(&id, at(c + 60)));
             }
         }
-        let writer = log.writer();
-        let mut batch = writer.begin();
-        let encoded: Vec<Vec<u8>> = events.iter().map(bytes).collect();
-        for raw in &encoded {
-            let event = plaint_events::decode_stored(raw).unwrap();
-            let outcome = writer
-                .stage(
-                    &mut batch,
-                    Candidate {
-                        event: &event,
-                        bytes: raw,
-                        subject_region: None,
-                        expected: ExpectedVersion::Any,
-                    },
-                )
-                .unwrap();
-            assert!(matches!(outcome, plaint_log::Outcome::Appended(_)));
-        }
-        writer.commit(batch).unwrap();
+        append_segment(log, &events);
     }
     log.last_seq()
+}
+
+/// Appends `events` as one segment; each must be new.
+fn append_segment(log: &Log, events: &[serde_json::Value]) {
+    let writer = log.writer();
+    let mut batch = writer.begin();
+    let encoded: Vec<Vec<u8>> = events.iter().map(bytes).collect();
+    for raw in &encoded {
+        let event = plaint_events::decode_stored(raw).unwrap();
+        let outcome = writer
+            .stage(
+                &mut batch,
+                Candidate {
+                    event: &event,
+                    bytes: raw,
+                    subject_region: None,
+                    expected: ExpectedVersion::Any,
+                },
+            )
+            .unwrap();
+        assert!(matches!(outcome, plaint_log::Outcome::Appended(_)));
+    }
+    writer.commit(batch).unwrap();
 }
 
 #[tokio::test]
@@ -173,24 +178,7 @@ fn fill_with_late_events(log: &Log) -> u64 {
         segments.push(events);
     }
     for events in segments {
-        let writer = log.writer();
-        let mut batch = writer.begin();
-        let encoded: Vec<Vec<u8>> = events.iter().map(bytes).collect();
-        for raw in &encoded {
-            let event = plaint_events::decode_stored(raw).unwrap();
-            writer
-                .stage(
-                    &mut batch,
-                    Candidate {
-                        event: &event,
-                        bytes: raw,
-                        subject_region: None,
-                        expected: ExpectedVersion::Any,
-                    },
-                )
-                .unwrap();
-        }
-        writer.commit(batch).unwrap();
+        append_segment(log, &events);
     }
     log.last_seq()
 }
