@@ -255,6 +255,8 @@ pub struct Runner<P: Projection> {
     sink: Arc<dyn EffectSink>,
     clock: Arc<dyn Clock>,
     options: RunnerOptions,
+    /// Cancelled when `run` is told to stop: a delivery that keeps failing gives up then.
+    stopping: CancellationToken,
 }
 
 impl<P: Projection> Runner<P> {
@@ -333,6 +335,7 @@ impl<P: Projection> Runner<P> {
             sink,
             clock,
             options,
+            stopping: CancellationToken::new(),
         })
     }
 
@@ -383,7 +386,11 @@ impl<P: Projection> Runner<P> {
             applied += events.len() as u64;
         }
         let changes = self.handle.lock().take_changes();
-        self.deliver(effects).await;
+        if !self.deliver(effects).await {
+            // Stopping with effects not delivered: the batch stays uncommitted, so the
+            // next start applies it again and repeats them (all idempotent).
+            return Ok(0);
+        }
         // Commit under the projector's lock so a digest taken under the same lock sees
         // rows and checkpoint of one batch boundary.
         let mut projector = self.handle.lock();
@@ -394,18 +401,25 @@ impl<P: Projection> Runner<P> {
     }
 
     /// Carries out effects, retrying until they succeed: skipping one would lose an alert
-    /// or a breach record, and all of them are idempotent.
-    async fn deliver(&self, effects: Vec<Effect>) {
+    /// or a breach record, and all of them are idempotent. Returns false only when the
+    /// runner is stopping before they could be delivered.
+    async fn deliver(&self, effects: Vec<Effect>) -> bool {
         if effects.is_empty() {
-            return;
+            return true;
         }
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.sink.carry_out(self.handle.name, effects.clone()).await {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(error) => {
                     tracing::warn!(projector = self.handle.name, %error, retry_in_ms = backoff.as_millis() as u64, "effects not delivered; retrying");
-                    tokio::time::sleep(backoff).await;
+                    tokio::select! {
+                        _ = self.stopping.cancelled() => {
+                            tracing::warn!(projector = self.handle.name, "stopping with effects not delivered; they are repeated at the next start");
+                            return false;
+                        }
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
@@ -421,7 +435,8 @@ impl<P: Projection> Runner<P> {
     }
 
     /// Catches up, then follows the log and the clock until `shutdown` is cancelled.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), RunnerError> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), RunnerError> {
+        self.stopping = shutdown.clone();
         let mut tail = self.log.subscribe();
         let name = self.handle.name;
         loop {
