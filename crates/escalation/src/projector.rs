@@ -240,11 +240,13 @@ impl std::fmt::Debug for EscalationProjector {
     }
 }
 
-/// Cold complaints (and customers) kept in memory after their rows are committed, the
-/// most recently cooled: a resolved complaint's `closed` usually follows within days, and
-/// paging it back in from a large tree is slow. The crate's own tests keep none, so every
-/// event after a cooling exercises paging.
-const COLD_CACHE: usize = if cfg!(test) { 0 } else { 50_000 };
+/// Cold complaints (and customers) kept in memory: see [`plaint_projection::COLD_CACHE`].
+/// The crate's own tests keep none, so every event after a cooling exercises paging.
+const COLD_CACHE: usize = if cfg!(test) {
+    0
+} else {
+    plaint_projection::COLD_CACHE
+};
 
 impl EscalationProjector {
     /// A projector with the default subject prefix `complaints`.

@@ -89,14 +89,7 @@ impl Prefixes {
     }
 }
 
-/// Where a resident row's persisted copy is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stored {
-    /// Not written yet.
-    Nowhere,
-    Live,
-    Archive,
-}
+pub(crate) use plaint_projection::Stored;
 
 /// The ids that left memory, as a scalable Bloom filter: an id it has never seen has no
 /// archived row (when the filter is `complete`), so an event about a new item needs no
@@ -353,11 +346,8 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
                 Stored::Live
             };
             changes.push((prefixes.key(side, id), Some(encode_row(row))));
-            match (state.stored, side) {
-                (Stored::Live, Stored::Archive) | (Stored::Archive, Stored::Live) => {
-                    changes.push((prefixes.key(state.stored, id), None));
-                }
-                _ => {}
+            if let Some(stale) = state.stored.stale_copy(side) {
+                changes.push((prefixes.key(stale, id), None));
             }
             state.stored = side;
             placed(slot, row, side);
@@ -373,13 +363,8 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
     /// (closed after resolved) soon, and reading a row back from a large sled tree costs
     /// tens of microseconds.
     pub fn evict(&mut self, cold_capacity: usize, mut leave: impl FnMut(u32) -> bool) {
-        if self.evictable.len() <= cold_capacity {
-            return;
-        }
-        let excess = self.evictable.len() - cold_capacity;
-        let oldest: Vec<u32> = self.evictable.drain(..excess).collect();
         let mut held = Vec::new();
-        for slot in oldest {
+        for slot in plaint_projection::coldest_beyond(&mut self.evictable, cold_capacity) {
             if !self.in_use(slot) {
                 continue;
             }

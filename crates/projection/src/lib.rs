@@ -246,14 +246,34 @@ struct Resident<V> {
     touched: u64,
 }
 
-/// Where a resident row's persisted copy is, so a row that changes side is deleted from
-/// the other one (and only then: a delete per write would double a rebuild's writes).
+/// Where a resident item's persisted row is (under the live or the archive prefix), so a
+/// row that changes side is deleted from the other one, and only then: a delete with every
+/// write would double a rebuild's writes. Every paged store keeps one per item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stored {
-    /// Not yet written, or not known (restored from a live row counts as `Live`).
+pub enum Stored {
+    /// Not written yet.
     Nowhere,
     Live,
     Archive,
+}
+
+impl Stored {
+    /// The side whose copy must be deleted when the row is written to `target`.
+    pub fn stale_copy(self, target: Stored) -> Option<Stored> {
+        (self != Stored::Nowhere && self != target).then_some(self)
+    }
+}
+
+/// Cold items a paged view keeps in memory after their rows are committed, the most
+/// recently cooled: a resolved complaint's `closed` usually follows within days, and
+/// reading a row back from a large sled tree costs ~100–200 µs.
+pub const COLD_CACHE: usize = 50_000;
+
+/// Removes and returns the longest-cold candidates of `cooled` (oldest first) beyond the
+/// `capacity` most recent: what a paged store's `evict` considers.
+pub fn coldest_beyond<T>(cooled: &mut Vec<T>, capacity: usize) -> Vec<T> {
+    let excess = cooled.len().saturating_sub(capacity);
+    cooled.drain(..excess).collect()
 }
 
 #[derive(Debug, Clone)]
@@ -395,9 +415,9 @@ impl<V: RowCodec + DeserializeOwned> ViewMap<V> {
                 changes.push((live_key(), value));
                 Stored::Live
             };
-            match (resident.stored, target) {
-                (Stored::Live, Stored::Archive) => changes.push((live_key(), None)),
-                (Stored::Archive, Stored::Live) => changes.push((archive_key(), None)),
+            match resident.stored.stale_copy(target) {
+                Some(Stored::Live) => changes.push((live_key(), None)),
+                Some(Stored::Archive) => changes.push((archive_key(), None)),
                 _ => {}
             }
             resident.stored = target;
@@ -459,8 +479,7 @@ impl<V: RowCodec + DeserializeOwned> ViewMap<V> {
             key: String::from_utf8_lossy(row_key).into_owned(),
             source,
         })?;
-        self.touches += 1;
-        let touched = self.touches;
+        let touched = self.touch();
         // A candidate for eviction again, in case the event leaves it unchanged.
         if let Some(paging) = &mut self.paging {
             paging.cooled.push_back((key.to_owned(), touched));

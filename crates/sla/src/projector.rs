@@ -75,11 +75,13 @@ impl Names {
     }
 }
 
-/// Cold complaints kept in memory after their rows are committed, the most recently
-/// cooled: a resolved complaint's `closed` usually follows within days, and paging it back
-/// in from a large tree is slow. The crate's own tests keep none, so every event after a
-/// cooling exercises paging.
-const COLD_CACHE: usize = if cfg!(test) { 0 } else { 50_000 };
+/// See [`plaint_projection::COLD_CACHE`]. The crate's own tests keep none, so every event
+/// after a cooling exercises paging.
+const COLD_CACHE: usize = if cfg!(test) {
+    0
+} else {
+    plaint_projection::COLD_CACHE
+};
 
 /// The SLA projector. See the crate documentation for the rules it applies.
 #[derive(Debug)]
@@ -553,26 +555,7 @@ impl SlaProjector {
         let mut complaint = complaint_from_row(&self.config, &mut self.names, id.clone(), row);
         complaint.stored = stored;
         let slot = self.complaints.next_slot();
-        for (i, clock) in complaint.clocks.iter().enumerate() {
-            sync_timer(
-                &mut self.index,
-                &mut self.open_breaches,
-                slot,
-                i as u16,
-                (None, None),
-                clock_state(clock),
-            );
-        }
-        for promise in &complaint.promises {
-            sync_timer(
-                &mut self.index,
-                &mut self.open_breaches,
-                slot,
-                CALLBACK_BASE + promise.serial,
-                (None, None),
-                promise_state(promise),
-            );
-        }
+        self.sync_all_timers(slot, &complaint, true);
         self.complaints.insert(complaint);
         self.by_id.insert(id, slot);
         Some(slot)
@@ -583,27 +566,41 @@ impl SlaProjector {
         let Some(complaint) = self.complaints.remove(slot) else {
             return;
         };
-        for (i, clock) in complaint.clocks.iter().enumerate() {
-            sync_timer(
-                &mut self.index,
-                &mut self.open_breaches,
-                slot,
-                i as u16,
-                clock_state(clock),
-                (None, None),
-            );
-        }
-        for promise in &complaint.promises {
-            sync_timer(
-                &mut self.index,
-                &mut self.open_breaches,
-                slot,
-                CALLBACK_BASE + promise.serial,
-                promise_state(promise),
-                (None, None),
-            );
-        }
+        self.sync_all_timers(slot, &complaint, false);
         self.by_id.remove(&*complaint.id);
+    }
+
+    /// Enters every timer and breach of `complaint` (at `slot`) into the index and the
+    /// breach set (`present`), or takes them all out: a complaint coming into memory or
+    /// leaving it.
+    fn sync_all_timers(&mut self, slot: u32, complaint: &Complaint, present: bool) {
+        let absent: TimerState = (None, None);
+        let timers = complaint
+            .clocks
+            .iter()
+            .enumerate()
+            .map(|(i, clock)| (i as u16, clock_state(clock)))
+            .chain(
+                complaint
+                    .promises
+                    .iter()
+                    .map(|p| (CALLBACK_BASE + p.serial, promise_state(p))),
+            );
+        for (timer, state) in timers {
+            let (before, after) = if present {
+                (absent, state)
+            } else {
+                (state, absent)
+            };
+            sync_timer(
+                &mut self.index,
+                &mut self.open_breaches,
+                slot,
+                timer,
+                before,
+                after,
+            );
+        }
     }
 
     /// Orders the timers fired by one tick by (time, complaint id, timer): the effects
@@ -1076,8 +1073,8 @@ impl Projection for SlaProjector {
                 row_key(side, &complaint.id),
                 Some(self.row_bytes(complaint)),
             ));
-            if complaint.stored != Stored::Nowhere && complaint.stored != side {
-                changes.push((row_key(complaint.stored, &complaint.id), None));
+            if let Some(stale) = complaint.stored.stale_copy(side) {
+                changes.push((row_key(stale, &complaint.id), None));
             }
             let complaint = &mut self.complaints[slot as usize];
             complaint.dirty = false;
@@ -1118,13 +1115,7 @@ impl Projection for SlaProjector {
     }
 
     fn evict(&mut self) {
-        // The most recently cooled stay, up to the cold cache.
-        let excess = self.cooled.len().saturating_sub(COLD_CACHE);
-        if excess == 0 {
-            return;
-        }
-        let oldest: Vec<u32> = self.cooled.drain(..excess).collect();
-        for slot in oldest {
+        for slot in plaint_projection::coldest_beyond(&mut self.cooled, COLD_CACHE) {
             // A slot listed twice (paged in, then written) is gone after the first.
             let Some(complaint) = self.complaints.get(slot) else {
                 continue;

@@ -292,18 +292,7 @@ impl Promise {
     }
 }
 
-/// Where a resident complaint's persisted row is, so that a row changing side (live ↔
-/// archive) is deleted from the side it leaves, and only then: a delete with every write
-/// would double a rebuild's writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stored {
-    /// Not written yet.
-    Nowhere,
-    /// Under the live prefix (`c/`).
-    Live,
-    /// Under the archive prefix (`a/`).
-    Archive,
-}
+pub(crate) use plaint_projection::Stored;
 
 /// One complaint's SLA state.
 #[derive(Debug, Clone)]
