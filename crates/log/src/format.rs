@@ -1,34 +1,133 @@
-//! The on-disk layout of the log tree (format version 1).
+//! The on-disk layout of the log (format version 2).
 //!
-//! One sled tree, `log`, holds three kinds of keys, all written together in one atomic
+//! The events' bytes live in **segment files** (`segments/<first seq, 20 digits>.seg` in
+//! the database directory), appended to and never rewritten; a file rolls over at
+//! [`ROLL_BYTES`]. One append writes one *record* at the end of the active file: the
+//! segment (the events of that append, bytes exactly as received, with an offset table)
+//! followed by its index records (id, time, type, version, complaint, region, chain hash).
+//! Segment files are append-only: only `plaint repair` and the open after an interrupted
+//! append cut their ends.
+//!
+//! The sled tree `log` holds only small values, written together in one atomic
 //! `sled::Batch` per append:
 //!
 //! | key | value |
 //! |---|---|
-//! | `s` + first seq (u64 BE) | a segment: the events of one append, bytes exactly as received |
-//! | `m` + first seq (u64 BE) | the segment's index records: id, time, type, version, complaint, region, chain hash |
+//! | `s` + first seq (u64 BE) | the segment's [`Location`]: file, offset, lengths, index-record checksum |
 //! | `h` | the head: last seq, chain head, segment count |
-//! | `v` | the layout version (`plaint-log/1`) |
+//! | `v` | the layout version (`plaint-log/2`) |
 //!
-//! Big-endian sequence keys make range scans run in log order. A segment holds one whole
-//! append (typically one ingest batch of up to a thousand events), so replay streams large
-//! contiguous values instead of a key per event, and the per-event index records live apart
-//! from the payloads so that opening the log reads ~70 bytes per event, not ~450.
+//! Why files: sled keeps every value it has read in memory and, for values it stores as
+//! blobs (a 1,000-event segment is one), does not count them against its cache, so a full
+//! read of a 10-million-event log grew a process by ~1 KB per event and never gave it
+//! back. Segment files are read with `pread`: what a reader holds is the segment in hand,
+//! and caching is the kernel's page cache. Big-endian sequence keys make range scans run
+//! in log order; the index records sit apart from the payloads in each record so that
+//! opening the log reads ~70 bytes per event, not ~450.
+//!
+//! Write order (see `LogWriter::commit`): the record is written (and, with
+//! `Durability::Fsync`, fdatasync'ed) *before* its location goes into sled, so a durable
+//! location never points at bytes that are not. Bytes past the last location are the
+//! leftovers of an append that never committed and are cut off when the log opens.
 
 use plaint_events::{EventType, Timestamp};
 use uuid::Uuid;
 
-pub const LAYOUT_VERSION: &[u8] = b"plaint-log/1";
+pub const LAYOUT_VERSION: &[u8] = b"plaint-log/2";
 pub const HEAD_KEY: &[u8] = b"h";
 pub const VERSION_KEY: &[u8] = b"v";
 const SEGMENT_MAGIC: &[u8; 4] = b"PLS1";
+/// Magic, first seq (u64) and count (u32); the offset table (a u32 end per event) follows.
+pub const SEGMENT_HEADER_LEN: usize = 16;
 
+/// The number of events a segment holds, from its header.
+pub fn segment_count(header: &[u8]) -> Option<usize> {
+    if header.get(0..4)? != SEGMENT_MAGIC {
+        return None;
+    }
+    Some(u32::from_be_bytes(header.get(12..16)?.try_into().ok()?) as usize)
+}
+
+/// By default, a segment file takes no new record once it is this long (records are never
+/// split, so a file may end a little past it); `LogOptions::segment_file_bytes` sets it.
+pub const ROLL_BYTES: u64 = 128 << 20;
+
+/// The directory of the segment files, inside the log's database directory.
+pub fn segments_dir(log_dir: &std::path::Path) -> std::path::PathBuf {
+    log_dir.join("segments")
+}
+
+/// The path of segment file `file` (the first sequence number it holds).
+pub fn segment_file(log_dir: &std::path::Path, file: u64) -> std::path::PathBuf {
+    segments_dir(log_dir).join(format!("{file:020}.seg"))
+}
+
+/// The number of a segment file from its name, if it is one.
+pub fn segment_file_number(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// The sled key of the [`Location`] of the segment starting at `first_seq`.
 pub fn segment_key(first_seq: u64) -> [u8; 9] {
     prefixed(b's', first_seq)
 }
 
-pub fn meta_key(first_seq: u64) -> [u8; 9] {
-    prefixed(b'm', first_seq)
+/// Where one segment's record is: in which file, at which offset, how long its two parts
+/// are, and a checksum of the index records (the events' bytes are covered by the chain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// The segment file's number: the first sequence number it holds.
+    pub file: u64,
+    pub offset: u64,
+    pub segment_len: u32,
+    pub meta_len: u32,
+    pub meta_check: u64,
+}
+
+impl Location {
+    pub const ENCODED_LEN: usize = 32;
+
+    pub fn encode(&self) -> [u8; Self::ENCODED_LEN] {
+        let mut out = [0u8; Self::ENCODED_LEN];
+        out[0..8].copy_from_slice(&self.file.to_be_bytes());
+        out[8..16].copy_from_slice(&self.offset.to_be_bytes());
+        out[16..20].copy_from_slice(&self.segment_len.to_be_bytes());
+        out[20..24].copy_from_slice(&self.meta_len.to_be_bytes());
+        out[24..32].copy_from_slice(&self.meta_check.to_be_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Location> {
+        let bytes: &[u8; Self::ENCODED_LEN] = bytes.try_into().ok()?;
+        let u64_at = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap());
+        let u32_at = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+        Some(Location {
+            file: u64_at(0),
+            offset: u64_at(8),
+            segment_len: u32_at(16),
+            meta_len: u32_at(20),
+            meta_check: u64_at(24),
+        })
+    }
+
+    /// Where the index records start in the file.
+    pub fn meta_offset(&self) -> u64 {
+        self.offset + u64::from(self.segment_len)
+    }
+
+    /// Where the record ends in the file.
+    pub fn end(&self) -> u64 {
+        self.meta_offset() + u64::from(self.meta_len)
+    }
+}
+
+/// The checksum of a segment's index records kept in its [`Location`].
+pub fn meta_check(meta: &[u8]) -> u64 {
+    let hash = blake3::hash(meta);
+    u64::from_be_bytes(hash.as_bytes()[..8].try_into().unwrap())
 }
 
 fn prefixed(prefix: u8, seq: u64) -> [u8; 9] {
@@ -87,7 +186,7 @@ impl Head {
     }
 }
 
-/// The index record of one entry, stored in the segment's `m` value.
+/// The index record of one entry, stored after its segment in the segment's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryMeta {
     pub id: Uuid,
@@ -144,7 +243,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// One index record, borrowed from the `m` value it was read from: what opening the log
+/// One index record, borrowed from the index records it was read from: what opening the log
 /// reads for every event, so it must not allocate.
 #[derive(Debug, Clone, Copy)]
 pub struct MetaRef<'a> {
@@ -171,7 +270,7 @@ impl MetaRef<'_> {
     }
 }
 
-/// The records of an `m` value, in order; an item is `None` where the value is malformed
+/// The index records of a segment, in order; an item is `None` where the value is malformed
 /// (nothing follows it).
 pub fn meta_records(bytes: &[u8]) -> impl Iterator<Item = Option<MetaRef<'_>>> {
     let mut c = Cursor { bytes, at: 0 };
@@ -233,7 +332,7 @@ pub fn encode_segment<'a>(
     out
 }
 
-/// A decoded view of a segment value: offsets into the bytes, no copies.
+/// A decoded view of a segment: offsets into the bytes, no copies.
 #[derive(Debug, Clone, Copy)]
 pub struct SegmentView<'a> {
     pub first_seq: u64,

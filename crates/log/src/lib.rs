@@ -16,8 +16,9 @@
 //! - [`Durability`]: `Fsync` (default; survives power loss) or `Flush` (survives a
 //!   process crash only).
 //!
-//! Invariants, each tested: an append is all-or-nothing (events, index records and chain
-//! head are one `sled::Batch` on one tree); a duplicate id with the same JSON content is
+//! Invariants, each tested: an append is all-or-nothing (the segment's record is written
+//! to its file first, then its location and the chain head are one `sled::Batch` on one
+//! tree, and bytes no location refers to are cut at open); a duplicate id with the same JSON content is
 //! `Duplicate(seq)` however late it comes; the same id with other content is rejected
 //! `conflicting_duplicate`; stateful rules (lifecycle, subject region, expected version)
 //! are checked here, where the stream state lives. What it does not do: decode or
@@ -25,6 +26,7 @@
 //!
 //! The layout is described in [`format`]; why it looks like that is in ARCHITECTURE.md ("Storage").
 
+mod files;
 pub mod format;
 mod index;
 mod snapshot;
@@ -42,7 +44,8 @@ use plaint_events::{lifecycle, Event, EventBody, RejectReason, Rejection};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-pub use format::{EntryMeta, Head, MetaRef, SegmentView};
+use files::SegmentFiles;
+pub use format::{EntryMeta, Head, Location, MetaRef, SegmentView};
 use index::{complaint_key, id_key, IdIndex, StreamHead, StreamIndex};
 
 /// The file, inside the log's directory, that caches its in-memory indexes between runs.
@@ -75,6 +78,9 @@ pub struct LogOptions {
     /// handle closes), which bounds what a start after a crash rescans. Saving holds the
     /// writer for ~0.05 s per million events in the log.
     pub index_snapshot_every: u64,
+    /// A segment file takes no new append once it is this long ([`format::ROLL_BYTES`] by
+    /// default); small values make tests roll files.
+    pub segment_file_bytes: u64,
 }
 
 impl Default for LogOptions {
@@ -83,6 +89,7 @@ impl Default for LogOptions {
             durability: Durability::Fsync,
             cache_bytes: 128 * 1024 * 1024,
             index_snapshot_every: 2_000_000,
+            segment_file_bytes: format::ROLL_BYTES,
         }
     }
 }
@@ -93,6 +100,8 @@ pub enum LogError {
     Open { path: PathBuf, source: sled::Error },
     #[error("sled error: {0}")]
     Storage(#[from] sled::Error),
+    #[error("cannot read or write the segment files: {0}")]
+    Files(std::io::Error),
     #[error("the log at {path} has layout {found:?}, this plaint reads {expected:?}; export it with the plaint version that wrote it (`plaint replay`) and import it here")]
     Incompatible {
         path: PathBuf,
@@ -208,10 +217,149 @@ impl State {
     }
 }
 
+/// Where the log's bytes are: the sled tree of segment locations and the head, and the
+/// segment files they point into.
+struct Store {
+    /// The database directory (`plaint.sled`), named in errors.
+    path: PathBuf,
+    tree: sled::Tree,
+    files: SegmentFiles,
+}
+
+impl Store {
+    fn corrupt(&self, seq: u64, what: String) -> LogError {
+        LogError::Corrupt {
+            path: self.path.clone(),
+            seq,
+            what,
+        }
+    }
+
+    /// A failed read of a segment file: missing or short bytes are damage at `seq`;
+    /// anything else (permissions, I/O) is reported as it is.
+    fn read_failed(&self, seq: u64, error: std::io::Error) -> LogError {
+        use std::io::ErrorKind as K;
+        match error.kind() {
+            K::UnexpectedEof | K::InvalidData | K::NotFound => {
+                self.corrupt(seq, format!("the segment's bytes are unreadable ({error})"))
+            }
+            _ => LogError::Files(error),
+        }
+    }
+
+    fn decode_location(&self, key: &[u8], value: &[u8]) -> Result<(u64, Location), LogError> {
+        let first_seq = format::seq_of_key(key).unwrap_or(0);
+        let location = Location::decode(value).ok_or_else(|| {
+            self.corrupt(
+                first_seq,
+                "the segment's location record is unreadable".into(),
+            )
+        })?;
+        Ok((first_seq, location))
+    }
+
+    /// The locations of the segments starting at `from` or later, in order.
+    fn locations(&self, from: u64) -> impl Iterator<Item = Result<(u64, Location), LogError>> + '_ {
+        self.tree
+            .range(format::segment_key(from)..=format::segment_key(u64::MAX))
+            .map(move |item| {
+                let (key, value) = item?;
+                self.decode_location(&key, &value)
+            })
+    }
+
+    /// The location of the segment holding `seq` (or of the last one, past the head).
+    fn location_at(&self, seq: u64) -> Result<Option<(u64, Location)>, LogError> {
+        if seq == 0 {
+            return Ok(None);
+        }
+        self.tree
+            .range(format::segment_key(1)..=format::segment_key(seq))
+            .next_back()
+            .map(|item| {
+                let (key, value) = item?;
+                self.decode_location(&key, &value)
+            })
+            .transpose()
+    }
+
+    fn last_location(&self) -> Result<Option<(u64, Location)>, LogError> {
+        self.location_at(u64::MAX)
+    }
+
+    fn segment_bytes(&self, first_seq: u64, location: &Location) -> Result<Vec<u8>, LogError> {
+        self.files
+            .read_segment(location)
+            .map_err(|e| self.read_failed(first_seq, e))
+    }
+
+    /// The segment's index records; `None` if they fail their checksum.
+    fn meta_bytes(&self, first_seq: u64, location: &Location) -> Result<Option<Vec<u8>>, LogError> {
+        self.files
+            .read_meta(location)
+            .map_err(|e| self.read_failed(first_seq, e))
+    }
+
+    /// The index record at `seq`, and whether it is the last of its segment.
+    fn meta_at<T>(
+        &self,
+        seq: u64,
+        f: impl FnOnce(MetaRef<'_>, bool) -> T,
+    ) -> Result<Option<T>, LogError> {
+        let Some((first_seq, location)) = self.location_at(seq)? else {
+            return Ok(None);
+        };
+        let Some(value) = self.meta_bytes(first_seq, &location)? else {
+            return Ok(None);
+        };
+        let mut records = format::meta_records(&value).skip((seq - first_seq) as usize);
+        let Some(Some(record)) = records.next() else {
+            return Ok(None);
+        };
+        let last_of_segment = records.next().is_none();
+        Ok(Some(f(record, last_of_segment)))
+    }
+
+    fn id_at(&self, seq: u64) -> Result<Option<Uuid>, LogError> {
+        self.meta_at(seq, |m, _| m.id)
+    }
+
+    /// The chain hash at `seq` if a segment ends there ([0; 32] at 0: the empty log).
+    fn chain_at_segment_end(&self, seq: u64) -> Result<Option<[u8; 32]>, LogError> {
+        if seq == 0 {
+            return Ok(Some([0; 32]));
+        }
+        Ok(self
+            .meta_at(seq, |m, last| last.then_some(m.chain))?
+            .flatten())
+    }
+
+    /// Whether an earlier entry has this id (fingerprints may collide: the index records
+    /// say whose id each candidate is).
+    fn is_indexed(&self, ids: &IdIndex, id: &Uuid) -> Result<bool, LogError> {
+        for earlier in ids.candidates(id_key(id)) {
+            if self.id_at(earlier)? == Some(*id) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// One entry's bytes, read without the rest of its segment.
+    fn event(&self, seq: u64) -> Result<Option<Vec<u8>>, LogError> {
+        let Some((first_seq, location)) = self.location_at(seq)? else {
+            return Ok(None);
+        };
+        self.files
+            .read_event(&location, (seq - first_seq) as usize)
+            .map_err(|e| self.read_failed(first_seq, e))
+    }
+}
+
 struct Inner {
     path: PathBuf,
     db: sled::Db,
-    tree: sled::Tree,
+    store: Store,
     options: LogOptions,
     state: RwLock<State>,
     writer: Mutex<()>,
@@ -417,8 +565,21 @@ impl Log {
             })?,
             None => Head::EMPTY,
         };
+        let fsync = options.durability == Durability::Fsync;
+        let files = SegmentFiles::open(&path, fsync, options.segment_file_bytes)
+            .map_err(LogError::Files)?;
+        let store = Store {
+            path: path.clone(),
+            tree,
+            files,
+        };
+        let last = store.last_location()?;
+        store
+            .files
+            .trim_after(last.as_ref().map(|(_, l)| l))
+            .map_err(LogError::Files)?;
         let started = std::time::Instant::now();
-        let (state, snapshot_seq) = Self::load_indexes(&path, &tree, head)?;
+        let (state, snapshot_seq) = Self::load_indexes(&store, head)?;
         let (tail, _) = watch::channel(head.last_seq);
         tracing::info!(
             path = %path.display(),
@@ -432,7 +593,7 @@ impl Log {
             inner: Arc::new(Inner {
                 path,
                 db,
-                tree,
+                store,
                 options,
                 state: RwLock::new(state),
                 writer: Mutex::new(()),
@@ -460,16 +621,11 @@ impl Log {
     /// The indexes from the snapshot if it agrees with the log, plus the index records after
     /// it (all of them without a snapshot). Returns the state and the sequence number the
     /// snapshot covered (0: none).
-    fn load_indexes(path: &Path, tree: &sled::Tree, head: Head) -> Result<(State, u64), LogError> {
-        let corrupt = |seq: u64, what: String| LogError::Corrupt {
-            path: path.to_path_buf(),
-            seq,
-            what,
-        };
-        let snapshot = match snapshot::read(path) {
+    fn load_indexes(store: &Store, head: Head) -> Result<(State, u64), LogError> {
+        let snapshot = match snapshot::read(&store.path) {
             Ok(Some(s))
                 if s.last_seq <= head.last_seq
-                    && Self::chain_at_segment_end(tree, s.last_seq)? == Some(s.chain) =>
+                    && store.chain_at_segment_end(s.last_seq)? == Some(s.chain) =>
             {
                 Some(s)
             }
@@ -492,25 +648,28 @@ impl Log {
             None => (IdIndex::default(), StreamIndex::default(), [0u8; 32], 0),
         };
         let mut expected_seq = from + 1;
-        for item in tree.range(format::meta_key(expected_seq)..=format::meta_key(u64::MAX)) {
-            let (key, value) = item?;
-            let first_seq = format::seq_of_key(&key).unwrap_or(0);
+        for item in store.locations(expected_seq) {
+            let (first_seq, location) = item?;
             if first_seq != expected_seq {
-                return Err(corrupt(
+                return Err(store.corrupt(
                     expected_seq,
                     format!("a segment starts at {first_seq}, expected {expected_seq}"),
                 ));
             }
+            let unreadable = || {
+                store.corrupt(
+                    first_seq,
+                    "the segment's index records are unreadable".into(),
+                )
+            };
+            let value = store
+                .meta_bytes(first_seq, &location)?
+                .ok_or_else(unreadable)?;
             let mut seq = first_seq;
             for record in format::meta_records(&value) {
-                let record = record.ok_or_else(|| {
-                    corrupt(seq, "the segment's index records are unreadable".into())
-                })?;
-                if Self::is_indexed(tree, &ids, &record.id)? {
-                    return Err(corrupt(
-                        seq,
-                        format!("event id {} appears twice", record.id),
-                    ));
+                let record = record.ok_or_else(unreadable)?;
+                if store.is_indexed(&ids, &record.id)? {
+                    return Err(store.corrupt(seq, format!("event id {} appears twice", record.id)));
                 }
                 let complaint = complaint_key(record.complaint_id);
                 let entry = (&record.id, complaint, record.region, record.event_type);
@@ -522,7 +681,7 @@ impl Log {
         }
         let last_seq = expected_seq - 1;
         if last_seq != head.last_seq || last_chain != head.chain {
-            return Err(corrupt(
+            return Err(store.corrupt(
                 last_seq.min(head.last_seq) + 1,
                 format!(
                     "the head says {} events but the index records end at {last_seq}, or the chain heads differ",
@@ -533,53 +692,35 @@ impl Log {
         // The last segment is the one a torn write would hit: check its bytes against the
         // chain before serving anything.
         if last_seq > 0 {
-            let (key, value) = tree
-                .range(format::segment_key(0)..=format::segment_key(u64::MAX))
-                .next_back()
-                .ok_or_else(|| corrupt(last_seq, "no segment holds the last entries".into()))??;
-            let first_seq = format::seq_of_key(&key).unwrap_or(0);
-            let view = SegmentView::parse(&value)
-                .ok_or_else(|| corrupt(first_seq, "the last segment is torn".into()))?;
-            if view.last_seq() != last_seq {
+            let corrupt = |seq: u64, what: &str| store.corrupt(seq, what.into());
+            let (first_seq, location) = store
+                .last_location()?
+                .ok_or_else(|| corrupt(last_seq, "no segment holds the last entries"))?;
+            let torn = || corrupt(first_seq, "the last segment is torn");
+            let value = store.segment_bytes(first_seq, &location)?;
+            let view = SegmentView::parse(&value).ok_or_else(torn)?;
+            if view.first_seq != first_seq || view.last_seq() != last_seq {
                 return Err(corrupt(
                     view.first_seq,
-                    "the last segment does not end at the head".into(),
+                    "the last segment does not end at the head",
                 ));
             }
-            let metas_value = tree.get(format::meta_key(first_seq))?.ok_or_else(|| {
-                corrupt(first_seq, "the last segment has no index records".into())
-            })?;
+            let metas_value = store
+                .meta_bytes(first_seq, &location)?
+                .ok_or_else(|| corrupt(first_seq, "the last segment has no index records"))?;
             let metas = format::decode_meta(&metas_value).unwrap_or_default();
-            let mut previous =
-                Self::chain_at_segment_end(tree, first_seq - 1)?.ok_or_else(|| {
-                    corrupt(
-                        first_seq,
-                        "the chain before the last segment is missing".into(),
-                    )
-                })?;
+            let mut previous = store.chain_at_segment_end(first_seq - 1)?.ok_or_else(|| {
+                corrupt(first_seq, "the chain before the last segment is missing")
+            })?;
             for ((seq, bytes), meta) in view.iter().zip(&metas) {
                 let chain = format::chain_hash(&previous, seq, bytes);
                 if chain != meta.chain {
-                    return Err(corrupt(
-                        seq,
-                        "the stored bytes do not match the hash chain".into(),
-                    ));
+                    return Err(corrupt(seq, "the stored bytes do not match the hash chain"));
                 }
                 previous = chain;
             }
         }
         Ok((State { head, ids, streams }, from))
-    }
-
-    /// Whether an earlier entry has this id (fingerprints may collide: the index records
-    /// say whose id each candidate is).
-    fn is_indexed(tree: &sled::Tree, ids: &IdIndex, id: &Uuid) -> Result<bool, LogError> {
-        for earlier in ids.candidates(id_key(id)) {
-            if Self::id_at(tree, earlier)? == Some(*id) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
     }
 
     /// Indexes the entry at `seq` during a scan of the index records (an open without a
@@ -597,40 +738,6 @@ impl Log {
         ids.merge_if_due();
         streams.merge_if_due();
         Ok(())
-    }
-
-    /// The index record at `seq`, read from its segment's `m` value.
-    fn meta_at<T>(
-        tree: &sled::Tree,
-        seq: u64,
-        f: impl FnOnce(MetaRef<'_>, bool) -> T,
-    ) -> Result<Option<T>, LogError> {
-        let Some(item) = tree
-            .range(format::meta_key(1)..=format::meta_key(seq))
-            .next_back()
-        else {
-            return Ok(None);
-        };
-        let (key, value) = item?;
-        let first_seq = format::seq_of_key(&key).unwrap_or(0);
-        let mut records = format::meta_records(&value).skip((seq - first_seq) as usize);
-        let Some(Some(record)) = records.next() else {
-            return Ok(None);
-        };
-        let last_of_segment = records.next().is_none();
-        Ok(Some(f(record, last_of_segment)))
-    }
-
-    fn id_at(tree: &sled::Tree, seq: u64) -> Result<Option<Uuid>, LogError> {
-        Self::meta_at(tree, seq, |m, _| m.id)
-    }
-
-    /// The chain hash at `seq` if a segment ends there ([0; 32] at 0: the empty log).
-    fn chain_at_segment_end(tree: &sled::Tree, seq: u64) -> Result<Option<[u8; 32]>, LogError> {
-        if seq == 0 {
-            return Ok(Some([0; 32]));
-        }
-        Ok(Self::meta_at(tree, seq, |m, last| last.then_some(m.chain))?.flatten())
     }
 
     /// Takes the writer lock. There is one writer at a time; readers are never blocked
@@ -670,7 +777,7 @@ impl Log {
         let candidates: Vec<u64> = self.read_state().ids.candidates(id_key(id)).collect();
         for seq in candidates {
             // Fingerprints may collide: the index record says whose id it is.
-            if Self::id_at(&self.inner.tree, seq)? == Some(*id) {
+            if self.inner.store.id_at(seq)? == Some(*id) {
                 return Ok(Some(seq));
             }
         }
@@ -715,34 +822,31 @@ impl Log {
 
     /// Segments holding `from..`, in order. The first may start before `from`.
     pub fn segments(&self, from: u64) -> impl Iterator<Item = Result<Segment, LogError>> + '_ {
-        let start = self
-            .inner
-            .tree
-            .range(format::segment_key(0)..=format::segment_key(from.max(1)))
-            .next_back()
-            .and_then(|r| r.ok())
-            .and_then(|(k, _)| format::seq_of_key(&k))
-            .unwrap_or(1);
-        let tree = self.inner.tree.clone();
-        self.inner
-            .tree
-            .range(format::segment_key(start)..=format::segment_key(u64::MAX))
-            .map(move |item| {
-                let (key, value) = item?;
-                let first_seq = format::seq_of_key(&key).unwrap_or(0);
-                if SegmentView::parse(&value).is_none() {
-                    return Err(LogError::Corrupt {
-                        path: PathBuf::new(),
-                        seq: first_seq,
-                        what: "segment is unreadable".into(),
-                    });
+        let store = &self.inner.store;
+        // An error finding the start is the only item; nothing starts at u64::MAX.
+        let (failed, start) = match store.location_at(from.max(1)) {
+            Ok(found) => (None, found.map_or(1, |(first_seq, _)| first_seq)),
+            Err(error) => (Some(Err(error)), u64::MAX),
+        };
+        failed
+            .into_iter()
+            .chain(store.locations(start).map(move |item| {
+                let (first_seq, location) = item?;
+                let value = store.segment_bytes(first_seq, &location)?;
+                if SegmentView::parse(&value).is_none_or(|v| v.first_seq != first_seq) {
+                    return Err(store.corrupt(first_seq, "segment is unreadable".into()));
                 }
+                let file = store
+                    .files
+                    .file(location.file)
+                    .map_err(|e| store.read_failed(first_seq, e))?;
                 Ok(Segment {
                     first_seq,
                     value,
-                    tree: tree.clone(),
+                    file,
+                    location,
                 })
-            })
+            }))
     }
 
     /// Every entry with `from <= seq <= to`, in order, as owned bytes.
@@ -767,10 +871,10 @@ impl Log {
 
     /// One entry's bytes.
     pub fn read(&self, seq: u64) -> Result<Option<Vec<u8>>, LogError> {
-        self.read_range(seq, seq)
-            .next()
-            .transpose()
-            .map(|o| o.map(|(_, b)| b))
+        if seq > self.last_seq() {
+            return Ok(None);
+        }
+        self.inner.store.event(seq)
     }
 
     /// Walks every segment: gapless sequence, readable segments and index records, hash
@@ -837,7 +941,7 @@ impl Log {
                     );
                     return Ok(report);
                 }
-                if Self::is_indexed(&self.inner.tree, &ids, &meta.id)? {
+                if self.inner.store.is_indexed(&ids, &meta.id)? {
                     fail(
                         &mut report,
                         seq,
@@ -921,25 +1025,48 @@ pub fn repair_truncate(path: &Path, keep_last_seq: u64) -> Result<(u64, u64), Lo
             path: path.to_path_buf(),
             source,
         })?;
-    let tree = db.open_tree("log")?;
+    let store = Store {
+        path: path.to_path_buf(),
+        tree: db.open_tree("log")?,
+        files: SegmentFiles::open(path, true, format::ROLL_BYTES).map_err(LogError::Files)?,
+    };
+    let old_head = store
+        .tree
+        .get(format::HEAD_KEY)?
+        .and_then(|h| Head::decode(&h));
     let mut removed = 0u64;
     let mut batch = sled::Batch::default();
     let mut head = Head::EMPTY;
+    let mut kept: Option<Location> = None;
     let mut truncating = false;
-    for item in tree.range(format::meta_key(0)..=format::meta_key(u64::MAX)) {
+    for item in store
+        .tree
+        .range(format::segment_key(0)..=format::segment_key(u64::MAX))
+    {
         let (key, value) = item?;
         let first_seq = format::seq_of_key(&key).unwrap_or(0);
-        let metas = format::decode_meta(&value);
+        let location = Location::decode(&value);
+        // Whatever cannot be read counts as damaged: it and everything after it go.
+        let metas = location.and_then(|l| {
+            store
+                .files
+                .read_meta(&l)
+                .ok()
+                .flatten()
+                .and_then(|m| format::decode_meta(&m))
+        });
         let count = metas.as_ref().map_or(0, Vec::len) as u64;
         let last = first_seq + count.max(1) - 1;
         let readable = metas.is_some()
-            && tree
-                .get(format::segment_key(first_seq))?
-                .is_some_and(|s| SegmentView::parse(&s).is_some_and(|v| v.len() as u64 == count));
+            && location
+                .and_then(|l| store.files.read_segment(&l).ok())
+                .is_some_and(|s| {
+                    SegmentView::parse(&s)
+                        .is_some_and(|v| v.first_seq == first_seq && v.len() as u64 == count)
+                });
         if truncating || last > keep_last_seq || !readable || first_seq != head.last_seq + 1 {
             truncating = true;
-            batch.remove(key.clone());
-            batch.remove(&format::segment_key(first_seq)[..]);
+            batch.remove(key);
             removed += count;
             continue;
         }
@@ -950,30 +1077,28 @@ pub fn repair_truncate(path: &Path, keep_last_seq: u64) -> Result<(u64, u64), Lo
                 .unwrap_or(head.chain),
             segments: head.segments + 1,
         };
-    }
-    // Segments without index records (a torn write) go too.
-    for item in tree.range(format::segment_key(head.last_seq + 1)..=format::segment_key(u64::MAX)) {
-        let (key, value) = item?;
-        if tree
-            .get(format::meta_key(format::seq_of_key(&key).unwrap_or(0)))?
-            .is_none()
-        {
-            removed += SegmentView::parse(&value).map_or(0, |v| v.len() as u64);
-        }
-        batch.remove(key);
+        kept = location;
     }
     batch.insert(format::HEAD_KEY, head.encode());
-    tree.apply_batch(batch)?;
+    store.tree.apply_batch(batch)?;
     db.flush()?;
     syncfs(path).map_err(LogError::NotDurable)?;
+    // Only now that no location points past it may the files' tails go.
+    store
+        .files
+        .trim_after(kept.as_ref())
+        .map_err(LogError::Files)?;
     // A snapshot past the new end would be rejected at open anyway; removing it says so.
     snapshot::remove(path).map_err(LogError::NotDurable)?;
+    // Unreadable segments cannot say how many entries they held; the old head can.
+    let removed = old_head.map_or(removed, |h| h.last_seq.saturating_sub(head.last_seq));
     Ok((head.last_seq, removed))
 }
 
 /// `syncfs(2)` on the filesystem holding the database: one call makes sled's log file and
-/// every blob file it spilled large values into durable. sled 0.34 itself never fsyncs
-/// blob files, and a 1,000-event segment is a blob.
+/// any blob file it spilled a large value into (a projector's, say) durable; sled 0.34's
+/// flush uses `sync_file_range`, which does not make metadata durable, and never fsyncs
+/// blob files.
 #[allow(unsafe_code)]
 fn syncfs(path: &Path) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
@@ -1014,8 +1139,9 @@ impl StreamInfo {
 #[derive(Clone)]
 pub struct Segment {
     pub first_seq: u64,
-    value: sled::IVec,
-    tree: sled::Tree,
+    value: Vec<u8>,
+    file: Arc<std::fs::File>,
+    location: Location,
 }
 
 impl Segment {
@@ -1025,10 +1151,12 @@ impl Segment {
 
     /// The segment's index records, read on demand (filters need them, plain replay not).
     pub fn meta(&self) -> Result<Option<Vec<EntryMeta>>, LogError> {
-        Ok(self
-            .tree
-            .get(format::meta_key(self.first_seq))?
-            .and_then(|v| format::decode_meta(&v)))
+        match files::read_meta(&self.file, &self.location) {
+            Ok(bytes) => Ok(bytes.and_then(|v| format::decode_meta(&v))),
+            // A short file: the records are as unreadable as a bad checksum makes them.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(LogError::Files(e)),
+        }
     }
 }
 
@@ -1147,8 +1275,8 @@ impl LogWriter<'_> {
         Ok(Outcome::Appended(seq))
     }
 
-    /// Writes the batch as one segment, atomically with its index records and the new head,
-    /// then makes it durable. Returns `None` for an empty batch.
+    /// Writes the batch as one segment with its index records, then its location and the
+    /// new head atomically, then makes it durable. Returns `None` for an empty batch.
     ///
     /// If the write succeeds but durability fails ([`LogError::NotDurable`]), the entries
     /// are in the log (sled has them) but must not be acknowledged until [`Log::sync`]
@@ -1182,14 +1310,20 @@ impl LogWriter<'_> {
             chain,
             segments: head.segments + 1,
         };
+        // The record first (durable already with fsync), then its location: a location in
+        // sled never points at bytes that may be lost.
+        let location = inner
+            .store
+            .files
+            .append(batch.first_seq, &segment, &format::encode_meta(&metas))
+            .map_err(LogError::Files)?;
         let mut write = sled::Batch::default();
-        write.insert(&format::segment_key(batch.first_seq)[..], segment);
         write.insert(
-            &format::meta_key(batch.first_seq)[..],
-            format::encode_meta(&metas),
+            &format::segment_key(batch.first_seq)[..],
+            &location.encode()[..],
         );
         write.insert(format::HEAD_KEY, new_head.encode());
-        inner.tree.apply_batch(write)?;
+        inner.store.tree.apply_batch(write)?;
         // Hashed before taking the lock, so that readers wait as little as possible.
         let keys: Vec<(u64, u128)> = metas
             .iter()

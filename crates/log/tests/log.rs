@@ -211,19 +211,36 @@ fn racing_expected_version_appends_have_one_winner() {
     );
 }
 
-fn flip_byte_in_segment_holding(log: &Log, seq: u64) {
+/// The location of the segment holding `seq` and the path of its file, read the way the
+/// log's layout (`plaint_log::format`) describes.
+fn locate(log: &Log, seq: u64) -> (u64, plaint_log::Location, std::path::PathBuf) {
+    use plaint_log::format;
     let tree = log.db().open_tree("log").unwrap();
     let (key, value) = tree
-        .range(plaint_log::format::segment_key(0)..=plaint_log::format::segment_key(seq))
+        .range(format::segment_key(1)..=format::segment_key(seq))
         .next_back()
         .unwrap()
         .unwrap();
+    let location = plaint_log::Location::decode(&value).unwrap();
+    let file = format::segment_file(log.path(), location.file);
+    (format::seq_of_key(&key).unwrap(), location, file)
+}
+
+fn flip_byte_in_segment_holding(log: &Log, seq: u64) {
+    use std::os::unix::fs::FileExt;
+    let (_, location, path) = locate(log, seq);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut value = vec![0u8; location.segment_len as usize];
+    file.read_exact_at(&mut value, location.offset).unwrap();
     let view = plaint_log::SegmentView::parse(&value).unwrap();
     let target = view.event((seq - view.first_seq) as usize);
     let offset = target.as_ptr() as usize - value.as_ptr() as usize + target.len() / 2;
-    let mut bytes = value.to_vec();
-    bytes[offset] ^= 0x01;
-    tree.insert(key, bytes).unwrap();
+    file.write_all_at(&[value[offset] ^ 0x01], location.offset + offset as u64)
+        .unwrap();
 }
 
 #[test]
@@ -242,19 +259,35 @@ fn verify_names_the_sequence_of_a_flipped_byte() {
     assert_eq!(report.problem.unwrap().seq, 14);
 }
 
-/// Rewrites the index record of `seq` (the bytes and chain stay as they are).
+/// Rewrites the index record of `seq` (the bytes and chain stay as they are), with a
+/// matching checksum in its location, as a forger would.
 fn forge_index_record(log: &Log, seq: u64, change: impl FnOnce(&mut plaint_log::EntryMeta)) {
     use plaint_log::format;
-    let tree = log.db().open_tree("log").unwrap();
-    let (key, value) = tree
-        .range(format::meta_key(0)..=format::meta_key(seq))
-        .next_back()
-        .unwrap()
+    use std::os::unix::fs::FileExt;
+    let (first, mut location, path) = locate(log, seq);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
         .unwrap();
-    let first = format::seq_of_key(&key).unwrap();
+    let mut value = vec![0u8; location.meta_len as usize];
+    file.read_exact_at(&mut value, location.meta_offset())
+        .unwrap();
     let mut metas = format::decode_meta(&value).unwrap();
     change(&mut metas[(seq - first) as usize]);
-    tree.insert(key, format::encode_meta(&metas)).unwrap();
+    let forged = format::encode_meta(&metas);
+    assert_eq!(
+        forged.len(),
+        value.len(),
+        "forgeries keep the record's length"
+    );
+    file.write_all_at(&forged, location.meta_offset()).unwrap();
+    location.meta_check = format::meta_check(&forged);
+    log.db()
+        .open_tree("log")
+        .unwrap()
+        .insert(format::segment_key(first), &location.encode()[..])
+        .unwrap();
 }
 
 #[test]
@@ -319,6 +352,165 @@ fn a_damaged_last_segment_refuses_to_open_and_repair_truncates() {
     // Appends continue the chain from the kept head.
     append(&log, &[fixtures::filed("C-2", "eu", "billing", at(0))]);
     assert_eq!(log.last_seq(), 2);
+    assert!(log.verify(|_| {}).unwrap().problem.is_none());
+}
+
+fn open_rolling(dir: &std::path::Path, segment_file_bytes: u64) -> Log {
+    Log::open(
+        dir.join("plaint.sled"),
+        LogOptions {
+            durability: plaint_log::Durability::Flush,
+            segment_file_bytes,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+fn segment_files(log_dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(plaint_log::format::segments_dir(log_dir))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn filed_batch(batch: usize, n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| fixtures::filed(&format!("C-{batch}-{i}"), "eu", "billing", at(i as i64)))
+        .collect()
+}
+
+#[test]
+fn segment_files_roll_over_and_read_back_across_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plaint.sled");
+    let log = open_rolling(dir.path(), 2048);
+    let mut stored = Vec::new();
+    for batch in 0..12 {
+        let events = filed_batch(batch, 4);
+        append(&log, &events);
+        stored.extend(events.iter().map(fixtures::bytes));
+    }
+    let files = segment_files(&db);
+    assert!(files.len() >= 6, "2 KiB files roll: {files:?}");
+    // Each file is named after the first sequence number it holds.
+    assert_eq!(files[0], "00000000000000000001.seg");
+    let check = |log: &Log, stored: &[Vec<u8>]| {
+        let all: Vec<(u64, Vec<u8>)> = log.read_range(1, u64::MAX).map(Result::unwrap).collect();
+        assert_eq!(all.len(), stored.len());
+        for (i, (seq, bytes)) in all.iter().enumerate() {
+            assert_eq!(*seq, i as u64 + 1);
+            assert_eq!(bytes, &stored[i]);
+            assert_eq!(log.read(*seq).unwrap().as_ref(), Some(bytes));
+        }
+        assert_eq!(log.read(stored.len() as u64 + 1).unwrap(), None);
+        // Ranges that start and end inside segments in different files.
+        let middle: Vec<u64> = log.read_range(6, 43).map(|r| r.unwrap().0).collect();
+        assert_eq!(middle, (6..=43).collect::<Vec<_>>());
+        assert!(log.verify(|_| {}).unwrap().problem.is_none());
+    };
+    check(&log, &stored);
+    drop(log);
+    let log = open_rolling(dir.path(), 2048);
+    check(&log, &stored);
+    // Appends after a reopen go on in the last file or a new one, never over old bytes.
+    let more = filed_batch(99, 4);
+    append(&log, &more);
+    stored.extend(more.iter().map(fixtures::bytes));
+    check(&log, &stored);
+}
+
+#[test]
+fn bytes_of_an_append_that_never_committed_are_cut_when_the_log_opens() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plaint.sled");
+    let log = open_rolling(dir.path(), 4096);
+    append(&log, &filed_batch(0, 3));
+    append(&log, &filed_batch(1, 3));
+    let (_, location, path) = locate(&log, 6);
+    drop(log);
+    // A record written whose location never reached sled (the process died in between),
+    // and a file created for the next one.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(&[0xAB; 1000])
+        .unwrap();
+    let orphan = plaint_log::format::segment_file(&db, 7);
+    std::fs::write(&orphan, b"PLS1 half a record").unwrap();
+
+    let log = open_rolling(dir.path(), 4096);
+    assert_eq!(log.last_seq(), 6);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), location.end());
+    assert!(!orphan.exists(), "a file no location refers to is removed");
+    // The next append takes the place of the lost one.
+    assert_eq!(append(&log, &filed_batch(2, 3))[0], Outcome::Appended(7));
+    assert!(log.verify(|_| {}).unwrap().problem.is_none());
+    drop(log);
+    let log = open_rolling(dir.path(), 4096);
+    assert_eq!(log.last_seq(), 9);
+    assert_eq!(log.read_range(1, 9).count(), 9);
+}
+
+#[test]
+fn a_committed_record_cut_short_refuses_to_open_and_repair_drops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plaint.sled");
+    let log = open(dir.path());
+    append(&log, &filed_batch(0, 3));
+    append(&log, &filed_batch(1, 3));
+    append(&log, &filed_batch(2, 3));
+    let (first, location, path) = locate(&log, 9);
+    assert_eq!(first, 7);
+    drop(log);
+    // The disk lost the end of a record sled says is committed.
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(location.end() - 10).unwrap();
+
+    let err = Log::open(&db, LogOptions::default()).unwrap_err();
+    assert!(matches!(err, LogError::Corrupt { seq: 7, .. }), "{err}");
+    assert!(err.to_string().contains("plaint repair"), "{err}");
+    let (kept, removed) = plaint_log::repair_truncate(&db, u64::MAX).unwrap();
+    assert_eq!((kept, removed), (6, 3));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), location.offset);
+    let log = open(dir.path());
+    assert_eq!(log.last_seq(), 6);
+    assert!(log.verify(|_| {}).unwrap().problem.is_none());
+    append(&log, &filed_batch(2, 3));
+    assert!(log.verify(|_| {}).unwrap().problem.is_none());
+}
+
+#[test]
+fn repair_across_files_removes_the_later_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plaint.sled");
+    let log = open_rolling(dir.path(), 1024);
+    for batch in 0..6 {
+        append(&log, &filed_batch(batch, 3));
+    }
+    assert!(segment_files(&db).len() >= 4);
+    drop(log);
+    let (kept, removed) = plaint_log::repair_truncate(&db, 7).unwrap();
+    assert_eq!(
+        (kept, removed),
+        (6, 12),
+        "the segment straddling 7 goes whole"
+    );
+    let log = open_rolling(dir.path(), 1024);
+    assert_eq!(log.last_seq(), 6);
+    let left = segment_files(&db);
+    assert!(
+        left.iter()
+            .all(|name| name.as_str() <= "00000000000000000006.seg"),
+        "{left:?}"
+    );
+    assert!(log.verify(|_| {}).unwrap().problem.is_none());
+    append(&log, &filed_batch(6, 3));
+    assert_eq!(log.read_range(1, u64::MAX).count(), 9);
     assert!(log.verify(|_| {}).unwrap().problem.is_none());
 }
 

@@ -94,6 +94,7 @@ pub async fn run(_config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     if args.runs("sled") {
         rows.push(bare_sled(&events)?);
+        rows.push(bare_file(&events)?);
     }
     let dir = tempfile::tempdir()?;
     let needs_nats = ["publish", "poison", "latency"]
@@ -191,6 +192,29 @@ fn bare_sled(events: &[demo::DemoEvent]) -> anyhow::Result<Row> {
         what: "raw: sled key per event + id index tree, batch 1000 + flush".into(),
         rate: rate(events.len(), started.elapsed()),
         note: "the naive layout (no fsync)".into(),
+    })
+}
+
+/// The building block plaint's log stores events' bytes with: appends of 1,000-event
+/// records to one file, each made durable with `fdatasync`.
+fn bare_file(events: &[demo::DemoEvent]) -> anyhow::Result<Row> {
+    use std::io::Write;
+    let dir = tempfile::tempdir()?;
+    let mut file = std::fs::File::create(dir.path().join("bare.seg"))?;
+    let started = Instant::now();
+    let mut record = Vec::new();
+    for chunk in events.chunks(1000) {
+        record.clear();
+        for e in chunk {
+            record.extend_from_slice(&e.bytes);
+        }
+        file.write_all(&record)?;
+        file.sync_data()?;
+    }
+    Ok(Row {
+        what: "raw: file append, 1000-event records + fdatasync".into(),
+        rate: rate(events.len(), started.elapsed()),
+        note: "where the log keeps events' bytes".into(),
     })
 }
 

@@ -398,6 +398,8 @@ enum Target {
         prefix: String,
     },
     Offline(Box<Api>),
+    /// Offline, for the commands that read the log alone.
+    OfflineLog(plaint_service::LogApi),
 }
 
 impl Target {
@@ -415,6 +417,7 @@ impl Target {
                 .await
             }
             Target::Offline(api) => api.handle(command, &body).await,
+            Target::OfflineLog(api) => api.handle(command, &body).await,
         }
     }
 
@@ -432,6 +435,20 @@ impl Target {
 }
 
 async fn target(cli: &Cli, matches: &ArgMatches, config: &Config) -> anyhow::Result<Target> {
+    open_target(cli, matches, config, true).await
+}
+
+/// The target of `replay` and `verify`: offline, the log alone (no view is restored).
+async fn log_target(cli: &Cli, matches: &ArgMatches, config: &Config) -> anyhow::Result<Target> {
+    open_target(cli, matches, config, false).await
+}
+
+async fn open_target(
+    cli: &Cli,
+    matches: &ArgMatches,
+    config: &Config,
+    views: bool,
+) -> anyhow::Result<Target> {
     let offline = matches
         .value_source("data")
         .is_some_and(|s| s != ValueSource::DefaultValue);
@@ -442,6 +459,10 @@ async fn target(cli: &Cli, matches: &ArgMatches, config: &Config) -> anyhow::Res
                 config.data.display(),
                 config.db_path().display()
             );
+        }
+        if !views {
+            let api = plaint_service::open_offline_log(config.clone()).await?;
+            return Ok(Target::OfflineLog(api));
         }
         let api = plaint_service::open_offline(config.clone()).await?;
         return Ok(Target::Offline(Box::new(api)));
@@ -808,7 +829,7 @@ async fn replay(
 ) -> anyhow::Result<()> {
     let filter = args.filter.filter();
     filter.parsed_types().map_err(|e| anyhow::anyhow!(e))?;
-    let t = target(cli, matches, config).await?;
+    let t = log_target(cli, matches, config).await?;
     let mut publisher = match &args.to_subject {
         Some(_) => Some(publish::Publisher::new(jetstream(config).await?, 1024)),
         None => None,
@@ -910,7 +931,7 @@ async fn rebuild(config: &Config, projector: &str, json_out: bool) -> anyhow::Re
 }
 
 async fn verify(cli: &Cli, matches: &ArgMatches, config: &Config) -> anyhow::Result<()> {
-    let t = target(cli, matches, config).await?;
+    let t = log_target(cli, matches, config).await?;
     let report = t.call_json("verify", json!({})).await?;
     if cli.json {
         print_json(&report);

@@ -760,37 +760,49 @@ async fn nats_server_crashes_under_load() {
 /// How a test damages the last write.
 #[derive(Debug, Clone, Copy)]
 enum Damage {
-    /// One byte of the last segment's stored events flipped (a torn or rotten write).
+    /// One byte of the last segment's stored events flipped (a rotten write).
     FlipByteInLastSegment,
-    /// The last segment's index record (`m` key) gone.
-    RemoveLastIndexRecord,
+    /// The end of the last record (its index records) missing from its segment file (a
+    /// torn write).
+    CutLastRecordShort,
 }
 
-/// Damages the last segment of a stopped node's log, opening sled directly. Returns the
+/// Damages the last segment of a stopped node's log, reading its location from sled and
+/// writing to its segment file directly (the layout of `plaint_log::format`). Returns the
 /// first sequence number of the damaged segment.
 fn damage_last_segment(db_path: &Path, damage: Damage) -> u64 {
-    let db = sled::open(db_path).expect("open sled directly");
-    let tree = db.open_tree("log").expect("log tree");
-    let (key, value) = tree
-        .range(plaint_log::format::segment_key(0)..=plaint_log::format::segment_key(u64::MAX))
-        .next_back()
-        .expect("a last segment")
-        .expect("read the last segment");
-    let first_seq = plaint_log::format::seq_of_key(&key).expect("segment key");
+    use plaint_log::format;
+    use std::os::unix::fs::FileExt;
+    let (first_seq, location) = {
+        let db = sled::open(db_path).expect("open sled directly");
+        let tree = db.open_tree("log").expect("log tree");
+        let (key, value) = tree
+            .range(format::segment_key(0)..=format::segment_key(u64::MAX))
+            .next_back()
+            .expect("a last segment")
+            .expect("read the last segment's location");
+        let location = plaint_log::Location::decode(&value).expect("a location record");
+        (format::seq_of_key(&key).expect("segment key"), location)
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format::segment_file(db_path, location.file))
+        .expect("open the segment file");
     match damage {
         Damage::FlipByteInLastSegment => {
-            let mut bytes = value.to_vec();
-            // Near the end: inside the last event's JSON, past the segment's offset table.
-            let at = bytes.len() - 3;
-            bytes[at] ^= 0x20;
-            tree.insert(key, bytes).expect("write the damaged segment");
+            // Near the end of the events: inside the last event's JSON.
+            let at = location.meta_offset() - 3;
+            let mut byte = [0u8; 1];
+            file.read_exact_at(&mut byte, at).expect("read a byte");
+            file.write_all_at(&[byte[0] ^ 0x20], at)
+                .expect("write the damaged byte");
         }
-        Damage::RemoveLastIndexRecord => {
-            tree.remove(plaint_log::format::meta_key(first_seq))
-                .expect("remove the index record");
+        Damage::CutLastRecordShort => {
+            file.set_len(location.end() - 20).expect("cut the file");
         }
     }
-    db.flush().expect("flush");
+    file.sync_all().expect("sync the segment file");
     first_seq
 }
 
@@ -887,8 +899,8 @@ async fn torn_last_segment_flipped_byte() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn torn_last_segment_missing_index_record() {
-    torn_last_segment(Damage::RemoveLastIndexRecord).await;
+async fn torn_last_segment_cut_short() {
+    torn_last_segment(Damage::CutLastRecordShort).await;
 }
 
 /// Total size of the files under `dir`.

@@ -241,6 +241,47 @@ pub struct Views {
 }
 
 /// The handlers' shared state: the log and the projectors' handles.
+/// The commands that read the log alone (`replay`, `verify`): offline, they open the log
+/// without restoring (or catching up) any view.
+#[derive(Clone)]
+pub struct LogApi {
+    pub log: Log,
+    pub replay_page_bytes: usize,
+}
+
+impl LogApi {
+    pub async fn handle(&self, command: &str, request: &[u8]) -> Result<ApiReply, ApiError> {
+        let api = self.clone();
+        let command = command.to_owned();
+        let request = request.to_vec();
+        tokio::task::spawn_blocking(move || api.handle_blocking(&command, &request))
+            .await
+            .map_err(|e| ApiError::internal(format!("handler failed: {e}")))?
+    }
+
+    fn handle_blocking(&self, command: &str, request: &[u8]) -> Result<ApiReply, ApiError> {
+        match command {
+            "replay" => {
+                let req: ReplayRequest = parse(request)?;
+                req.filter.parsed_types().map_err(ApiError::bad_request)?;
+                let max = req
+                    .max_bytes
+                    .unwrap_or(self.replay_page_bytes)
+                    .min(self.replay_page_bytes);
+                let page = replay::page(&self.log, &req.filter, req.start, max)?;
+                Ok(ApiReply {
+                    body: page.lines.into(),
+                    next_seq: page.next_seq,
+                })
+            }
+            "verify" => ApiReply::json(&self.log.verify(|_| {})?),
+            other => Err(ApiError::bad_request(format!(
+                "{other:?} needs the views; only replay and verify read the log alone"
+            ))),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Api {
     pub(crate) log: Log,
@@ -300,20 +341,11 @@ impl Api {
                 let req: ComplaintRequest = parse(request)?;
                 ApiReply::json(&self.complaint(&req.id)?)
             }
-            "replay" => {
-                let req: ReplayRequest = parse(request)?;
-                req.filter.parsed_types().map_err(ApiError::bad_request)?;
-                let max = req
-                    .max_bytes
-                    .unwrap_or(self.replay_page_bytes)
-                    .min(self.replay_page_bytes);
-                let page = replay::page(&self.log, &req.filter, req.start, max)?;
-                Ok(ApiReply {
-                    body: page.lines.into(),
-                    next_seq: page.next_seq,
-                })
+            "replay" | "verify" => LogApi {
+                log: self.log.clone(),
+                replay_page_bytes: self.replay_page_bytes,
             }
-            "verify" => ApiReply::json(&self.log.verify(|_| {})?),
+            .handle_blocking(command, request),
             "digest" => {
                 let req: DigestRequest = parse(request)?;
                 let Some(projector) = self.projectors.iter().find(|p| p.name() == req.projector)

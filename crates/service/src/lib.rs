@@ -18,11 +18,11 @@ pub mod replay;
 mod serve;
 pub mod views;
 
-pub use api::{Api, ApiError, ApiReply};
+pub use api::{Api, ApiError, ApiReply, LogApi};
 pub use config::Config;
 pub use serve::{
-    open_offline, projectors as serve_projectors, serve, serve_with_clock, NatsEffects, Node,
-    Projectors,
+    open_offline, open_offline_log, projectors as serve_projectors, serve, serve_with_clock,
+    NatsEffects, Node, Projectors,
 };
 
 /// `<prefix>.api`

@@ -16,7 +16,7 @@ use plaint_sla::SlaProjector;
 use plaint_trends::TrendsProjector;
 
 use crate::{
-    api::{Api, Views},
+    api::{Api, LogApi, Views},
     config::Config,
     nats,
 };
@@ -277,13 +277,35 @@ impl Node {
         )
     }
 
-    /// Brings every view up to the log's head in memory (offline queries).
-    pub async fn catch_up_in_memory(&self) -> Result<(), plaint_runner::RunnerError> {
+    /// Brings every view that is at most `limit` events behind up to the log's head in
+    /// memory (offline queries). A view further behind answers as of its checkpoint, with
+    /// a warning: catching it up in memory would hold all of those events' state at once
+    /// (nothing can be committed offline, since the effects must wait for `serve`).
+    pub async fn catch_up_in_memory(&self, limit: u64) -> Result<(), plaint_runner::RunnerError> {
+        async fn one<P: Projection>(
+            log: &Log,
+            handle: &ProjectorHandle<P>,
+            limit: u64,
+        ) -> Result<(), plaint_runner::RunnerError> {
+            let behind = log.last_seq().saturating_sub(handle.checkpoint());
+            if behind > limit {
+                let name = ProjectorStatus::name(handle);
+                tracing::warn!(
+                    projector = name,
+                    behind,
+                    checkpoint = handle.checkpoint(),
+                    "this view is too far behind the log to catch up offline; its answers are as of its checkpoint. Start `plaint serve` to bring it up to date (and carry out its effects), or run `plaint rebuild {name}`",
+                );
+                return Ok(());
+            }
+            plaint_runner::catch_up_in_memory(log, handle).await?;
+            Ok(())
+        }
         let v = &self.views;
-        plaint_runner::catch_up_in_memory(&self.log, &v.complaints).await?;
-        plaint_runner::catch_up_in_memory(&self.log, &v.sla).await?;
-        plaint_runner::catch_up_in_memory(&self.log, &v.escalation).await?;
-        plaint_runner::catch_up_in_memory(&self.log, &v.trends).await?;
+        one(&self.log, &v.complaints, limit).await?;
+        one(&self.log, &v.sla, limit).await?;
+        one(&self.log, &v.escalation, limit).await?;
+        one(&self.log, &v.trends, limit).await?;
         Ok(())
     }
 }
@@ -449,6 +471,22 @@ pub async fn open_offline(config: Config) -> Result<Api, ServeError> {
     .await
     .map_err(|e| ServeError::Other(e.to_string()))??;
     // Runners are not started: the API reads the restored views. Bring them up to date.
-    node.catch_up_in_memory().await?;
+    node.catch_up_in_memory(OFFLINE_CATCH_UP).await?;
     Ok(node.api(None, "offline", None))
+}
+
+/// How far behind the log a view may be for an offline query to catch it up in memory.
+pub const OFFLINE_CATCH_UP: u64 = 200_000;
+
+/// Opens the log alone, for the offline commands that read nothing else (`replay`,
+/// `verify`): no view is restored, so they start at once and hold only the log's indexes.
+pub async fn open_offline_log(config: Config) -> Result<LogApi, ServeError> {
+    let replay_page_bytes = config.api.replay_page_bytes;
+    let log = tokio::task::spawn_blocking(move || open_log(&config))
+        .await
+        .map_err(|e| ServeError::Other(e.to_string()))??;
+    Ok(LogApi {
+        log,
+        replay_page_bytes,
+    })
 }
