@@ -226,14 +226,18 @@ fn locate(log: &Log, seq: u64) -> (u64, plaint_log::Location, std::path::PathBuf
     (format::seq_of_key(&key).unwrap(), location, file)
 }
 
-fn flip_byte_in_segment_holding(log: &Log, seq: u64) {
-    use std::os::unix::fs::FileExt;
-    let (_, location, path) = locate(log, seq);
-    let file = std::fs::OpenOptions::new()
+fn open_rw(path: &std::path::Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
-        .unwrap();
+        .unwrap()
+}
+
+fn flip_byte_in_segment_holding(log: &Log, seq: u64) {
+    use std::os::unix::fs::FileExt;
+    let (_, location, path) = locate(log, seq);
+    let file = open_rw(&path);
     let mut value = vec![0u8; location.segment_len as usize];
     file.read_exact_at(&mut value, location.offset).unwrap();
     let view = plaint_log::SegmentView::parse(&value).unwrap();
@@ -265,11 +269,7 @@ fn forge_index_record(log: &Log, seq: u64, change: impl FnOnce(&mut plaint_log::
     use plaint_log::format;
     use std::os::unix::fs::FileExt;
     let (first, mut location, path) = locate(log, seq);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
+    let file = open_rw(&path);
     let mut value = vec![0u8; location.meta_len as usize];
     file.read_exact_at(&mut value, location.meta_offset())
         .unwrap();

@@ -249,14 +249,25 @@ pub struct LogApi {
     pub replay_page_bytes: usize,
 }
 
+/// Runs `handler` for one command on the blocking pool (handlers scan, read files, wait for
+/// projector locks).
+async fn on_blocking_pool<T: Clone + Send + 'static>(
+    api: &T,
+    command: &str,
+    request: &[u8],
+    handler: fn(&T, &str, &[u8]) -> Result<ApiReply, ApiError>,
+) -> Result<ApiReply, ApiError> {
+    let api = api.clone();
+    let command = command.to_owned();
+    let request = request.to_vec();
+    tokio::task::spawn_blocking(move || handler(&api, &command, &request))
+        .await
+        .map_err(|e| ApiError::internal(format!("handler failed: {e}")))?
+}
+
 impl LogApi {
     pub async fn handle(&self, command: &str, request: &[u8]) -> Result<ApiReply, ApiError> {
-        let api = self.clone();
-        let command = command.to_owned();
-        let request = request.to_vec();
-        tokio::task::spawn_blocking(move || api.handle_blocking(&command, &request))
-            .await
-            .map_err(|e| ApiError::internal(format!("handler failed: {e}")))?
+        on_blocking_pool(self, command, request, Self::handle_blocking).await
     }
 
     fn handle_blocking(&self, command: &str, request: &[u8]) -> Result<ApiReply, ApiError> {
@@ -326,12 +337,7 @@ impl Api {
 
     /// Runs one command. Blocking work (scans) runs on the blocking pool.
     pub async fn handle(&self, command: &str, request: &[u8]) -> Result<ApiReply, ApiError> {
-        let api = self.clone();
-        let command = command.to_owned();
-        let request = request.to_vec();
-        tokio::task::spawn_blocking(move || api.handle_blocking(&command, &request))
-            .await
-            .map_err(|e| ApiError::internal(format!("handler failed: {e}")))?
+        on_blocking_pool(self, command, request, Self::handle_blocking).await
     }
 
     fn handle_blocking(&self, command: &str, request: &[u8]) -> Result<ApiReply, ApiError> {
