@@ -218,3 +218,87 @@ async fn a_new_data_directory_behind_an_old_consumer_gets_the_whole_stream() {
     node.stop().await;
     assert_eq!(stored(&node.open_log()).len(), 3);
 }
+
+/// While a backlog waits in the stream the log holds the stream only up to the last
+/// message read (`Through` its store time), which holds projectors' deadlines back; once
+/// nothing waits, it is `Complete`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_input_watermark_follows_an_ingest_backlog() {
+    use plaint_log::InputWatermark;
+    let node = Node::new().await;
+    let published_from = plaint_events::Timestamp::now();
+    let events: Vec<Value> = (0..3000)
+        .map(|i| fixtures::filed(&format!("C-{i}"), "eu", "billing", at(0)))
+        .collect();
+    for window in events.chunks(1000) {
+        let mut acks = Vec::new();
+        for event in window {
+            let subject = fixtures::subject("eu", event);
+            acks.push(
+                node.js
+                    .publish(subject, fixtures::bytes(event).into())
+                    .await
+                    .unwrap(),
+            );
+        }
+        for ack in acks {
+            ack.await.unwrap();
+        }
+    }
+    let published_until = plaint_events::Timestamp::now();
+
+    let log = node.open_log();
+    let ingester = plaint_ingest::Ingester::new(
+        log.clone(),
+        node.js.clone(),
+        node.config.topology.clone(),
+        plaint_ingest::IngestOptions {
+            batch_size: 100,
+            ..node.config.ingest.options()
+        },
+    );
+    assert_eq!(log.input_watermark(), InputWatermark::Unknown);
+    let mut changes = log.subscribe_input_watermark();
+    let watching = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while changes.changed().await.is_ok() {
+            let watermark = *changes.borrow_and_update();
+            seen.push(watermark);
+            if watermark == InputWatermark::Complete {
+                break;
+            }
+        }
+        seen
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(ingester.run(stop.clone()));
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(60), watching)
+        .await
+        .expect("the backlog is read to its end")
+        .unwrap();
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    assert_eq!(log.last_seq(), 3000);
+    assert_eq!(seen.last(), Some(&InputWatermark::Complete));
+    let behind: Vec<_> = seen
+        .iter()
+        .filter_map(|w| match w {
+            InputWatermark::Through(t) => Some(*t),
+            _ => None,
+        })
+        .collect();
+    assert!(!behind.is_empty(), "a 30-batch backlog is seen: {seen:?}");
+    assert!(
+        behind.windows(2).all(|w| w[0] <= w[1]),
+        "it only moves forward: {behind:?}"
+    );
+    // JetStream's store time comes from the server's clock (the same machine here).
+    let slack = jiff::SignedDuration::from_secs(1);
+    assert!(
+        behind
+            .iter()
+            .all(|t| *t >= published_from - slack && *t <= published_until + slack),
+        "store times of the published messages: {behind:?}"
+    );
+}

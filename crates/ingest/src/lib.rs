@@ -28,7 +28,7 @@ use async_nats::{
 use bytes::Bytes;
 use futures::StreamExt;
 use plaint_events::{decode, subjects, EventType, Limits, RejectReason, Rejection, Timestamp};
-use plaint_log::{Candidate, ExpectedVersion, Log, LogError, Outcome};
+use plaint_log::{Candidate, ExpectedVersion, InputWatermark, Log, LogError, Outcome};
 use tokio_util::sync::CancellationToken;
 
 pub use metrics::{IngestMetrics, MetricsSnapshot};
@@ -207,6 +207,8 @@ enum Verdict {
 
 impl Ingester {
     pub fn new(log: Log, js: Context, topology: Topology, options: IngestOptions) -> Self {
+        // Until the consumer has been read, nobody knows what waits upstream.
+        log.set_input_watermark(InputWatermark::Unknown);
         Ingester {
             log,
             js,
@@ -312,6 +314,7 @@ impl Ingester {
             let consumer = match self.consumer().await {
                 Ok(c) => c,
                 Err(error) => {
+                    self.log.set_input_watermark(InputWatermark::Unknown);
                     tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot reach the ingest consumer; is NATS up?");
                     sleep_or_cancel(backoff, shutdown).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -334,6 +337,7 @@ impl Ingester {
                 let request = match request {
                     Ok(r) => r,
                     Err(error) => {
+                        self.log.set_input_watermark(InputWatermark::Unknown);
                         tracing::warn!(%error, "pull request failed; is NATS up? re-creating the consumer");
                         sleep_or_cancel(backoff, shutdown).await;
                         break;
@@ -342,10 +346,12 @@ impl Ingester {
                 let mut chunks = request.ready_chunks(self.options.batch_size);
                 let mut broken = false;
                 let mut ended = false;
+                let mut received = false;
                 while !ended {
                     let Some(first) = chunks.next().await else {
                         break;
                     };
+                    received = true;
                     // Top the batch up with what arrives within TOP_UP of its first
                     // message: under load one commit (one fsync) then covers a full batch
                     // instead of whatever happened to be in the socket buffer, and the
@@ -374,7 +380,9 @@ impl Ingester {
                         }
                     }
                     if !batch.is_empty() {
+                        let watermark = batch.last().map_or(InputWatermark::Unknown, after);
                         let committed = self.commit_batch(batch).await?;
+                        self.log.set_input_watermark(watermark);
                         if to_settle.send(committed).await.is_err() {
                             // The settling task only ends when this sender is dropped.
                             unreachable!("the settling task outlives the consume loop");
@@ -382,8 +390,13 @@ impl Ingester {
                     }
                 }
                 if broken {
+                    self.log.set_input_watermark(InputWatermark::Unknown);
                     sleep_or_cancel(backoff, shutdown).await;
                     break;
+                }
+                if !received {
+                    // A pull request that expired empty: nothing waits upstream.
+                    self.log.set_input_watermark(InputWatermark::Complete);
                 }
             }
         }
@@ -474,6 +487,22 @@ impl Ingester {
             decoded,
             committed,
         })
+    }
+}
+
+/// How far the log holds the stream once `last` (the last message of a committed batch) is
+/// in it: all of it if nothing more was pending for the consumer, else everything the
+/// stream stored before `last` (the stream is read in order).
+fn after(last: &jetstream::Message) -> InputWatermark {
+    let Ok(info) = last.info() else {
+        return InputWatermark::Unknown;
+    };
+    if info.pending == 0 {
+        return InputWatermark::Complete;
+    }
+    match Timestamp::from_nanosecond(info.published.unix_timestamp_nanos()) {
+        Ok(stored) => InputWatermark::Through(stored),
+        Err(_) => InputWatermark::Unknown,
     }
 }
 

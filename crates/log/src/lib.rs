@@ -120,6 +120,34 @@ pub enum LogError {
     NotDurable(std::io::Error),
 }
 
+/// How far the log is known to hold what upstream published: projectors act on time (fire
+/// deadlines, close periods) only up to it, so that a deadline does not fire while the
+/// event that meets it is still waiting upstream, unread.
+///
+/// The ingester keeps it (a log without one is [`InputWatermark::Complete`]):
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InputWatermark {
+    /// Nothing upstream is waiting (or nothing feeds this log): time is not held back.
+    #[default]
+    Complete,
+    /// Everything upstream published before this time is in the log; later messages may
+    /// be waiting (a backlog).
+    Through(plaint_events::Timestamp),
+    /// Upstream is not reachable (or not read yet): nothing is known.
+    Unknown,
+}
+
+impl InputWatermark {
+    /// The time projectors may act up to at wall time `now` (`None`: not at all).
+    pub fn cap(self, now: plaint_events::Timestamp) -> Option<plaint_events::Timestamp> {
+        match self {
+            InputWatermark::Complete => Some(now),
+            InputWatermark::Through(through) => Some(now.min(through)),
+            InputWatermark::Unknown => None,
+        }
+    }
+}
+
 /// What [`LogWriter::stage`] decided for one candidate event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -364,6 +392,7 @@ struct Inner {
     state: RwLock<State>,
     writer: Mutex<()>,
     tail: watch::Sender<u64>,
+    input: watch::Sender<InputWatermark>,
     /// The last sequence number the index snapshot on disk covers.
     snapshot_seq: Arc<AtomicU64>,
     /// A snapshot being written in the background, if any.
@@ -598,6 +627,7 @@ impl Log {
                 state: RwLock::new(state),
                 writer: Mutex::new(()),
                 tail,
+                input: watch::channel(InputWatermark::Complete).0,
                 snapshot_seq: Arc::new(AtomicU64::new(snapshot_seq)),
                 snapshot_job: Mutex::new(None),
             }),
@@ -769,6 +799,25 @@ impl Log {
     /// Wakes only the tail: readers always read by range from their own position.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.tail.subscribe()
+    }
+
+    /// Records how far the log holds upstream's input (the ingester calls this).
+    pub fn set_input_watermark(&self, watermark: InputWatermark) {
+        self.inner.input.send_if_modified(|current| {
+            let changed = *current != watermark;
+            *current = watermark;
+            changed
+        });
+    }
+
+    /// How far the log is known to hold upstream's input.
+    pub fn input_watermark(&self) -> InputWatermark {
+        *self.inner.input.borrow()
+    }
+
+    /// A receiver of the input watermark's changes.
+    pub fn subscribe_input_watermark(&self) -> watch::Receiver<InputWatermark> {
+        self.inner.input.subscribe()
     }
 
     /// The sequence number of the event with this id, if the log has it.

@@ -3,7 +3,10 @@
 //!
 //! - [`Runner`]: runs one [`Projection`] over the log. On start it restores the view from
 //!   its sled tree, catches up from the checkpoint in batches, then tails new appends and
-//!   calls `tick` when the projector's next wake-up comes due. Each batch commits the
+//!   calls `tick` when the projector's next wake-up comes due, with the time capped at the
+//!   log's [`plaint_log::InputWatermark`] (while an ingest backlog waits upstream, time
+//!   stops at the store time of the last message read; with upstream unknown, no tick).
+//!   Each batch commits the
 //!   changed view rows and the checkpoint in one `sled::Batch` (atomic), *after* the
 //!   batch's effects were carried out, so a crash repeats effects (all idempotent) but
 //!   never skips one.
@@ -31,6 +34,7 @@ use std::{
 };
 
 use futures::future::BoxFuture;
+use plaint_events::Timestamp;
 use plaint_log::Log;
 use plaint_projection::{digest_rows, Effect, Projection, ProjectionError, RowSource, ViewRow};
 use tokio_util::sync::CancellationToken;
@@ -439,6 +443,8 @@ impl<P: Projection> Runner<P> {
         self.stopping = shutdown.clone();
         let mut tail = self.log.subscribe();
         let name = self.handle.name;
+        // Ticks never go back in time, though the input watermark may.
+        let mut ticked = Timestamp::MIN;
         loop {
             // Apply everything available before acting on time: a deadline must not fire
             // for a complaint whose response is already in the log.
@@ -447,9 +453,17 @@ impl<P: Projection> Runner<P> {
                     return Ok(());
                 }
             }
+            // Nor while that response may still wait upstream (an ingest backlog): act on
+            // time only as far as the log is known to hold what was published.
             let now = self.clock.now();
-            let effects = self.handle.lock().tick(now);
-            self.deliver(effects).await;
+            if let Some(upto) = self.log.input_watermark().cap(now) {
+                if upto < now {
+                    tracing::debug!(projector = name, %upto, %now, "ticking at the input watermark");
+                }
+                ticked = ticked.max(upto);
+                let effects = self.handle.lock().tick(ticked);
+                self.deliver(effects).await;
+            }
             let sleep_for = {
                 let wakeup = self.handle.lock().next_wakeup();
                 match wakeup {

@@ -1,0 +1,176 @@
+//! A runner acts on time only as far as the log holds upstream's input: a deadline does
+//! not fire while an ingest backlog may hold the event that meets it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use plaint_events::{Event, Timestamp};
+use plaint_log::{InputWatermark, Log, LogOptions};
+use plaint_projection::{Effect, Projection, ProjectionError, ViewChange, ViewRow};
+use plaint_runner::{EffectSink, ManualClock, Runner, RunnerOptions};
+use plaint_testkit::fixtures::at;
+use tokio_util::sync::CancellationToken;
+
+/// One deadline; its tick publishes the time it fired at.
+struct Deadline {
+    due: Timestamp,
+    fired: bool,
+}
+
+impl Projection for Deadline {
+    fn name(&self) -> &'static str {
+        "deadline"
+    }
+
+    fn apply(&mut self, _seq: u64, _event: &Event) -> Vec<Effect> {
+        Vec::new()
+    }
+
+    fn tick(&mut self, now: Timestamp) -> Vec<Effect> {
+        if self.fired || now < self.due {
+            return Vec::new();
+        }
+        self.fired = true;
+        vec![Effect::Publish {
+            subject: "alerts.deadline".into(),
+            msg_id: "deadline".into(),
+            payload: now.to_string().into_bytes(),
+        }]
+    }
+
+    fn next_wakeup(&self) -> Option<Timestamp> {
+        (!self.fired).then_some(self.due)
+    }
+
+    fn take_changes(&mut self) -> Vec<ViewChange> {
+        Vec::new()
+    }
+
+    fn restore(&mut self, _rows: &mut dyn Iterator<Item = ViewRow>) -> Result<(), ProjectionError> {
+        Ok(())
+    }
+}
+
+/// Keeps the payloads of what it is given.
+#[derive(Default)]
+struct Recorded(Mutex<Vec<String>>);
+
+impl EffectSink for Recorded {
+    fn carry_out(
+        &self,
+        _: &'static str,
+        effects: Vec<Effect>,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        for effect in effects {
+            if let Effect::Publish { payload, .. } = effect {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8(payload).unwrap());
+            }
+        }
+        Box::pin(async { Ok(()) })
+    }
+}
+
+impl Recorded {
+    fn fired(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    async fn wait_for_one(&self) -> Vec<String> {
+        for _ in 0..500 {
+            if !self.fired().is_empty() {
+                return self.fired();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the deadline did not fire");
+    }
+}
+
+#[tokio::test]
+async fn a_deadline_waits_for_the_input_watermark_to_pass_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(
+        dir.path().join("log.sled"),
+        LogOptions {
+            durability: plaint_log::Durability::Flush,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let due = at(60);
+    let clock = Arc::new(ManualClock::new(at(600)));
+    let sink = Arc::new(Recorded::default());
+    // Nothing known upstream (NATS not read yet), then a backlog published up to before
+    // the deadline: wall time is long past the deadline, but nothing may fire.
+    log.set_input_watermark(InputWatermark::Unknown);
+    let runner = Runner::new(
+        log.clone(),
+        Deadline { due, fired: false },
+        sink.clone(),
+        clock.clone(),
+        RunnerOptions {
+            idle_tick: Duration::from_millis(20),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(runner.run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        sink.fired().is_empty(),
+        "nothing fires while upstream is unknown"
+    );
+    log.set_input_watermark(InputWatermark::Through(at(30)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        sink.fired().is_empty(),
+        "nothing fires while the backlog may hold what meets the deadline"
+    );
+
+    // The backlog is read past the deadline: it fires, at the watermark, not at wall time.
+    log.set_input_watermark(InputWatermark::Through(at(90)));
+    assert_eq!(sink.wait_for_one().await, vec![at(90).to_string()]);
+
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn with_nothing_waiting_upstream_a_deadline_fires_at_wall_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(
+        dir.path().join("log.sled"),
+        LogOptions {
+            durability: plaint_log::Durability::Flush,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(log.input_watermark(), InputWatermark::Complete);
+    let clock = Arc::new(ManualClock::new(at(600)));
+    let sink = Arc::new(Recorded::default());
+    let runner = Runner::new(
+        log.clone(),
+        Deadline {
+            due: at(60),
+            fired: false,
+        },
+        sink.clone(),
+        clock,
+        RunnerOptions {
+            idle_tick: Duration::from_millis(20),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(runner.run(shutdown.clone()));
+    assert_eq!(sink.wait_for_one().await, vec![at(600).to_string()]);
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
