@@ -805,6 +805,16 @@ fn run_seed(
         progress(&format!(
             "seed {seed}: null episodes by (cell, kind) {kinds:?}"
         ));
+        for e in null.episodes.iter().filter(|e| e.cell_region.is_none()) {
+            progress(&format!(
+                "seed {seed}: null series episode c{:02} at {} {} named first {} union {}",
+                e.column,
+                e.start,
+                e.kind,
+                e.named.first().map_or(0, |n| n.1.len()),
+                e.regions.len()
+            ));
+        }
     }
     let fa = fa_ours.entry("null").or_default();
     fa.cell_episodes += null
@@ -891,6 +901,36 @@ fn run_seed(
                     };
                     tally.nuisance_alerts += naming(&result.episodes);
                     tally.nuisance_chance += naming(&null.episodes) as f64;
+                    if cfg.verbose {
+                        let show = |episodes: &[Ep]| {
+                            episodes
+                                .iter()
+                                .filter(|e| {
+                                    e.cell_region.is_none()
+                                        && e.regions.contains(&r)
+                                        && e.start >= inj.onset
+                                        && e.start <= inj.onset + inj.duration + 3
+                                })
+                                .map(|e| {
+                                    format!(
+                                        "c{:02} {:+} {} named {} of {}",
+                                        e.column,
+                                        e.start as i64 - inj.onset as i64,
+                                        e.kind,
+                                        e.named.first().map_or(0, |n| n.1.len()),
+                                        e.regions.len()
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        };
+                        progress(&format!(
+                            "seed {seed} N surge r{r:02} onset {}: run [{}] | null [{}]",
+                            inj.onset,
+                            show(&result.episodes),
+                            show(&null.episodes)
+                        ));
+                    }
                 }
                 Kind::Shift => {
                     let (c, r) = (inj.column, inj.regions[0]);
