@@ -27,6 +27,9 @@ use crate::stats::Rng;
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
     pub seeds: u64,
+    /// Seeds run are `first_seed..first_seed + seeds` (0 for the reported table; tune
+    /// on others).
+    pub first_seed: u64,
     pub regions: usize,
     pub categories: usize,
     pub history_days: u64,
@@ -47,6 +50,7 @@ impl BenchConfig {
     pub fn full(seeds: u64) -> Self {
         BenchConfig {
             seeds,
+            first_seed: 0,
             regions: 50,
             categories: 20,
             history_days: 730,
@@ -1028,6 +1032,7 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> BenchReport {
                     if seed >= cfg.seeds {
                         break;
                     }
+                    let seed = cfg.first_seed + seed;
                     let out = run_seed(cfg, seed, &mut table, &mut |line: &str| {
                         let _ = tx.send((seed, None, line.to_owned()));
                     });
@@ -1090,10 +1095,17 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> BenchReport {
     }
 
     let mut out = String::new();
-    let _ = writeln!(
+    let _ =
+        writeln!(
         out,
-        "plaint-trends benchmark: {} seeds, {} regions x {} categories, {} + {} days, phi = {}",
-        cfg.seeds, cfg.regions, cfg.categories, cfg.history_days, cfg.eval_days, cfg.phi
+        "plaint-trends benchmark: {} seeds{}, {} regions x {} categories, {} + {} days, phi = {}",
+        cfg.seeds,
+        if cfg.first_seed > 0 {
+            format!(" from {}", cfg.first_seed)
+        } else {
+            String::new()
+        },
+        cfg.regions, cfg.categories, cfg.history_days, cfg.eval_days, cfg.phi
     );
     let _ = writeln!(out);
     let _ = writeln!(
