@@ -71,8 +71,8 @@
 //!   `cross_region_false_alarms_per_series_year`): 75 % of the cell budget to the spike
 //!   tests (Bonferroni over the series of a region and the three windows), 25 % to the
 //!   CUSUM, whose threshold is found by simulating the in-control statistic. Of the
-//!   series budget, 5 % to the scan's one-bucket window and 56 % to its three longer
-//!   windows (a third each), 10 % to the CUSUM on the total, and the rest unspent: a
+//!   series budget, 5 % to the scan's one-bucket window and 50 % to its three longer
+//!   windows (a third each), 15 % to the CUSUM on the total, and the rest unspent: a
 //!   false alarm of the total's CUSUM is a chance excess of the whole series and names
 //!   most regions (about 40 of 50, a false scan alarm about 12), so it is the false alarm
 //!   that coincides with a region's reporting surge or a holiday most often, and a

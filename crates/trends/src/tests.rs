@@ -258,7 +258,7 @@ fn noise_alone_stays_within_the_series_false_alarm_budget() {
         }
     }
     // Then the last year has no more series episodes than the budget spent on them allows:
-    // 71 % of one per series-year (scan windows 61 %, CUSUM on the total 10 %)
+    // 70 % of one per series-year (scan windows 55 %, CUSUM on the total 15 %)
     let config = EngineConfig::daily();
     let share: f64 = config.scan_window_shares().iter().sum::<f64>() + config.total_cusum_share();
     let allowed = share * config.column_false_alarms_per_year * categories as f64;
