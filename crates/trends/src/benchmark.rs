@@ -3,9 +3,11 @@
 //! chance-corrected POD, false alarms, delay, localisation), the EARS C2 baseline on the
 //! same counts, and the table. Run it with
 //! `cargo run --release -p plaint-trends --example trends_benchmark -- --seeds 20 [--quick]
-//! [--threads 2] [--scenarios ABCN] [--verbose]` (seeds run in parallel on `--threads`;
-//! the table does not depend on it; `--verbose` prints, per injected event, the episode
-//! that detected it in the run and in the no-injection twin). Cost is reported as wall
+//! [--threads 2] [--scenarios ABCN] [--verbose] [--first-seed 0]` (seeds run in parallel
+//! on `--threads`; the table does not depend on it; `--verbose` prints, per injected
+//! event, the episode that detected it in the run and in the no-injection twin, and the
+//! series episodes of the null run with the regions they named; `--first-seed` runs seeds
+//! from another start, to tune on seeds other than the reported 0..20). Cost is reported as wall
 //! time and as the thread's CPU time, which a busy machine does not inflate.
 //!
 //! The generator draws the base counts once per seed; every scenario adds its injected
