@@ -1,6 +1,6 @@
 //! The trend-detection benchmark (see `plaint_trends::benchmark`).
 //!
-//! `cargo run --release -p plaint-trends --example trends_benchmark -- --seeds 20 [--quick] [--phi 1.5] [--threads 2] [--scenarios ABCN] [--verbose]`
+//! `cargo run --release -p plaint-trends --example trends_benchmark -- --seeds 20 [--quick] [--first-seed 0] [--phi 1.5] [--threads 2] [--scenarios ABCN] [--verbose]`
 
 use plaint_trends::benchmark::{run, BenchConfig};
 
@@ -19,6 +19,9 @@ fn main() {
     };
     if let Some(seeds) = value("--seeds") {
         cfg.seeds = seeds.parse().expect("--seeds takes a number");
+    }
+    if let Some(first) = value("--first-seed") {
+        cfg.first_seed = first.parse().expect("--first-seed takes a number");
     }
     if let Some(threads) = value("--threads") {
         cfg.threads = threads.parse().expect("--threads takes a number");

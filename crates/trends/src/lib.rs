@@ -70,8 +70,14 @@
 //! - **Thresholds** come from the false-alarm budget (`cell_false_alarms_per_region_month`,
 //!   `cross_region_false_alarms_per_series_year`): 75 % of the cell budget to the spike
 //!   tests (Bonferroni over the series of a region and the three windows), 25 % to the
-//!   CUSUM, whose threshold is found by simulating the in-control statistic; 75 % of the
-//!   series budget to the scan, split over its four windows, whose thresholds are
+//!   CUSUM, whose threshold is found by simulating the in-control statistic. Of the
+//!   series budget, 5 % to the scan's one-bucket window and 50 % to its three longer
+//!   windows (a third each), 15 % to the CUSUM on the total, and the rest unspent: a
+//!   false alarm of the total's CUSUM is a chance excess of the whole series and names
+//!   most regions (about 40 of 50, a false scan alarm about 12), so it is the false alarm
+//!   that coincides with a region's reporting surge or a holiday most often, and a
+//!   one-bucket jump across regions is more often a reporting artefact than a spreading
+//!   problem (those build up over days). The scan windows' thresholds are
 //!   simulated from the fitted model (including share and window-misfit uncertainty,
 //!   exponential tail beyond the 0.99 quantile) with every exceeding bucket counted as an
 //!   episode: at these levels a window's exceedances come in runs of one or two buckets
@@ -79,8 +85,8 @@
 //!   standard deviation, far more than its excess over the threshold. They are simulated
 //!   every 91 buckets, one series at a time, unless nothing they depend on has moved
 //!   (typical total within 15 %, dispersion, each window's variance factor within a half,
-//!   no new level; at least once a year): the simulations are most of the engine's cost;
-//!   25 % to the total's CUSUM. They are part of the persisted state and shown by
+//!   no new level; at least once a year): the simulations are most of the engine's cost.
+//!   All thresholds are part of the persisted state and shown by
 //!   [`TrendsProjector::model`].
 //! - **Episodes**: alarms on the same scope (cell, or series) within 7 buckets form one
 //!   episode, with a deterministic id (UUIDv5 of scope and first bucket) and messages

@@ -218,6 +218,57 @@ fn a_slow_rise_everywhere_is_a_drift() {
 }
 
 #[test]
+fn noise_alone_stays_within_the_series_false_alarm_budget() {
+    // Given six categories over twelve regions with negative-binomial noise around a
+    // weekly pattern (phi = 1.5) and nothing else, for three years
+    let (regions, categories, days) = (12usize, 6usize, 3 * 365u64);
+    let mut engine = TrendEngine::new(EngineConfig::daily(), origin());
+    for r in 0..regions {
+        engine.region(&format!("r{r}"));
+    }
+    for c in 0..categories {
+        engine.column(ColumnId {
+            dimension: Dimension::Category,
+            name: format!("c{c}"),
+        });
+    }
+    let dow = [1.2, 1.2, 1.1, 1.1, 1.0, 0.5, 0.4];
+    let mut rng = crate::stats::Rng::new(42);
+    let mut series_episodes = 0;
+    for t in 0..days {
+        let counts = (0..categories)
+            .map(|c| {
+                (0..regions)
+                    .map(|r| {
+                        let mu = (0.5 + c as f64) * (0.5 + r as f64 / 8.0) * dow[(t % 7) as usize];
+                        rng.neg_binomial(mu, 1.5) as u32
+                    })
+                    .collect()
+            })
+            .collect();
+        let alerts = engine.close_bucket(&BucketInput {
+            counts,
+            examples: BTreeMap::new(),
+        });
+        if t >= 2 * 365 {
+            series_episodes += started(&alerts)
+                .iter()
+                .filter(|a| a.cell_region.is_none())
+                .count();
+        }
+    }
+    // Then the last year has no more series episodes than the budget spent on them allows:
+    // 70 % of one per series-year (scan windows 55 %, CUSUM on the total 15 %)
+    let config = EngineConfig::daily();
+    let share: f64 = config.scan_window_shares().iter().sum::<f64>() + config.total_cusum_share();
+    let allowed = share * config.column_false_alarms_per_year * categories as f64;
+    assert!(
+        (series_episodes as f64) <= allowed.ceil(),
+        "{series_episodes} series episodes, at most {allowed:.1} expected"
+    );
+}
+
+#[test]
 fn an_overwhelming_spike_still_gives_finite_json() {
     // Regression: a p-value that underflowed to 0 made the score infinite, serialised as
     // null, and neither the message nor the persisted engine state could be read back.
