@@ -116,7 +116,7 @@ enum Command {
         #[command(subcommand)]
         command: TrendsCommand,
     },
-    /// Benchmarks: ingest, replay and rebuild rates beside the raw limits of NATS and sled.
+    /// Benchmarks: ingest, replay and rebuild rates beside the raw limits of NATS, sled and a bare file append.
     Bench(bench::BenchArgs),
     /// (Used by `bench`.) Opens the log in DIR in a fresh process and prints the time and
     /// resident memory it took, as JSON.
