@@ -534,6 +534,7 @@ async fn scripted_scenario_alerts_and_breaches_exactly_once_across_restarts() {
         7
     );
     assert_eq!(expected.events.len(), 7);
+    node.wait_quiet().await;
     let live = node
         .api("digest", json!({"projector": "sla"}))
         .await
