@@ -216,7 +216,20 @@ async fn a_new_data_directory_behind_an_old_consumer_gets_the_whole_stream() {
         "history replayed into the new log"
     );
     node.stop().await;
-    assert_eq!(stored(&node.open_log()).len(), 3);
+    let entries = stored(&node.open_log());
+    let kinds: Vec<(u64, &str, &str)> = entries
+        .iter()
+        .map(|(seq, e)| {
+            (
+                *seq,
+                e["type"].as_str().unwrap_or("?"),
+                e["id"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    // Printed in full if it fails: it failed once under load (count not 3) and did not
+    // reproduce since.
+    assert_eq!(entries.len(), 3, "entries after reopen: {kinds:?}");
 }
 
 /// While a backlog waits in the stream the log holds the stream only up to the last
