@@ -4,22 +4,14 @@
 use std::sync::Arc;
 
 use plaint_complaints::ComplaintsProjector;
-use plaint_log::{Candidate, ExpectedVersion, Log, LogOptions};
+mod common;
+
+use common::open_log as open;
+use plaint_log::{Candidate, ExpectedVersion, Log};
 use plaint_runner::{
     rebuild, view_digest, DiscardEffects, ManualClock, Runner, RunnerError, RunnerOptions,
 };
 use plaint_testkit::fixtures::{acknowledged, at, bytes, filed, resolved};
-
-fn open(dir: &std::path::Path) -> Log {
-    Log::open(
-        dir.join("log.sled"),
-        LogOptions {
-            durability: plaint_log::Durability::Flush,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-}
 
 async fn rebuild_complaints(log: &Log) -> Result<plaint_runner::RebuildReport, RunnerError> {
     rebuild(

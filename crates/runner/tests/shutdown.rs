@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use plaint_events::Event;
-use plaint_log::{Candidate, ExpectedVersion, Log, LogOptions};
+mod common;
+
+use plaint_log::{Candidate, ExpectedVersion};
 use plaint_projection::{Effect, Projection, ProjectionError, ViewChange, ViewRow};
 use plaint_runner::{EffectSink, ManualClock, Runner, RunnerOptions};
 use plaint_testkit::fixtures::{at, bytes, filed};
@@ -56,14 +58,7 @@ impl EffectSink for Unreachable {
 #[tokio::test]
 async fn stopping_while_effects_fail_returns_promptly_and_commits_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(
-        dir.path().join("log.sled"),
-        LogOptions {
-            durability: plaint_log::Durability::Flush,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let log = common::open_log(dir.path());
     let raw = bytes(&filed("C-1", "eu", "billing", at(0)));
     let event = plaint_events::decode_stored(&raw).unwrap();
     log.writer()

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use plaint_events::{Event, Timestamp};
-use plaint_log::{InputWatermark, Log, LogOptions};
+mod common;
+
+use plaint_log::InputWatermark;
 use plaint_projection::{Effect, Projection, ProjectionError, ViewChange, ViewRow};
 use plaint_runner::{EffectSink, ManualClock, Runner, RunnerOptions};
 use plaint_testkit::fixtures::at;
@@ -93,14 +95,7 @@ impl Recorded {
 #[tokio::test]
 async fn a_deadline_waits_for_the_input_watermark_to_pass_it() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(
-        dir.path().join("log.sled"),
-        LogOptions {
-            durability: plaint_log::Durability::Flush,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let log = common::open_log(dir.path());
     let due = at(60);
     let clock = Arc::new(ManualClock::new(at(600)));
     let sink = Arc::new(Recorded::default());
@@ -143,14 +138,7 @@ async fn a_deadline_waits_for_the_input_watermark_to_pass_it() {
 #[tokio::test]
 async fn with_nothing_waiting_upstream_a_deadline_fires_at_wall_time() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(
-        dir.path().join("log.sled"),
-        LogOptions {
-            durability: plaint_log::Durability::Flush,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let log = common::open_log(dir.path());
     assert_eq!(log.input_watermark(), InputWatermark::Complete);
     let clock = Arc::new(ManualClock::new(at(600)));
     let sink = Arc::new(Recorded::default());
