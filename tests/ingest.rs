@@ -14,24 +14,12 @@ fn stored(log: &plaint_log::Log) -> Vec<(u64, Value)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_events_arrive_once_in_publish_order_gapless() {
-    let mut node = Node::new().await;
-    node.start();
-    // 2,500 complaints × 4 events, published concurrently in a window: JetStream orders
-    // them, and the log must keep exactly that order.
-    let mut published = Vec::new();
-    for i in 0..2500 {
-        let id = format!("C-{i}");
-        published.push(("eu", fixtures::filed(&id, "eu", "billing", at(0))));
-        published.push(("eu", fixtures::acknowledged(&id, at(1))));
-        published.push(("eu", fixtures::contacted(&id, at(2))));
-        published.push(("eu", fixtures::resolved(&id, at(3))));
-    }
-    // A window of outstanding acks (the context allows 5,000 before it waits for acks
-    // that are only awaited later).
+/// Publishes each (region, event) on its contract subject, with a window of 1,000
+/// outstanding acks (the context allows 5,000 before it waits for acks that are only
+/// awaited later); returns the stream sequence of each.
+async fn publish_in_windows(node: &Node, events: &[(&str, Value)]) -> Vec<u64> {
     let mut stream_order = Vec::new();
-    for window in published.chunks(1000) {
+    for window in events.chunks(1000) {
         let mut acks = Vec::new();
         for (region, event) in window {
             let subject = fixtures::subject(region, event);
@@ -46,6 +34,24 @@ async fn ten_thousand_events_arrive_once_in_publish_order_gapless() {
             stream_order.push(ack.await.unwrap().sequence);
         }
     }
+    stream_order
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_events_arrive_once_in_publish_order_gapless() {
+    let mut node = Node::new().await;
+    node.start();
+    // 2,500 complaints × 4 events, published concurrently in a window: JetStream orders
+    // them, and the log must keep exactly that order.
+    let mut published = Vec::new();
+    for i in 0..2500 {
+        let id = format!("C-{i}");
+        published.push(("eu", fixtures::filed(&id, "eu", "billing", at(0))));
+        published.push(("eu", fixtures::acknowledged(&id, at(1))));
+        published.push(("eu", fixtures::contacted(&id, at(2))));
+        published.push(("eu", fixtures::resolved(&id, at(3))));
+    }
+    let stream_order = publish_in_windows(&node, &published).await;
     node.wait_for_head(10_000).await;
     node.stop().await;
     let log = node.open_log();
@@ -240,24 +246,15 @@ async fn the_input_watermark_follows_an_ingest_backlog() {
     use plaint_log::InputWatermark;
     let node = Node::new().await;
     let published_from = plaint_events::Timestamp::now();
-    let events: Vec<Value> = (0..3000)
-        .map(|i| fixtures::filed(&format!("C-{i}"), "eu", "billing", at(0)))
+    let events: Vec<(&str, Value)> = (0..3000)
+        .map(|i| {
+            (
+                "eu",
+                fixtures::filed(&format!("C-{i}"), "eu", "billing", at(0)),
+            )
+        })
         .collect();
-    for window in events.chunks(1000) {
-        let mut acks = Vec::new();
-        for event in window {
-            let subject = fixtures::subject("eu", event);
-            acks.push(
-                node.js
-                    .publish(subject, fixtures::bytes(event).into())
-                    .await
-                    .unwrap(),
-            );
-        }
-        for ack in acks {
-            ack.await.unwrap();
-        }
-    }
+    publish_in_windows(&node, &events).await;
     let published_until = plaint_events::Timestamp::now();
 
     let log = node.open_log();
