@@ -385,7 +385,6 @@ impl Store {
 }
 
 struct Inner {
-    path: PathBuf,
     db: sled::Db,
     store: Store,
     options: LogOptions,
@@ -477,7 +476,7 @@ impl Inner {
         let Some(capture) = self.capture() else {
             return Ok(false);
         };
-        Self::write_snapshot(&self.path, &capture, &self.snapshot_seq)?;
+        Self::write_snapshot(&self.store.path, &capture, &self.snapshot_seq)?;
         Ok(true)
     }
 
@@ -498,7 +497,7 @@ impl Inner {
             last_seq = capture.last_seq(),
             "indexes copied for a snapshot"
         );
-        let (dir, covered) = (self.path.clone(), self.snapshot_seq.clone());
+        let (dir, covered) = (self.store.path.clone(), self.snapshot_seq.clone());
         let spawned = std::thread::Builder::new()
             .name("plaint-index-snapshot".into())
             .spawn(move || {
@@ -516,7 +515,7 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         if let Err(error) = self.save_snapshot() {
-            tracing::warn!(%error, path = %self.path.display(), "could not save the index snapshot; the next start rescans the log's index records");
+            tracing::warn!(%error, path = %self.store.path.display(), "could not save the index snapshot; the next start rescans the log's index records");
         }
     }
 }
@@ -531,7 +530,7 @@ pub struct Log {
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Log")
-            .field("path", &self.inner.path)
+            .field("path", &self.inner.store.path)
             .finish()
     }
 }
@@ -568,7 +567,7 @@ impl Log {
     }
 
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        &self.inner.store.path
     }
 
     fn from_db(path: PathBuf, db: sled::Db, options: LogOptions) -> Result<Log, LogError> {
@@ -597,11 +596,7 @@ impl Log {
         let fsync = options.durability == Durability::Fsync;
         let files = SegmentFiles::open(&path, fsync, options.segment_file_bytes)
             .map_err(LogError::Files)?;
-        let store = Store {
-            path: path.clone(),
-            tree,
-            files,
-        };
+        let store = Store { path, tree, files };
         let last = store.last_location()?;
         store
             .files
@@ -611,7 +606,7 @@ impl Log {
         let (state, snapshot_seq) = Self::load_indexes(&store, head)?;
         let (tail, _) = watch::channel(head.last_seq);
         tracing::info!(
-            path = %path.display(),
+            path = %store.path.display(),
             last_seq = head.last_seq,
             complaints = state.streams.len(),
             from_snapshot = snapshot_seq,
@@ -620,7 +615,6 @@ impl Log {
         );
         let log = Log {
             inner: Arc::new(Inner {
-                path,
                 db,
                 store,
                 options,
@@ -1049,7 +1043,7 @@ impl Log {
             other => LogError::Storage(other),
         })?;
         if self.inner.options.durability == Durability::Fsync {
-            syncfs(&self.inner.path).map_err(LogError::NotDurable)?;
+            syncfs(&self.inner.store.path).map_err(LogError::NotDurable)?;
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use plaint_events::{Event, Timestamp};
 mod common;
 
-use plaint_log::InputWatermark;
+use plaint_log::{InputWatermark, Log};
 use plaint_projection::{Effect, Projection, ProjectionError, ViewChange, ViewRow};
 use plaint_runner::{EffectSink, ManualClock, Runner, RunnerOptions};
 use plaint_testkit::fixtures::at;
@@ -92,6 +92,32 @@ impl Recorded {
     }
 }
 
+/// Starts a runner of one deadline at `due` that looks for wake-ups every 20 ms.
+fn run_deadline(
+    log: &Log,
+    due: Timestamp,
+    sink: &Arc<Recorded>,
+    clock: Arc<ManualClock>,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), plaint_runner::RunnerError>>,
+) {
+    let runner = Runner::new(
+        log.clone(),
+        Deadline { due, fired: false },
+        sink.clone(),
+        clock,
+        RunnerOptions {
+            idle_tick: Duration::from_millis(20),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(runner.run(shutdown.clone()));
+    (shutdown, running)
+}
+
 #[tokio::test]
 async fn a_deadline_waits_for_the_input_watermark_to_pass_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -102,19 +128,7 @@ async fn a_deadline_waits_for_the_input_watermark_to_pass_it() {
     // Nothing known upstream (NATS not read yet), then a backlog published up to before
     // the deadline: wall time is long past the deadline, but nothing may fire.
     log.set_input_watermark(InputWatermark::Unknown);
-    let runner = Runner::new(
-        log.clone(),
-        Deadline { due, fired: false },
-        sink.clone(),
-        clock.clone(),
-        RunnerOptions {
-            idle_tick: Duration::from_millis(20),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(runner.run(shutdown.clone()));
+    let (shutdown, running) = run_deadline(&log, due, &sink, clock);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         sink.fired().is_empty(),
@@ -142,22 +156,7 @@ async fn with_nothing_waiting_upstream_a_deadline_fires_at_wall_time() {
     assert_eq!(log.input_watermark(), InputWatermark::Complete);
     let clock = Arc::new(ManualClock::new(at(600)));
     let sink = Arc::new(Recorded::default());
-    let runner = Runner::new(
-        log.clone(),
-        Deadline {
-            due: at(60),
-            fired: false,
-        },
-        sink.clone(),
-        clock,
-        RunnerOptions {
-            idle_tick: Duration::from_millis(20),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(runner.run(shutdown.clone()));
+    let (shutdown, running) = run_deadline(&log, at(60), &sink, clock);
     assert_eq!(sink.wait_for_one().await, vec![at(600).to_string()]);
     shutdown.cancel();
     running.await.unwrap().unwrap();

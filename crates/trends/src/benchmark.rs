@@ -894,29 +894,22 @@ fn run_seed(
             match inj.kind {
                 Kind::Surge => {
                     let r = inj.regions[0];
-                    let naming = |episodes: &[Ep]| {
-                        episodes
-                            .iter()
-                            .filter(|e| {
-                                e.cell_region.is_none()
-                                    && e.regions.contains(&r)
-                                    && e.start >= inj.onset
-                                    && e.start <= inj.onset + inj.duration + 3
-                            })
-                            .count() as u64
+                    // A series episode naming the surging region while the surge lasts.
+                    let names_surge = |e: &&Ep| {
+                        e.cell_region.is_none()
+                            && e.regions.contains(&r)
+                            && e.start >= inj.onset
+                            && e.start <= inj.onset + inj.duration + 3
                     };
+                    let naming =
+                        |episodes: &[Ep]| episodes.iter().filter(names_surge).count() as u64;
                     tally.nuisance_alerts += naming(&result.episodes);
                     tally.nuisance_chance += naming(&null.episodes) as f64;
                     if cfg.verbose {
                         let show = |episodes: &[Ep]| {
                             episodes
                                 .iter()
-                                .filter(|e| {
-                                    e.cell_region.is_none()
-                                        && e.regions.contains(&r)
-                                        && e.start >= inj.onset
-                                        && e.start <= inj.onset + inj.duration + 3
-                                })
+                                .filter(names_surge)
                                 .map(|e| {
                                     format!(
                                         "c{:02} {:+} {} named {} of {}",
