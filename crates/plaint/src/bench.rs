@@ -599,9 +599,12 @@ async fn rebuilds(log: &Log, args: &BenchArgs) -> anyhow::Result<Vec<Row>> {
         for _ in 0..args.rebuild_runs.max(1) {
             let p = plaint_service::serve_projectors(&config)?;
             // Cleared here so that the rebuild's own clear, outside its clock, costs no CPU.
-            log.db()
-                .open_tree(plaint_runner::view_tree_name(name))?
-                .clear()?;
+            let store = plaint_runner::ViewStore::open(
+                log.path(),
+                name,
+                plaint_runner::ViewStore::DEFAULT_CACHE_BYTES,
+            )?;
+            store.clear()?;
             let cpu_before = process_cpu();
             let opts = plaint_runner::RunnerOptions::default();
             let report = match name {

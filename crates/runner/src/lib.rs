@@ -1,13 +1,13 @@
-//! The shell around every projector: it owns sled, the clock, batching, effects and
+//! The shell around every projector: it owns the views' storage, the clock, batching, effects and
 //! checkpoints, so that projectors stay pure folds.
 //!
 //! - [`Runner`]: runs one [`Projection`] over the log. On start it restores the view from
-//!   its sled tree, catches up from the checkpoint in batches, then tails new appends and
+//!   its [`ViewStore`] (a redb database per view), catches up from the checkpoint in batches, then tails new appends and
 //!   calls `tick` when the projector's next wake-up comes due, with the time capped at the
 //!   log's [`plaint_log::InputWatermark`] (while an ingest backlog waits upstream, time
 //!   stops at the store time of the last message read; with upstream unknown, no tick).
 //!   Each batch commits the
-//!   changed view rows and the checkpoint in one `sled::Batch` (atomic), *after* the
+//!   changed view rows and the checkpoint in one write transaction (atomic), *after* the
 //!   batch's effects were carried out, so a crash repeats effects (all idempotent) but
 //!   never skips one.
 //! - [`ProjectorHandle`]: what the rest of the system holds: the projector (for queries,
@@ -17,13 +17,15 @@
 //!   for a deadline; [`JumpGuardClock`] keeps wall-clock jumps from firing timers en masse
 //!   or stalling them.
 //! - [`rebuild`] and [`view_digest`]: drop a view and replay the whole log into it (no
-//!   ticks, effects discarded; segments decoded ahead on one thread, rows written to sled
-//!   on another, `apply` on the caller's), and the deterministic digest to compare views.
+//!   ticks, effects discarded; segments decoded ahead on one thread, rows written on
+//!   another, `apply` on the caller's), and the deterministic digest to compare views.
+//! - [`ViewStore`] (`store`): where a view's rows and checkpoint live, and why not sled.
 //!
 //! What it does not do: decide anything about complaints. It never looks inside an event
 //! beyond decoding it.
 
 mod clock;
+mod store;
 
 use std::{
     sync::{
@@ -36,29 +38,18 @@ use std::{
 use futures::future::BoxFuture;
 use plaint_events::Timestamp;
 use plaint_log::Log;
-use plaint_projection::{digest_rows, Effect, Projection, ProjectionError, RowSource, ViewRow};
+use plaint_projection::{digest_rows, Effect, Projection, ProjectionError, RowSource};
 use tokio_util::sync::CancellationToken;
 
 pub use clock::{Clock, InstantMonotonic, JumpGuardClock, ManualClock, Monotonic, SystemClock};
-
-/// The checkpoint row of a view tree. View keys never start with a zero byte; the
-/// runner's own rows do.
-pub const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";
-
-/// The row holding [`Projection::layout`] of the projector that wrote the view.
-pub const LAYOUT_KEY: &[u8] = b"\x00layout";
-
-/// Whether a view-tree key is one of the runner's own rows (checkpoint, layout).
-fn is_runner_key(key: &[u8]) -> bool {
-    key.first() == Some(&0)
-}
+pub use store::{view_path, ViewStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     #[error(transparent)]
     Log(#[from] plaint_log::LogError),
-    #[error("sled error in a view tree: {0}")]
-    Storage(#[from] sled::Error),
+    #[error("view storage: {0}")]
+    Storage(String),
     #[error(transparent)]
     Projection(#[from] ProjectionError),
     #[error("entry {seq} of the log does not decode ({detail}); the log is damaged: run `plaint verify`")]
@@ -109,6 +100,9 @@ pub struct RunnerOptions {
     pub idle_tick: Duration,
     /// Events per committed batch during a rebuild (at least `batch_size`).
     pub rebuild_batch: usize,
+    /// Page cache of the view's database (the first runner or query to open a view in a
+    /// process sets it).
+    pub view_cache_bytes: usize,
 }
 
 impl Default for RunnerOptions {
@@ -117,6 +111,7 @@ impl Default for RunnerOptions {
             batch_size: 2000,
             idle_tick: Duration::from_secs(1),
             rebuild_batch: 50_000,
+            view_cache_bytes: ViewStore::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -126,46 +121,7 @@ pub struct ProjectorHandle<P> {
     pub name: &'static str,
     pub projector: Arc<Mutex<P>>,
     checkpoint: Arc<AtomicU64>,
-    rows: ViewRows,
-}
-
-/// A projector's persisted rows (its view tree without the checkpoint), as a
-/// [`RowSource`]: queries read paged-out items through it.
-#[derive(Clone)]
-pub struct ViewRows(sled::Tree);
-
-impl ViewRows {
-    pub fn new(tree: sled::Tree) -> Self {
-        ViewRows(tree)
-    }
-}
-
-fn storage_error(e: sled::Error) -> ProjectionError {
-    ProjectionError::Storage(e.to_string())
-}
-
-impl RowSource for ViewRows {
-    fn row(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ProjectionError> {
-        if is_runner_key(key) {
-            return Ok(None);
-        }
-        Ok(self.0.get(key).map_err(storage_error)?.map(|v| v.to_vec()))
-    }
-
-    fn rows_with_prefix<'a>(
-        &'a self,
-        prefix: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<ViewRow, ProjectionError>> + 'a> {
-        Box::new(
-            self.0
-                .scan_prefix(prefix)
-                .filter(|row| !matches!(row, Ok((k, _)) if is_runner_key(k)))
-                .map(|row| {
-                    row.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                        .map_err(storage_error)
-                }),
-        )
-    }
+    rows: ViewStore,
 }
 
 impl<P> Clone for ProjectorHandle<P> {
@@ -192,7 +148,7 @@ impl<P> ProjectorHandle<P> {
 
     /// The persisted rows, for queries about items paged out of memory. Read them under
     /// [`ProjectorHandle::lock`]: rows and memory are then of the same batch boundary.
-    pub fn rows(&self) -> &ViewRows {
+    pub fn rows(&self) -> &ViewStore {
         &self.rows
     }
 }
@@ -214,8 +170,9 @@ impl<P: Send> ProjectorStatus for ProjectorHandle<P> {
         ProjectorHandle::checkpoint(self)
     }
     fn digest(&self, log: &Log) -> Result<(String, u64), RunnerError> {
+        let _ = log;
         let _projector = self.lock();
-        view_digest(log, self.name)
+        store_digest(&self.rows)
     }
 }
 
@@ -246,15 +203,9 @@ pub async fn catch_up_in_memory<P: Projection>(
     caught_up
 }
 
-/// The name of a projector's view tree.
-pub fn view_tree_name(projector: &str) -> String {
-    format!("view/{projector}")
-}
-
 /// Runs one projector.
 pub struct Runner<P: Projection> {
     log: Log,
-    tree: sled::Tree,
     handle: ProjectorHandle<P>,
     sink: Arc<dyn EffectSink>,
     clock: Arc<dyn Clock>,
@@ -264,7 +215,7 @@ pub struct Runner<P: Projection> {
 }
 
 impl<P: Projection> Runner<P> {
-    /// Restores `projector` from its view tree in the log's database.
+    /// Restores `projector` from its view in the log's directory.
     pub fn new(
         log: Log,
         mut projector: P,
@@ -273,19 +224,31 @@ impl<P: Projection> Runner<P> {
         options: RunnerOptions,
     ) -> Result<Self, RunnerError> {
         let name = projector.name();
-        let tree = log.db().open_tree(view_tree_name(name))?;
-        let checkpoint = read_checkpoint(&tree)?;
+        let rows = ViewStore::open(log.path(), name, options.view_cache_bytes)?;
+        let checkpoint = rows.checkpoint()?;
         let layout = projector.layout();
-        let stored_layout = read_layout(&tree)?;
-        if checkpoint > 0 && stored_layout != layout {
-            // Written by a version of plaint that laid the rows out differently: the view
-            // is rebuilt from the log (effects discarded: they are in the log already).
+        let stored_layout = rows.layout()?;
+        let moved_out_of_sled = drop_sled_view(&log, name)?;
+        let stale = if checkpoint > 0 && stored_layout != Some(layout) {
+            // Written by a version of plaint that laid the rows out differently.
             tracing::warn!(
                 projector = name,
-                stored_layout,
+                ?stored_layout,
                 layout,
                 "the view's rows are of an older layout; rebuilding it from the log"
             );
+            true
+        } else if checkpoint == 0 && moved_out_of_sled && log.last_seq() > 0 {
+            tracing::warn!(
+                projector = name,
+                "the view was kept in sled by an older plaint; rebuilding it from the log"
+            );
+            true
+        } else {
+            false
+        };
+        if stale {
+            // Rebuilt from the log, effects discarded: they are in the log already.
             let (mut runner, report) = rebuild_runner(&log, projector, options, |_| {})?;
             tracing::info!(
                 projector = name,
@@ -298,10 +261,9 @@ impl<P: Projection> Runner<P> {
             runner.clock = clock;
             return Ok(runner);
         }
-        if checkpoint == 0 && stored_layout != layout {
-            tree.insert(LAYOUT_KEY, &layout.to_be_bytes())?;
+        if checkpoint == 0 && stored_layout != Some(layout) {
+            rows.set_layout(layout)?;
         }
-        let rows = ViewRows(tree.clone());
         // Only the live state: paged-out rows come back when an event or a query asks.
         let prefixes = projector.resident_prefixes();
         let mut failed = None;
@@ -322,7 +284,7 @@ impl<P: Projection> Runner<P> {
                 log_head = log.last_seq(),
                 "view is ahead of the log; rebuilding it"
             );
-            tree.clear()?;
+            rows.clear()?;
             return Self::new(log, projector_fresh(projector), sink, clock, options);
         }
         tracing::info!(projector = name, checkpoint, "projector restored");
@@ -334,7 +296,6 @@ impl<P: Projection> Runner<P> {
         };
         Ok(Runner {
             log,
-            tree,
             handle,
             sink,
             clock,
@@ -435,12 +396,25 @@ impl<P: Projection> Runner<P> {
         changes: Vec<plaint_projection::ViewChange>,
         checkpoint: u64,
     ) -> Result<(), RunnerError> {
-        commit_rows(&self.tree, &self.handle.checkpoint, changes, checkpoint)
+        commit_rows(
+            &self.handle.rows,
+            &self.handle.checkpoint,
+            changes,
+            checkpoint,
+        )
     }
 
     /// Catches up, then follows the log and the clock until `shutdown` is cancelled.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), RunnerError> {
         self.stopping = shutdown.clone();
+        let followed = self.follow(shutdown).await;
+        // What was committed since the last durable commit is not applied again at the
+        // next start.
+        let synced = self.handle.rows.sync();
+        followed.and(synced)
+    }
+
+    async fn follow(&mut self, shutdown: CancellationToken) -> Result<(), RunnerError> {
         let mut tail = self.log.subscribe();
         let name = self.handle.name;
         // Ticks never go back in time, though the input watermark may.
@@ -494,7 +468,7 @@ impl<P: Projection> Runner<P> {
 /// `apply` finds in memory everything it decides on.
 fn page_in<'e, P: Projection>(
     projector: &mut P,
-    rows: &ViewRows,
+    rows: &ViewStore,
     events: impl IntoIterator<Item = &'e plaint_events::Event>,
 ) -> Result<(), RunnerError> {
     let mut keys = Vec::new();
@@ -520,26 +494,28 @@ fn projector_fresh<P: Projection>(mut projector: P) -> P {
     projector
 }
 
-/// Decodes a log entry; an entry that does not decode means a damaged log.
-/// Writes changed rows and the checkpoint in one atomic sled batch, then publishes the
+/// Writes changed rows and the checkpoint in one transaction, then publishes the
 /// checkpoint.
 fn commit_rows(
-    tree: &sled::Tree,
+    store: &ViewStore,
     published: &AtomicU64,
     changes: Vec<plaint_projection::ViewChange>,
     checkpoint: u64,
 ) -> Result<(), RunnerError> {
-    let mut batch = sled::Batch::default();
-    for (key, value) in changes {
-        match value {
-            Some(v) => batch.insert(key, v),
-            None => batch.remove(key),
-        }
-    }
-    batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
-    tree.apply_batch(batch)?;
+    store.commit(changes, checkpoint)?;
     published.store(checkpoint, Ordering::Release);
     Ok(())
+}
+
+/// Drops the sled tree in which plaint kept `projector`'s view before views moved to redb.
+/// Returns whether there was one.
+fn drop_sled_view(log: &Log, projector: &str) -> Result<bool, RunnerError> {
+    let name = format!("view/{projector}");
+    let existed = log
+        .db()
+        .drop_tree(name.as_bytes())
+        .map_err(|e| RunnerError::Storage(format!("dropping the sled tree {name}: {e}")))?;
+    Ok(existed)
 }
 
 /// The decoded entries of one segment with `from <= seq <= to`.
@@ -603,6 +579,7 @@ fn decode_ahead(
     (thread, rx)
 }
 
+/// Decodes a log entry; an entry that does not decode means a damaged log.
 fn decode_entry(seq: u64, bytes: &[u8]) -> Result<plaint_events::Event, RunnerError> {
     plaint_events::decode_stored(bytes).map_err(|r| RunnerError::Undecodable {
         seq,
@@ -610,34 +587,21 @@ fn decode_entry(seq: u64, bytes: &[u8]) -> Result<plaint_events::Event, RunnerEr
     })
 }
 
-/// The layout of the rows in the tree; views written before layouts were recorded are 1.
-fn read_layout(tree: &sled::Tree) -> Result<u32, RunnerError> {
-    Ok(tree
-        .get(LAYOUT_KEY)?
-        .and_then(|v| v.as_ref().try_into().ok())
-        .map(u32::from_be_bytes)
-        .unwrap_or(1))
-}
-
-fn read_checkpoint(tree: &sled::Tree) -> Result<u64, RunnerError> {
-    Ok(tree
-        .get(CHECKPOINT_KEY)?
-        .and_then(|v| v.as_ref().try_into().ok())
-        .map(u64::from_be_bytes)
-        .unwrap_or(0))
-}
-
-/// The digest of a view tree (rows only, not the checkpoint) and its checkpoint.
+/// The digest of a view's rows (not the checkpoint) and its checkpoint.
 pub fn view_digest(log: &Log, projector: &str) -> Result<(String, u64), RunnerError> {
-    let tree = log.db().open_tree(view_tree_name(projector))?;
-    let checkpoint = read_checkpoint(&tree)?;
-    let rows: Vec<(sled::IVec, sled::IVec)> = tree
-        .iter()
-        .filter_map(Result::ok)
-        .filter(|(k, _)| !is_runner_key(k))
-        .collect();
+    store_digest(&ViewStore::open(
+        log.path(),
+        projector,
+        ViewStore::DEFAULT_CACHE_BYTES,
+    )?)
+}
+
+fn store_digest(store: &ViewStore) -> Result<(String, u64), RunnerError> {
+    let checkpoint = store.checkpoint()?;
+    let mut rows = Vec::new();
+    store.for_each_row(|k, v| rows.push((k.to_vec(), v.to_vec())))?;
     Ok((
-        digest_rows(rows.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))),
+        digest_rows(rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))),
         checkpoint,
     ))
 }
@@ -678,7 +642,7 @@ fn rebuild_runner<P: Projection>(
     // Its effects are dropped below, so it need not build them.
     fresh.set_rebuilding(true);
     let name = fresh.name();
-    log.db().open_tree(view_tree_name(name))?.clear()?;
+    ViewStore::open(log.path(), name, options.view_cache_bytes)?.clear()?;
     // Large batches: a row touched by many events of a batch is encoded and written once,
     // and a rebuild has no live reader waiting for the next checkpoint.
     let options = RunnerOptions {
@@ -695,7 +659,7 @@ fn rebuild_runner<P: Projection>(
         options,
     )?;
     let head = log.last_seq();
-    // Three stages on their own threads: decode, apply (here), write rows to sled. Each
+    // Three stages on their own threads: decode, apply (here), write rows. Each
     // is a large share of the work, and the rows of batch N are written while batch N+1
     // is applied.
     let (decoder, decoded) = decode_ahead(log.clone(), 1, head);
@@ -704,13 +668,13 @@ fn rebuild_runner<P: Projection>(
     // One message per committed batch: eviction waits for the rows it relies on.
     let (committed_tx, committed_rx) = std::sync::mpsc::channel::<()>();
     let committer = {
-        let tree = runner.tree.clone();
+        let store = runner.handle.rows.clone();
         let published = runner.handle.checkpoint.clone();
         std::thread::Builder::new()
             .name("plaint-commit".into())
             .spawn(move || -> Result<(), RunnerError> {
                 for (changes, checkpoint) in commits {
-                    commit_rows(&tree, &published, changes, checkpoint)?;
+                    commit_rows(&store, &published, changes, checkpoint)?;
                     // The receiver is gone only when the rebuild stopped already.
                     let _ = committed_tx.send(());
                 }
@@ -784,7 +748,7 @@ fn rebuild_runner<P: Projection>(
     drop(decoded);
     decoder.join().expect("the decoding thread does not panic");
     committed(committer)?;
-    log.sync()?;
+    runner.handle.rows.sync()?;
     let seconds = started.elapsed().as_secs_f64();
     let (digest, checkpoint) = view_digest(log, name)?;
     runner.handle.lock().evict();

@@ -10,6 +10,7 @@ use common::open_log as open;
 use plaint_log::{Candidate, ExpectedVersion, Log};
 use plaint_runner::{
     rebuild, view_digest, DiscardEffects, ManualClock, Runner, RunnerError, RunnerOptions,
+    ViewStore,
 };
 use plaint_testkit::fixtures::{acknowledged, at, bytes, filed, resolved};
 
@@ -242,14 +243,13 @@ async fn a_view_of_an_older_row_layout_is_rebuilt_when_the_runner_starts() {
     let head = fill_with_late_events(&log);
     let report = rebuild_complaints(&log).await.unwrap();
     // Pretend an older plaint wrote the view: layout 1, rows in its shape.
-    let tree = log
-        .db()
-        .open_tree(plaint_runner::view_tree_name("complaints"))
-        .unwrap();
-    tree.insert(plaint_runner::LAYOUT_KEY, &1u32.to_be_bytes())
-        .unwrap();
-    tree.insert(b"c/stale", b"not a row of this layout".as_slice())
-        .unwrap();
+    let store = ViewStore::open(log.path(), "complaints", ViewStore::DEFAULT_CACHE_BYTES).unwrap();
+    store.set_layout(1).unwrap();
+    let stale = (
+        b"c/stale".to_vec(),
+        Some(b"not a row of this layout".to_vec()),
+    );
+    store.commit(vec![stale], head).unwrap();
     let runner = Runner::new(
         log.clone(),
         ComplaintsProjector::new(),
@@ -263,9 +263,42 @@ async fn a_view_of_an_older_row_layout_is_rebuilt_when_the_runner_starts() {
         view_digest(&log, "complaints").unwrap(),
         (report.digest, head)
     );
-    assert_eq!(
-        tree.get(plaint_runner::LAYOUT_KEY).unwrap().as_deref(),
-        Some(2u32.to_be_bytes().as_slice())
-    );
+    assert_eq!(store.layout().unwrap(), Some(2));
     assert_eq!(runner.catch_up().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_view_an_older_plaint_kept_in_sled_is_dropped_and_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let head = fill_with_late_events(&log);
+    let report = rebuild_complaints(&log).await.unwrap();
+    ViewStore::open(log.path(), "complaints", ViewStore::DEFAULT_CACHE_BYTES)
+        .unwrap()
+        .clear()
+        .unwrap();
+    // Before views moved to redb they were sled trees beside the log's.
+    let legacy = log.db().open_tree("view/complaints").unwrap();
+    legacy
+        .insert(b"\x00checkpoint", &head.to_be_bytes())
+        .unwrap();
+    legacy.insert(b"c/P-1-1", b"an old row".as_slice()).unwrap();
+    let runner = Runner::new(
+        log.clone(),
+        ComplaintsProjector::new(),
+        Arc::new(DiscardEffects),
+        Arc::new(ManualClock::new(at(0))),
+        RunnerOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(runner.handle().checkpoint(), head);
+    assert_eq!(
+        view_digest(&log, "complaints").unwrap(),
+        (report.digest, head)
+    );
+    assert!(!log
+        .db()
+        .tree_names()
+        .iter()
+        .any(|name| name.as_ref() == b"view/complaints"));
 }
