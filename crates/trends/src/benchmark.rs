@@ -425,8 +425,11 @@ struct RunResult {
     bucket_cpu: Vec<f64>,
     state_bytes: usize,
     state_json_bytes: usize,
+    /// Per evaluated bucket and series: score over threshold of each scan window and of
+    /// the CUSUM on the total (verbose runs only).
+    ratios: Vec<Vec<Vec<f32>>>,
     /// (phi_cell, misfit variance, mean expected total) per series at the end.
-    fitted: Vec<(f64, f64, f64)>,
+    fitted: Vec<(f64, f64, f64, Vec<f64>)>,
 }
 
 fn run_engine(
@@ -457,6 +460,7 @@ fn run_engine(
     };
     let mut bucket_seconds = Vec::new();
     let mut bucket_cpu = Vec::new();
+    let mut ratios = Vec::new();
     let eval_start = cfg.history_days;
     for t in 0..world.days {
         for c in 0..world.categories {
@@ -468,6 +472,13 @@ fn run_engine(
         let started = Instant::now();
         let cpu_before = thread_cpu_seconds();
         let alerts = engine.close_bucket(&input);
+        if t >= eval_start && cfg.verbose {
+            ratios.push(
+                (0..world.categories)
+                    .map(|c| engine.last_ratios(c).to_vec())
+                    .collect(),
+            );
+        }
         if t >= eval_start {
             bucket_seconds.push(started.elapsed().as_secs_f64());
             if let (Some(a), Some(b)) = (cpu_before, thread_cpu_seconds()) {
@@ -506,6 +517,12 @@ fn run_engine(
                 v.phi_cell,
                 v.misfit_variance,
                 v.expected_next.unwrap_or(0.0),
+                v.scan_windows
+                    .iter()
+                    .zip(&v.scan_misfits)
+                    .map(|(&w, &m)| m * f64::from(w) * v.expected_next.unwrap_or(0.0) / v.phi_cell)
+                    .chain(v.scan_thresholds.iter().copied())
+                    .collect(),
             )
         })
         .collect();
@@ -522,6 +539,7 @@ fn run_engine(
         state_bytes,
         state_json_bytes,
         fitted,
+        ratios,
     }
 }
 
@@ -795,13 +813,43 @@ fn run_seed(
         .fitted
         .iter()
         .zip(&world.rate)
-        .map(|((phi, misfit, m), rate)| format!("{rate:.1}:{m:.0}/{phi:.2}/{misfit:.4}"))
+        .map(|((phi, misfit, m, inflation), rate)| {
+            let inflation: Vec<String> = inflation.iter().map(|i| format!("{i:.2}")).collect();
+            format!(
+                "{rate:.1}:{m:.0}/{phi:.2}/{misfit:.4}/[{}]",
+                inflation.join(",")
+            )
+        })
         .collect();
     progress(&format!(
-        "seed {seed}: per series rate:expected/phi_cell/misfit {}",
+        "seed {seed}: per series rate:expected/phi_cell/misfit/[misfit variance over count variance, then threshold, per scan window] {}",
         fitted.join(" ")
     ));
     if cfg.verbose {
+        // Share of (bucket, series) whose score exceeds its threshold, per detector.
+        let n = null
+            .ratios
+            .first()
+            .and_then(|b| b.first())
+            .map_or(0, |v| v.len());
+        let shares: Vec<String> = (0..n)
+            .map(|i| {
+                let (mut over, mut all) = (0usize, 0usize);
+                for bucket in &null.ratios {
+                    for series in bucket {
+                        if let Some(&v) = series.get(i) {
+                            all += 1;
+                            over += usize::from(v > 1.0);
+                        }
+                    }
+                }
+                format!("{over}/{all}")
+            })
+            .collect();
+        progress(&format!(
+            "seed {seed}: null buckets over threshold per detector {}",
+            shares.join(" ")
+        ));
         let mut kinds: BTreeMap<(bool, &str), usize> = BTreeMap::new();
         for e in &null.episodes {
             *kinds
@@ -852,11 +900,23 @@ fn run_seed(
     for &h in &holidays {
         tally.events += 1;
         tally.nuisance_chance += 2.0 * column_episodes_per_day;
-        tally.nuisance_alerts += null
+        let on_holiday: Vec<&Ep> = null
             .episodes
             .iter()
             .filter(|e| e.cell_region.is_none() && (h..=h + 1).contains(&e.start))
-            .count() as u64;
+            .collect();
+        tally.nuisance_alerts += on_holiday.len() as u64;
+        if cfg.verbose {
+            for e in on_holiday {
+                progress(&format!(
+                    "seed {seed} N holiday {h}: c{:02} {:+} {} named {}",
+                    e.column,
+                    e.start as i64 - h as i64,
+                    e.kind,
+                    e.regions.len()
+                ));
+            }
+        }
     }
     for &scenario in &cfg.scenarios {
         let (extra, truth) = inject(&world, scenario, seed, eval_start);
@@ -972,11 +1032,31 @@ fn run_seed(
                         } else {
                             String::new()
                         };
+                        // Highest score over threshold of each series detector
+                        // inside the event's window, and its day after onset.
+                        let peaks: Vec<String> =
+                            (0..result.ratios.first().map_or(0, |b| b[inj.column].len()))
+                                .map(|i| {
+                                    let (mut best, mut at) = (0.0f32, 0);
+                                    for t in inj.onset..=window_end(inj).min(days - 1) {
+                                        let v = result.ratios[(t - eval_start) as usize]
+                                            [inj.column]
+                                            .get(i)
+                                            .copied()
+                                            .unwrap_or(0.0);
+                                        if v > best {
+                                            (best, at) = (v, t - inj.onset);
+                                        }
+                                    }
+                                    format!("{best:.2}@{at}")
+                                })
+                                .collect();
                         progress(&format!(
-                            "seed {seed} {} c{:02} onset {}{cell}: run {} | null {}",
+                            "seed {seed} {} c{:02} onset {}{cell} peaks [{}]: run {} | null {}",
                             inj.label,
                             inj.column,
                             inj.onset,
+                            peaks.join(" "),
                             describe(inj, &result.episodes),
                             describe(inj, &null.episodes)
                         ));

@@ -48,7 +48,12 @@
 //!   sums against the model: twice their upper semi-variance (the tests are one-sided, and
 //!   dips the model does not know must not make rises look less surprising), errors capped
 //!   Huber-style at 2.5 standard deviations of the current estimate (a past outbreak the
-//!   alerts missed must not pass for misfit), corrected for the skew of small counts. Day
+//!   alerts missed must not pass for misfit), corrected for the skew of small counts. The
+//!   window sums are of cleaned totals: each region's count capped like in the scan and
+//!   the counts an episode left out at their expectation, since a cell's spike is a cell
+//!   alert, not an error of the series model (on the raw totals, the past year's spikes,
+//!   all of them before the engine's first alerts, made up most of the estimate and
+//!   inflated the windows' variance up to twofold, blunting every later scan). Day
 //!   to day errors average out over a window, so a 14-bucket window's misfit is far below
 //!   a one-bucket misfit applied to 14 buckets (what an in-sample per-bucket figure for
 //!   every window amounted to: up to a fivefold variance on the long windows of large
@@ -78,8 +83,10 @@
 //!   that coincides with a region's reporting surge or a holiday most often, and a
 //!   one-bucket jump across regions is more often a reporting artefact than a spreading
 //!   problem (those build up over days). The scan windows' thresholds are
-//!   simulated from the fitted model (including share and window-misfit uncertainty,
-//!   exponential tail beyond the 0.99 quantile) with every exceeding bucket counted as an
+//!   simulated from the fitted model (including share and window-misfit uncertainty, each
+//!   draw a window ending on a random bucket of the coming week so quiet days' sparser
+//!   counts are calibrated for, exponential tail beyond the 0.99 quantile) with every
+//!   exceeding bucket counted as an
 //!   episode: at these levels a window's exceedances come in runs of one or two buckets
 //!   whatever its length, since sliding it by a bucket moves its sum by about one bucket's
 //!   standard deviation, far more than its excess over the threshold. They are simulated
