@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 /// Decoding and projecting allocate many small strings per event; glibc's allocator spent
 /// a third of rebuild time in malloc/free (perf), mimalloc's thread-local free lists do
 /// not.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
