@@ -399,15 +399,8 @@ pub async fn serve_with_clock(
         }
     };
     let api = node.api(Some(metrics), "server", Some(js.clone()));
-    let Node { runners, .. } = node;
-    for runner in runners {
-        let fail = fail.clone();
-        tracker.spawn(async move {
-            if let Err(error) = runner.await {
-                fail("projector", error.to_string());
-            }
-        });
-    }
+    // Before the runners: catching up keeps the runtime's threads busy, and the API's
+    // endpoints took seconds to register behind them at 10 million events.
     if config.api.enabled {
         let client = client.clone();
         let prefix = config.topology.subject_prefix.clone();
@@ -415,6 +408,15 @@ pub async fn serve_with_clock(
         tracker.spawn(async move {
             if let Err(error) = crate::api::serve_api(client, api, &prefix, shutdown).await {
                 tracing::error!(%error, "API failed");
+            }
+        });
+    }
+    let Node { runners, .. } = node;
+    for runner in runners {
+        let fail = fail.clone();
+        tracker.spawn(async move {
+            if let Err(error) = runner.await {
+                fail("projector", error.to_string());
             }
         });
     }

@@ -94,30 +94,38 @@ impl DeadlineIndex {
 
     /// Warn entries that became due by `now` and were not handed out before, in key
     /// order. Entries disarmed in the meantime are skipped.
-    pub(crate) fn take_warnings(&mut self, now: i64) -> Vec<DeadlineKey> {
+    ///
+    /// At most `limit` entries past the cursor are handed out; the rest stay behind it for
+    /// the next call (and `next_wakeup` says so).
+    pub(crate) fn take_warnings(&mut self, now: i64, limit: usize) -> Vec<DeadlineKey> {
         let mut fired: Vec<DeadlineKey> = std::mem::take(&mut self.pending_warns)
             .into_iter()
             .filter(|key| key.at <= now && self.warn.contains(key))
             .collect();
         let until = DeadlineKey::last_at(now);
         if until > self.warned_through {
+            let before = fired.len();
             fired.extend(
                 self.warn
                     .range((Bound::Excluded(self.warned_through), Bound::Included(until)))
+                    .take(limit)
                     .copied(),
             );
-            self.warned_through = until;
+            self.warned_through = match fired.last() {
+                Some(last) if fired.len() - before == limit => *last,
+                _ => until,
+            };
         }
         fired.sort_unstable();
         fired.dedup();
         fired
     }
 
-    /// Pops the due entries at or before `now`, in time order.
-    pub(crate) fn take_due(&mut self, now: i64) -> Vec<DeadlineKey> {
+    /// Pops the due entries at or before `now`, in time order, at most `limit` of them.
+    pub(crate) fn take_due(&mut self, now: i64, limit: usize) -> Vec<DeadlineKey> {
         let mut fired = Vec::new();
         while let Some(first) = self.due.first() {
-            if first.at > now {
+            if first.at > now || fired.len() == limit {
                 break;
             }
             fired.push(self.due.pop_first().expect("first exists"));
@@ -163,28 +171,28 @@ mod tests {
         assert_eq!(index.next_wakeup(), Some(20));
         assert_eq!(
             index
-                .take_due(100)
+                .take_due(100, usize::MAX)
                 .iter()
                 .map(|k| k.slot)
                 .collect::<Vec<_>>(),
             vec![2, 1]
         );
-        assert!(index.take_due(1000).is_empty());
+        assert!(index.take_due(1000, usize::MAX).is_empty());
     }
 
     #[test]
     fn warnings_are_handed_out_once_and_rearmed_ones_behind_the_cursor_later() {
         let mut index = DeadlineIndex::default();
         index.arm(1, 0, 50, 100);
-        assert!(index.take_warnings(49).is_empty());
-        assert_eq!(index.take_warnings(60).len(), 1);
-        assert!(index.take_warnings(70).is_empty());
+        assert!(index.take_warnings(49, usize::MAX).is_empty());
+        assert_eq!(index.take_warnings(60, usize::MAX).len(), 1);
+        assert!(index.take_warnings(70, usize::MAX).is_empty());
         // Disarmed and armed again with an earlier warn time (a new deadline).
         index.disarm(1, 0, 50, 100);
         index.arm(1, 0, 40, 200);
         assert_eq!(index.next_wakeup(), Some(40));
         assert_eq!(
-            index.take_warnings(70),
+            index.take_warnings(70, usize::MAX),
             vec![DeadlineKey {
                 at: 40,
                 slot: 1,
@@ -193,6 +201,26 @@ mod tests {
         );
         // Still listed as at risk, but not handed out again.
         assert_eq!(index.warned_by(70).count(), 1);
-        assert!(index.take_warnings(80).is_empty());
+        assert!(index.take_warnings(80, usize::MAX).is_empty());
+    }
+
+    #[test]
+    fn a_limited_take_leaves_the_rest_for_the_next_one_in_the_same_order() {
+        let mut index = DeadlineIndex::default();
+        for slot in 0..5 {
+            index.arm(slot, 0, 10 + i64::from(slot), 100 + i64::from(slot));
+        }
+        let warned: Vec<u32> = [2, 2, 2]
+            .into_iter()
+            .flat_map(|limit| index.take_warnings(50, limit))
+            .map(|k| k.slot)
+            .collect();
+        assert_eq!(warned, vec![0, 1, 2, 3, 4]);
+        assert!(index.take_warnings(50, 2).is_empty());
+        assert_eq!(index.next_wakeup(), Some(100));
+        assert_eq!(index.take_due(200, 3).len(), 3);
+        assert_eq!(index.next_wakeup(), Some(103), "the rest is due at once");
+        let rest: Vec<u32> = index.take_due(200, 3).iter().map(|k| k.slot).collect();
+        assert_eq!(rest, vec![3, 4]);
     }
 }

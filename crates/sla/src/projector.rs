@@ -83,6 +83,12 @@ const COLD_CACHE: usize = if cfg!(test) {
     plaint_projection::COLD_CACHE
 };
 
+/// Warnings and breaches a tick hands out at most (each): after a long stop, or when a
+/// year of history arrives at once, millions of deadlines are due together, and their
+/// effects all in one vector took gigabytes. The rest is due at once: the runner applies
+/// what came in meanwhile and ticks again.
+const TICK_LIMIT: usize = 10_000;
+
 /// The SLA projector. See the crate documentation for the rules it applies.
 #[derive(Debug)]
 pub struct SlaProjector {
@@ -991,9 +997,9 @@ impl Projection for SlaProjector {
     fn tick(&mut self, now: Timestamp) -> Vec<Effect> {
         let now = now.as_second();
         let mut effects = Vec::new();
-        let warnings = self.index.take_warnings(now);
+        let warnings = self.index.take_warnings(now, TICK_LIMIT);
         let warnings = self.in_firing_order(warnings);
-        let due = self.index.take_due(now);
+        let due = self.index.take_due(now, TICK_LIMIT);
         let due = self.in_firing_order(due);
         let prefix = &self.config.subject_prefix;
         for key in warnings {
