@@ -396,6 +396,10 @@ impl Projection for ComplaintsProjector {
         self.complaints.evict();
     }
 
+    fn resident_items(&self) -> Option<usize> {
+        Some(self.complaints.len())
+    }
+
     fn restore(&mut self, rows: &mut dyn Iterator<Item = ViewRow>) -> Result<(), ProjectionError> {
         self.complaints.clear();
         self.counts = ComplaintCounts::default();

@@ -922,6 +922,11 @@ impl Projection for EscalationProjector {
         NAME
     }
 
+    fn resident_items(&self) -> Option<usize> {
+        let resident = self.resident();
+        Some(resident.complaints + resident.customers + resident.claim_waits)
+    }
+
     fn layout(&self) -> u32 {
         // 2: cold complaints and customers under `archived-*/`, claim waits in rows of
         // their own, the latest event time in a row. 3: an open complaint that is not

@@ -628,8 +628,11 @@ fn print_status(s: &serde_json::Value) {
     );
     println!("projectors");
     for p in s["projectors"].as_array().into_iter().flatten() {
+        let resident = p["resident"]
+            .as_u64()
+            .map_or(String::new(), |n| format!("  in memory {n}"));
         println!(
-            "  {:<12} checkpoint {:>10}  lag {}",
+            "  {:<12} checkpoint {:>10}  lag {}{resident}",
             p["name"].as_str().unwrap_or(""),
             p["checkpoint"],
             p["lag"]

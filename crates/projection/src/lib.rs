@@ -157,6 +157,12 @@ pub trait Projection: Send + 'static {
     /// change taken so far is committed; items changed since the last `take_changes`
     /// must stay.
     fn evict(&mut self) {}
+
+    /// Items (complaints, customers, cells…) held in memory now, for `plaint status`:
+    /// what the projector's memory grows with. `None` when the projector does not count.
+    fn resident_items(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Read access to a projector's persisted rows (its view tree, without the checkpoint).

@@ -160,9 +160,11 @@ pub trait ProjectorStatus: Send + Sync {
     /// Digest of the persisted view and the checkpoint it belongs to, taken at a batch
     /// boundary.
     fn digest(&self, log: &Log) -> Result<(String, u64), RunnerError>;
+    /// See [`Projection::resident_items`].
+    fn resident_items(&self) -> Option<usize>;
 }
 
-impl<P: Send> ProjectorStatus for ProjectorHandle<P> {
+impl<P: Projection> ProjectorStatus for ProjectorHandle<P> {
     fn name(&self) -> &'static str {
         self.name
     }
@@ -173,6 +175,9 @@ impl<P: Send> ProjectorStatus for ProjectorHandle<P> {
         let _ = log;
         let _projector = self.lock();
         store_digest(&self.rows)
+    }
+    fn resident_items(&self) -> Option<usize> {
+        self.lock().resident_items()
     }
 }
 

@@ -187,6 +187,9 @@ pub struct ProjectorStatusView {
     pub name: String,
     pub checkpoint: u64,
     pub lag: u64,
+    /// Items the projector holds in memory (its working set), when it counts them.
+    #[serde(default)]
+    pub resident: Option<usize>,
 }
 
 /// `plaint complaint <id>`.
@@ -405,6 +408,7 @@ impl Api {
                     name: p.name().to_owned(),
                     checkpoint: p.checkpoint(),
                     lag: head.saturating_sub(p.checkpoint()),
+                    resident: p.resident_items(),
                 })
                 .collect(),
             complaints: self.complaints.lock().counts(),

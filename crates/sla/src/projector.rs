@@ -1055,6 +1055,10 @@ impl Projection for SlaProjector {
         effects
     }
 
+    fn resident_items(&self) -> Option<usize> {
+        Some(self.complaints.len())
+    }
+
     fn next_wakeup(&self) -> Option<Timestamp> {
         self.index.next_wakeup().map(ts)
     }
