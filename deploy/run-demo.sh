@@ -33,7 +33,8 @@ PLAINT="./target/release/plaint"
 
 echo "==> starting plaint serve (data in $DATA)"
 mkdir -p "$DATA"
-"$PLAINT" --nats "$NATS_URL" serve --data "$DATA" --config deploy/plaint.toml >"$DATA/serve.log" 2>&1 &
+# See deploy/plaint.service for why.
+MIMALLOC_PURGE_DELAY=1000 "$PLAINT" --nats "$NATS_URL" serve --data "$DATA" --config deploy/plaint.toml >"$DATA/serve.log" 2>&1 &
 SERVE_PID=$!
 trap 'kill -TERM $SERVE_PID 2>/dev/null; wait $SERVE_PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do "$PLAINT" --nats "$NATS_URL" status >/dev/null 2>&1 && break; sleep 0.2; done
