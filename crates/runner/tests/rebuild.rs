@@ -236,6 +236,24 @@ async fn paged_out_complaints_come_back_alike_in_live_batches_and_in_a_rebuild()
     assert!(view.read("P-3-5", handle.rows()).unwrap().is_some());
 }
 
+/// Starts a `complaints` runner on `log` and checks that its view is the rebuilt one.
+fn start_complaints_and_expect(log: &Log, digest: &str, head: u64) -> Runner<ComplaintsProjector> {
+    let runner = Runner::new(
+        log.clone(),
+        ComplaintsProjector::new(),
+        Arc::new(DiscardEffects),
+        Arc::new(ManualClock::new(at(0))),
+        RunnerOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(runner.handle().checkpoint(), head);
+    assert_eq!(
+        view_digest(log, "complaints").unwrap(),
+        (digest.to_owned(), head)
+    );
+    runner
+}
+
 #[tokio::test]
 async fn a_view_of_an_older_row_layout_is_rebuilt_when_the_runner_starts() {
     let dir = tempfile::tempdir().unwrap();
@@ -250,19 +268,7 @@ async fn a_view_of_an_older_row_layout_is_rebuilt_when_the_runner_starts() {
         Some(b"not a row of this layout".to_vec()),
     );
     store.commit(vec![stale], head).unwrap();
-    let runner = Runner::new(
-        log.clone(),
-        ComplaintsProjector::new(),
-        Arc::new(DiscardEffects),
-        Arc::new(ManualClock::new(at(0))),
-        RunnerOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(runner.handle().checkpoint(), head);
-    assert_eq!(
-        view_digest(&log, "complaints").unwrap(),
-        (report.digest, head)
-    );
+    let runner = start_complaints_and_expect(&log, &report.digest, head);
     assert_eq!(store.layout().unwrap(), Some(2));
     assert_eq!(runner.catch_up().await.unwrap(), 0);
 }
@@ -283,19 +289,7 @@ async fn a_view_an_older_plaint_kept_in_sled_is_dropped_and_rebuilt() {
         .insert(b"\x00checkpoint", &head.to_be_bytes())
         .unwrap();
     legacy.insert(b"c/P-1-1", b"an old row".as_slice()).unwrap();
-    let runner = Runner::new(
-        log.clone(),
-        ComplaintsProjector::new(),
-        Arc::new(DiscardEffects),
-        Arc::new(ManualClock::new(at(0))),
-        RunnerOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(runner.handle().checkpoint(), head);
-    assert_eq!(
-        view_digest(&log, "complaints").unwrap(),
-        (report.digest, head)
-    );
+    start_complaints_and_expect(&log, &report.digest, head);
     assert!(!log
         .db()
         .tree_names()
