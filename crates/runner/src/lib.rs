@@ -1,13 +1,13 @@
-//! The shell around every projector: it owns the views' storage, the clock, batching, effects and
-//! checkpoints, so that projectors stay pure folds.
+//! The shell around every projector: it owns the views' storage, the clock, batching,
+//! effects and checkpoints, so that projectors stay pure folds.
 //!
 //! - [`Runner`]: runs one [`Projection`] over the log. On start it restores the view from
-//!   its [`ViewStore`] (a redb database per view), catches up from the checkpoint in batches, then tails new appends and
-//!   calls `tick` when the projector's next wake-up comes due, with the time capped at the
-//!   log's [`plaint_log::InputWatermark`] (while an ingest backlog waits upstream, time
-//!   stops at the store time of the last message read; with upstream unknown, no tick).
-//!   Each batch commits the
-//!   changed view rows and the checkpoint in one write transaction (atomic), *after* the
+//!   its [`ViewStore`] (a redb database per view), catches up from the checkpoint in
+//!   batches, then tails new appends and calls `tick` when the projector's next wake-up
+//!   comes due, with the time capped at the log's [`plaint_log::InputWatermark`] (while an
+//!   ingest backlog waits upstream, time stops at the store time of the last message read;
+//!   with upstream unknown, no tick). Each batch commits the changed view rows and the
+//!   checkpoint in one write transaction (atomic), *after* the
 //!   batch's effects were carried out, so a crash repeats effects (all idempotent) but
 //!   never skips one.
 //! - [`ProjectorHandle`]: what the rest of the system holds: the projector (for queries,
@@ -159,7 +159,7 @@ pub trait ProjectorStatus: Send + Sync {
     fn checkpoint(&self) -> u64;
     /// Digest of the persisted view and the checkpoint it belongs to, taken at a batch
     /// boundary.
-    fn digest(&self, log: &Log) -> Result<(String, u64), RunnerError>;
+    fn digest(&self) -> Result<(String, u64), RunnerError>;
     /// See [`Projection::resident_items`].
     fn resident_items(&self) -> Option<usize>;
 }
@@ -171,8 +171,7 @@ impl<P: Projection> ProjectorStatus for ProjectorHandle<P> {
     fn checkpoint(&self) -> u64 {
         ProjectorHandle::checkpoint(self)
     }
-    fn digest(&self, log: &Log) -> Result<(String, u64), RunnerError> {
-        let _ = log;
+    fn digest(&self) -> Result<(String, u64), RunnerError> {
         let _projector = self.lock();
         store_digest(&self.rows)
     }

@@ -133,8 +133,7 @@ impl ViewStore {
 
     /// Records the row layout (a new view, before its first commit).
     pub fn set_layout(&self, layout: u32) -> Result<(), RunnerError> {
-        self.write(true, |rows, meta| {
-            let _ = rows;
+        self.write(true, |_, meta| {
             meta.insert("layout", u64::from(layout)).map_err(storage)?;
             Ok(())
         })

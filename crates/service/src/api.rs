@@ -366,7 +366,7 @@ impl Api {
                     )));
                 };
                 let (digest, checkpoint) = projector
-                    .digest(&self.log)
+                    .digest()
                     .map_err(|e| ApiError::internal(e.to_string()))?;
                 ApiReply::json(&DigestReply {
                     projector: req.projector,
