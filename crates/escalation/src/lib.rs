@@ -69,10 +69,11 @@
 //! that persists exactly what a paged `ViewMap` would; beside each complaint's row the
 //! projector keeps, by slot, the entry it has in the queue index and the tier of a raise
 //! on its way. Only what can act without a new event stays in memory:
-//! - complaints that are open, or still in a queue (claimed or not, or with a clear on its
-//!   way), or have a raise on its way: rows `complaint/<id>`. A complaint that is
-//!   resolved, closed or withdrawn and out of every queue is *cold*: its row goes to
-//!   `archived-complaint/<id>` and it leaves memory once that row is committed. Money,
+//! - complaints still in a queue (claimed or not, or with a clear on its way), or with a
+//!   raise on its way: rows `complaint/<id>`. A complaint out of every queue, open or
+//!   not, is *cold*: its row goes to `archived-complaint/<id>` and it leaves memory once
+//!   that row is committed (until layout 3, open complaints stayed: at 10 million demo
+//!   events they were most of the projector's memory, for no tick and no query). Money,
 //!   severity, reopen and manual rules act on events, and SLA-breach rules on
 //!   `sla.breached` events: any event that can change a complaint pages its row back in
 //!   before it is applied (`Projection::rows_needed`), so the rules decide as if it had
