@@ -11,7 +11,7 @@
 
 use std::{
     io::Write,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -53,9 +53,22 @@ impl Captured {
     }
 }
 
+/// tracing-core caches each callsite's interest. While exactly one `Dispatch` is
+/// registered in the process, it asks the *current thread's* default dispatcher instead of
+/// that one (tokio-rs/tracing#3611, #2874): the capture's own `Dispatch::new` (which runs
+/// before the capture is installed) or a serve in a parallel test then cached `never` for
+/// callsites such as "ingest consuming", and the capture missed their lines now and then.
+/// A second dispatch, registered for the whole test binary, makes tracing take its general
+/// path, which asks every registered dispatch.
+fn register_a_second_dispatch() {
+    static SECOND: OnceLock<tracing::Dispatch> = OnceLock::new();
+    SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
+}
+
 /// Runs `scenario` on a fresh current-thread runtime with every INFO+ event of its threads
 /// captured; returns the captured text.
 fn capture_info<F: std::future::Future<Output = ()>>(scenario: impl FnOnce() -> F) -> String {
+    register_a_second_dispatch();
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer({
