@@ -42,7 +42,7 @@ use plaint_projection::{digest_rows, Effect, Projection, ProjectionError, RowSou
 use tokio_util::sync::CancellationToken;
 
 pub use clock::{Clock, InstantMonotonic, JumpGuardClock, ManualClock, Monotonic, SystemClock};
-pub use store::{view_path, ViewStore};
+pub use store::ViewStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {

@@ -41,7 +41,6 @@ pub struct ViewStore {
 
 struct Inner {
     db: Database,
-    path: PathBuf,
     last_durable: Mutex<Instant>,
 }
 
@@ -53,7 +52,7 @@ fn open_views() -> &'static Mutex<BTreeMap<PathBuf, Weak<Inner>>> {
 }
 
 /// The file of `projector`'s view in the log directory `log_dir`.
-pub fn view_path(log_dir: &Path, projector: &str) -> PathBuf {
+fn view_path(log_dir: &Path, projector: &str) -> PathBuf {
     log_dir.join("views").join(format!("{projector}.redb"))
 }
 
@@ -98,23 +97,28 @@ impl ViewStore {
             })?;
         let inner = Arc::new(Inner {
             db,
-            path: path.clone(),
             last_durable: Mutex::new(Instant::now()),
         });
         open.insert(path, Arc::downgrade(&inner));
         Ok(ViewStore { inner })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// `table` as of now; `None` while the view has never written it.
+    fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        table: TableDefinition<K, V>,
+    ) -> Result<Option<redb::ReadOnlyTable<K, V>>, String> {
+        let tx = self.inner.db.begin_read().map_err(|e| e.to_string())?;
+        match tx.open_table(table) {
+            Ok(table) => Ok(Some(table)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     fn meta(&self, key: &str) -> Result<Option<u64>, RunnerError> {
-        let tx = self.inner.db.begin_read().map_err(storage)?;
-        let table = match tx.open_table(META) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(storage(e)),
+        let Some(table) = self.read_table(META).map_err(storage)? else {
+            return Ok(None);
         };
         let value = table.get(key).map_err(storage)?.map(|v| v.value());
         Ok(value)
@@ -173,12 +177,16 @@ impl ViewStore {
         tx.delete_table(ROWS).map_err(storage)?;
         tx.delete_table(META).map_err(storage)?;
         tx.commit().map_err(storage)?;
+        self.durable_now();
+        Ok(())
+    }
+
+    fn durable_now(&self) {
         *self
             .inner
             .last_durable
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Instant::now();
-        Ok(())
     }
 
     fn write(
@@ -202,22 +210,15 @@ impl ViewStore {
         }
         tx.commit().map_err(storage)?;
         if durable {
-            *self
-                .inner
-                .last_durable
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Instant::now();
+            self.durable_now();
         }
         Ok(())
     }
 
     /// Every row in key order (for digests).
     pub fn for_each_row(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<(), RunnerError> {
-        let tx = self.inner.db.begin_read().map_err(storage)?;
-        let table = match tx.open_table(ROWS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-            Err(e) => return Err(storage(e)),
+        let Some(table) = self.read_table(ROWS).map_err(storage)? else {
+            return Ok(());
         };
         for row in table.range(..).map_err(storage)? {
             let (k, v) = row.map_err(storage)?;
@@ -229,11 +230,8 @@ impl ViewStore {
 
 impl RowSource for ViewStore {
     fn row(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ProjectionError> {
-        let tx = self.inner.db.begin_read().map_err(row_error)?;
-        let table = match tx.open_table(ROWS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(row_error(e)),
+        let Some(table) = self.read_table(ROWS).map_err(row_error)? else {
+            return Ok(None);
         };
         let row = table
             .get(key)
@@ -246,15 +244,12 @@ impl RowSource for ViewStore {
         &'a self,
         prefix: &[u8],
     ) -> Box<dyn Iterator<Item = Result<ViewRow, ProjectionError>> + 'a> {
-        let range = (|| {
-            let tx = self.inner.db.begin_read().map_err(row_error)?;
-            let table = match tx.open_table(ROWS) {
-                Ok(table) => table,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(row_error(e)),
-            };
-            table.range_owned(prefix..).map(Some).map_err(row_error)
-        })();
+        let range = self.read_table(ROWS).map_err(row_error).and_then(|table| {
+            table
+                .map(|table| table.range_owned(prefix..))
+                .transpose()
+                .map_err(row_error)
+        });
         let prefix = prefix.to_vec();
         match range {
             Err(e) => Box::new(std::iter::once(Err(e))),

@@ -236,6 +236,17 @@ async fn paged_out_complaints_come_back_alike_in_live_batches_and_in_a_rebuild()
     assert!(view.read("P-3-5", handle.rows()).unwrap().is_some());
 }
 
+/// A log of late events in a temporary directory, with the `complaints` view rebuilt over
+/// it: the view of the current layout that the migration tests forge older ones against.
+async fn log_with_rebuilt_complaints() -> (tempfile::TempDir, Log, u64, plaint_runner::RebuildReport)
+{
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let head = fill_with_late_events(&log);
+    let report = rebuild_complaints(&log).await.unwrap();
+    (dir, log, head, report)
+}
+
 /// Starts a `complaints` runner on `log` and checks that its view is the rebuilt one.
 fn start_complaints_and_expect(log: &Log, digest: &str, head: u64) -> Runner<ComplaintsProjector> {
     let runner = Runner::new(
@@ -256,10 +267,7 @@ fn start_complaints_and_expect(log: &Log, digest: &str, head: u64) -> Runner<Com
 
 #[tokio::test]
 async fn a_view_of_an_older_row_layout_is_rebuilt_when_the_runner_starts() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path());
-    let head = fill_with_late_events(&log);
-    let report = rebuild_complaints(&log).await.unwrap();
+    let (_dir, log, head, report) = log_with_rebuilt_complaints().await;
     // Pretend an older plaint wrote the view: layout 1, rows in its shape.
     let store = ViewStore::open(log.path(), "complaints", ViewStore::DEFAULT_CACHE_BYTES).unwrap();
     store.set_layout(1).unwrap();
@@ -275,10 +283,7 @@ async fn a_view_of_an_older_row_layout_is_rebuilt_when_the_runner_starts() {
 
 #[tokio::test]
 async fn a_view_an_older_plaint_kept_in_sled_is_dropped_and_rebuilt() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path());
-    let head = fill_with_late_events(&log);
-    let report = rebuild_complaints(&log).await.unwrap();
+    let (_dir, log, head, report) = log_with_rebuilt_complaints().await;
     ViewStore::open(log.path(), "complaints", ViewStore::DEFAULT_CACHE_BYTES)
         .unwrap()
         .clear()

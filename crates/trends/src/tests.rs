@@ -16,9 +16,8 @@ fn origin() -> Timestamp {
     "2024-01-01T00:00:00Z".parse().unwrap()
 }
 
-/// An engine with one category over `regions` regions, fed `days` buckets where
-/// `count(day, region)` gives the counts. Returns every alert message.
-fn run(regions: usize, days: u64, count: impl Fn(u64, usize) -> u32) -> Vec<EngineAlert> {
+/// A daily engine with regions `r0`, `r1`… and one column, the category `billing`.
+fn billing_engine(regions: usize) -> TrendEngine {
     let mut engine = TrendEngine::new(EngineConfig::daily(), origin());
     for r in 0..regions {
         engine.region(&format!("r{r}"));
@@ -27,6 +26,13 @@ fn run(regions: usize, days: u64, count: impl Fn(u64, usize) -> u32) -> Vec<Engi
         dimension: Dimension::Category,
         name: "billing".into(),
     });
+    engine
+}
+
+/// An engine with one category over `regions` regions, fed `days` buckets where
+/// `count(day, region)` gives the counts. Returns every alert message.
+fn run(regions: usize, days: u64, count: impl Fn(u64, usize) -> u32) -> Vec<EngineAlert> {
+    let mut engine = billing_engine(regions);
     let mut alerts = Vec::new();
     for t in 0..days {
         let input = BucketInput {
@@ -92,14 +98,7 @@ fn a_dip_that_recurred_two_years_running_is_expected_again_and_a_one_off_is_not(
     // Given ten regions with 20 complaints a day for almost three years, where day 100 of
     // every 365 is a holiday at 40 % of the volume, and day 500 alone was an outage
     let holiday = |t: u64| t % 365 == 100;
-    let mut engine = TrendEngine::new(EngineConfig::daily(), origin());
-    for r in 0..10 {
-        engine.region(&format!("r{r}"));
-    }
-    engine.column(ColumnId {
-        dimension: Dimension::Category,
-        name: "billing".into(),
-    });
+    let mut engine = billing_engine(10);
     let mut alerts = Vec::new();
     for t in 0..880u64 {
         let n = if holiday(t) || t == 500 { 8 } else { 20 };
@@ -273,14 +272,7 @@ fn past_cell_spikes_do_not_pass_for_misfit_of_the_series_model() {
     // Given one category over twelve regions with negative-binomial noise for 300 days,
     // once as it is and once with six large single-cell spikes in the last year of the fit
     let misfits = |spikes: bool| {
-        let mut engine = TrendEngine::new(EngineConfig::daily(), origin());
-        for r in 0..12 {
-            engine.region(&format!("r{r}"));
-        }
-        engine.column(ColumnId {
-            dimension: Dimension::Category,
-            name: "billing".into(),
-        });
+        let mut engine = billing_engine(12);
         let mut rng = crate::stats::Rng::new(7);
         for t in 0..300u64 {
             let counts = (0..12usize)
