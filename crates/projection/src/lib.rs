@@ -35,8 +35,10 @@
 //! 2. Before `apply`, the runner asks [`Projection::rows_needed`] which archived rows an
 //!    event touches, reads them and hands them to [`Projection::page_in`]: `apply` stays a
 //!    pure function of the state in memory.
-//! 3. After every commit the runner calls [`Projection::evict`]: items that went cold and
-//!    are persisted leave memory.
+//! 3. Before `tick`, the runner asks [`Projection::rows_due`] the same for the timers
+//!    about to fire, so an item with a distant deadline need not stay in memory.
+//! 4. After every commit (and every tick) the runner calls [`Projection::evict`]: items
+//!    that went cold and are persisted leave memory.
 //!
 //! The rows, and so the digest, do not depend on what happened to be in memory.
 
@@ -146,7 +148,14 @@ pub trait Projection: Send + 'static {
     /// as of the batch's start (nothing is evicted within a batch).
     fn rows_needed(&self, _event: &Event, _keys: &mut Vec<Vec<u8>>) {}
 
-    /// Takes back a row asked for by `rows_needed` (`None`: there is no such row). Must
+    /// Pushes onto `keys` the keys of paged-out rows that `tick(now)` needs in memory (the
+    /// items whose timers it would fire). The runner reads them and hands them to
+    /// [`Projection::page_in`] before the tick, and calls [`Projection::evict`] after it,
+    /// so a timer may belong to an item kept on disk until it fires. Ask for a bounded
+    /// number: what is left fires at the next tick.
+    fn rows_due(&self, _now: Timestamp, _keys: &mut Vec<Vec<u8>>) {}
+
+    /// Takes back a row asked for by `rows_needed` or `rows_due` (`None`: there is no such row). Must
     /// leave the state as if the row had never been paged out, and not mark it changed.
     fn page_in(&mut self, _key: &[u8], _row: Option<&[u8]>) -> Result<(), ProjectionError> {
         Ok(())

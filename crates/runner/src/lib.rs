@@ -439,7 +439,17 @@ impl<P: Projection> Runner<P> {
                     tracing::debug!(projector = name, %upto, %now, "ticking at the input watermark");
                 }
                 ticked = ticked.max(upto);
-                let effects = self.handle.lock().tick(ticked);
+                let effects = {
+                    let mut projector = self.handle.lock();
+                    let mut keys = Vec::new();
+                    projector.rows_due(ticked, &mut keys);
+                    page_in_rows(&mut *projector, &self.handle.rows, keys)?;
+                    let effects = projector.tick(ticked);
+                    // Every change taken is committed (the loop above drained the log),
+                    // and a tick changes no row: what it paged in may leave again.
+                    projector.evict();
+                    effects
+                };
                 self.deliver(effects).await;
             }
             let sleep_for = {
@@ -479,6 +489,16 @@ fn page_in<'e, P: Projection>(
     for event in events {
         projector.rows_needed(event, &mut keys);
     }
+    page_in_rows(projector, rows, keys)
+}
+
+/// Reads the rows under `keys` (asked for by `rows_needed` or `rows_due`) and hands each
+/// to the projector, in key order.
+fn page_in_rows<P: Projection>(
+    projector: &mut P,
+    rows: &ViewStore,
+    mut keys: Vec<Vec<u8>>,
+) -> Result<(), RunnerError> {
     if keys.is_empty() {
         return Ok(());
     }

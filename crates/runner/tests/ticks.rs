@@ -8,10 +8,10 @@ use futures::future::BoxFuture;
 use plaint_events::{Event, Timestamp};
 mod common;
 
-use plaint_log::{InputWatermark, Log};
+use plaint_log::{Candidate, ExpectedVersion, InputWatermark, Log};
 use plaint_projection::{Effect, Projection, ProjectionError, ViewChange, ViewRow};
 use plaint_runner::{EffectSink, ManualClock, Runner, RunnerOptions};
-use plaint_testkit::fixtures::at;
+use plaint_testkit::fixtures::{at, bytes, filed};
 use tokio_util::sync::CancellationToken;
 
 /// One deadline; its tick publishes the time it fired at.
@@ -158,6 +158,148 @@ async fn with_nothing_waiting_upstream_a_deadline_fires_at_wall_time() {
     let sink = Arc::new(Recorded::default());
     let (shutdown, running) = run_deadline(&log, at(60), &sink, clock);
     assert_eq!(sink.wait_for_one().await, vec![at(600).to_string()]);
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+/// A reminder per complaint, due an hour after its filing, whose text lives only in the
+/// view's row: memory keeps the due time and the row key, and the tick needs the row.
+#[derive(Default)]
+struct Reminders {
+    /// Due time → row key, for every reminder not fired yet.
+    due: std::collections::BTreeMap<(Timestamp, Vec<u8>), ()>,
+    /// Rows written by `apply` and not taken yet.
+    changes: Vec<ViewChange>,
+    /// Rows paged in for the tick; dropped again by `evict`.
+    paged_in: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The most rows held in memory at once.
+    most_paged_in: Arc<Mutex<usize>>,
+}
+
+impl Projection for Reminders {
+    fn name(&self) -> &'static str {
+        "reminders"
+    }
+
+    fn apply(&mut self, _seq: u64, event: &Event) -> Vec<Effect> {
+        let key = format!("reminder/{}", event.complaint_id).into_bytes();
+        let due = event
+            .time
+            .checked_add(jiff::SignedDuration::from_mins(60))
+            .unwrap();
+        self.due.insert((due, key.clone()), ());
+        let text = format!("call {} back", event.complaint_id).into_bytes();
+        self.changes.push((key, Some(text)));
+        Vec::new()
+    }
+
+    fn rows_due(&self, now: Timestamp, keys: &mut Vec<Vec<u8>>) {
+        keys.extend(
+            self.due
+                .keys()
+                .take_while(|(due, _)| *due <= now)
+                .map(|(_, key)| key.clone()),
+        );
+    }
+
+    fn page_in(&mut self, key: &[u8], row: Option<&[u8]>) -> Result<(), ProjectionError> {
+        self.paged_in
+            .insert(key.to_vec(), row.expect("the row is committed").to_vec());
+        let mut most = self.most_paged_in.lock().unwrap();
+        *most = (*most).max(self.paged_in.len());
+        Ok(())
+    }
+
+    fn tick(&mut self, now: Timestamp) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        while let Some(((due, key), ())) = self.due.first_key_value() {
+            if *due > now {
+                break;
+            }
+            let text = self.paged_in.get(key).expect("rows_due paged the row in");
+            effects.push(Effect::Publish {
+                subject: "alerts.reminder".into(),
+                msg_id: String::from_utf8_lossy(key).into_owned(),
+                payload: text.clone(),
+            });
+            self.due.pop_first();
+        }
+        effects
+    }
+
+    fn evict(&mut self) {
+        self.paged_in.clear();
+    }
+
+    fn next_wakeup(&self) -> Option<Timestamp> {
+        self.due.keys().next().map(|(due, _)| *due)
+    }
+
+    fn take_changes(&mut self) -> Vec<ViewChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    fn restore(&mut self, _rows: &mut dyn Iterator<Item = ViewRow>) -> Result<(), ProjectionError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_tick_gets_the_rows_of_the_timers_it_fires_and_lets_them_go_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = common::open_log(dir.path());
+    for (complaint, second) in [("C-1", 0), ("C-2", 30)] {
+        let raw = bytes(&filed(complaint, "eu", "billing", at(second)));
+        let event = plaint_events::decode_stored(&raw).unwrap();
+        log.writer()
+            .append_one(Candidate {
+                event: &event,
+                bytes: &raw,
+                subject_region: None,
+                expected: ExpectedVersion::Any,
+            })
+            .unwrap();
+    }
+    // Past C-1's reminder only.
+    let clock = Arc::new(ManualClock::new(at(75)));
+    let sink = Arc::new(Recorded::default());
+    let most_paged_in = Arc::new(Mutex::new(0));
+    let runner = Runner::new(
+        log.clone(),
+        Reminders {
+            most_paged_in: most_paged_in.clone(),
+            ..Default::default()
+        },
+        sink.clone(),
+        clock.clone(),
+        RunnerOptions {
+            idle_tick: Duration::from_millis(20),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let handle = runner.handle();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(runner.run(shutdown.clone()));
+
+    assert_eq!(sink.wait_for_one().await, vec!["call C-1 back".to_string()]);
+    assert_eq!(
+        *most_paged_in.lock().unwrap(),
+        1,
+        "only the row of the timer that fired"
+    );
+    clock.set(at(120));
+    for _ in 0..500 {
+        if sink.fired().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sink.fired(), vec!["call C-1 back", "call C-2 back"]);
+    assert!(
+        handle.lock().paged_in.is_empty(),
+        "what a tick paged in leaves memory after it"
+    );
     shutdown.cancel();
     running.await.unwrap().unwrap();
 }
