@@ -7,16 +7,19 @@
 //! complete; [`crate::snapshot`] saves them so that opening a big log does not rescan it.
 //!
 //! Why this shape: at 10 million events a `HashMap<Uuid, u64>` plus a map of complaint id
-//! strings to `Vec<u64>` took ~80 bytes per event. Here an event costs 16 bytes (a 64-bit
-//! id fingerprint and a 32-bit sequence in sorted arrays, and a 32-bit back-pointer to the
-//! previous event of its complaint) and a complaint 32 bytes (a 128-bit key and its head).
+//! strings to `Vec<u64>` took ~80 bytes per event. Here an event costs 12 bytes (a 48-bit
+//! id fingerprint, of which the sorted array stores the 32 bits under the radix table's 16,
+//! a 32-bit sequence, and a 32-bit back-pointer to the previous event of its complaint)
+//! and a complaint 32 bytes (a 128-bit key and its head).
 //! New entries go to small hash maps and are merged into the sorted arrays when those grow
 //! past a quarter of the arrays, so the merge cost is amortised and lookups stay two cache
 //! misses deep (a radix table on the top 16 bits, then a short binary search).
 //!
-//! Fingerprints: ids are looked up by 64 bits, so two ids may share a fingerprint (about
-//! one pair in 10^6 logs of 10 million events); the index returns every candidate and the
-//! caller checks the stored id. Complaint keys are 128 bits of BLAKE3: a collision is as
+//! Fingerprints: ids are looked up by 48 bits, so two ids may share a fingerprint (about
+//! one pair in a log of 10 million events, and a new id meets a false candidate once in
+//! ~28 million appends at that size); the index returns every candidate and the caller
+//! checks the stored id, which costs one read of a stored event. 64 bits would cost a
+//! third more memory per event (40 MB more at 10 million events) to save that read. Complaint keys are 128 bits of BLAKE3: a collision is as
 //! likely as guessing a random 128-bit key, so the head is trusted as is.
 
 use std::collections::HashMap;
@@ -54,9 +57,14 @@ impl Hasher for FoldHasher {
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FoldHasher>>;
 
-/// The 64-bit fingerprint an id is indexed by. Part of the snapshot format: changing it
-/// needs a new snapshot version.
+/// The 48-bit fingerprint an id is indexed by, in a `u64` whose bits 32 to 47 are zero
+/// (see [`IdBits`]). Part of the snapshot format: changing it needs a new snapshot version.
 pub fn id_key(id: &Uuid) -> u64 {
+    fingerprint_bits(id_hash(id))
+}
+
+/// 64 well-mixed bits of an id (format-1 snapshots stored them whole).
+pub(crate) fn id_hash(id: &Uuid) -> u64 {
     let v = id.as_u128();
     // UUIDv7 puts a timestamp in the high half and v4/v5 fix a few version bits: mix both
     // halves so every kind spreads over the whole range (the radix table relies on it).
@@ -66,33 +74,63 @@ pub fn id_key(id: &Uuid) -> u64 {
     x ^ (x >> 33)
 }
 
+/// Keeps the 48 bits of a 64-bit hash that the id index stores: the top 16 (the radix
+/// table's bucket) and the low 32 (the sorted array's entry).
+pub fn fingerprint_bits(hash: u64) -> u64 {
+    hash & 0xffff_0000_ffff_ffff
+}
+
 /// The 128-bit key a complaint id is indexed by (BLAKE3, truncated).
 pub fn complaint_key(complaint_id: &str) -> u128 {
     let hash = blake3::hash(complaint_id.as_bytes());
     u128::from_le_bytes(hash.as_bytes()[..16].try_into().expect("16 bytes"))
 }
 
-/// Keys of the sorted arrays: the radix table indexes their top 16 bits.
+/// Keys of the sorted arrays: the radix table indexes their top 16 bits, and the arrays
+/// store what is left ([`SortKey::Low`]) where the key type allows fewer bytes.
 pub trait SortKey: Copy + Ord {
+    /// What a run stores per key; ordered as the keys are within one top-16 bucket.
+    type Low: Copy + Ord;
     fn top16(self) -> usize;
+    fn low(self) -> Self::Low;
+    /// The key back from its bucket and stored part.
+    fn join(top16: usize, low: Self::Low) -> Self;
 }
 
+/// An id fingerprint: 48 bits with bits 32 to 47 zero ([`fingerprint_bits`]), so that a
+/// run stores 4 bytes per key and the 16 top bits live in the radix table.
 impl SortKey for u64 {
+    type Low = u32;
     fn top16(self) -> usize {
         (self >> 48) as usize
     }
+    fn low(self) -> u32 {
+        debug_assert_eq!(self, fingerprint_bits(self), "id keys have 48 bits");
+        self as u32
+    }
+    fn join(top16: usize, low: u32) -> u64 {
+        ((top16 as u64) << 48) | u64::from(low)
+    }
 }
 
+/// A complaint key: 128 bits kept whole.
 impl SortKey for u128 {
+    type Low = u128;
     fn top16(self) -> usize {
         (self >> 112) as usize
+    }
+    fn low(self) -> u128 {
+        self
+    }
+    fn join(_: usize, low: u128) -> u128 {
+        low
     }
 }
 
 /// Keys in ascending order with their values, and for each value of the top 16 bits the
 /// first position holding it.
-pub struct SortedRun<K, V> {
-    keys: Vec<K>,
+pub struct SortedRun<K: SortKey, V> {
+    lows: Vec<K::Low>,
     values: Vec<V>,
     radix: Vec<u32>,
 }
@@ -117,15 +155,16 @@ impl<K: SortKey, V: Copy> SortedRun<K, V> {
             }
             *start = at as u32;
         }
+        let lows = keys.iter().map(|k| k.low()).collect();
         SortedRun {
-            keys,
+            lows,
             values,
             radix,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.lows.len()
     }
 
     pub fn values(&self) -> &[V] {
@@ -133,16 +172,17 @@ impl<K: SortKey, V: Copy> SortedRun<K, V> {
     }
 
     pub fn is_sorted(&self) -> bool {
-        self.keys.windows(2).all(|w| w[0] <= w[1])
+        let keys = self.entries().map(|(k, _)| k);
+        keys.clone().zip(keys.skip(1)).all(|(a, b)| a <= b)
     }
 
     /// Positions of the entries with this key.
     pub fn positions(&self, key: K) -> std::ops::Range<usize> {
         let bucket = key.top16();
         let (lo, hi) = (self.radix[bucket] as usize, self.radix[bucket + 1] as usize);
-        let slice = &self.keys[lo..hi];
-        let start = slice.partition_point(|k| *k < key);
-        let end = start + slice[start..].partition_point(|k| *k == key);
+        let (slice, low) = (&self.lows[lo..hi], key.low());
+        let start = slice.partition_point(|k| *k < low);
+        let end = start + slice[start..].partition_point(|k| *k == low);
         lo + start..lo + end
     }
 
@@ -154,15 +194,22 @@ impl<K: SortKey, V: Copy> SortedRun<K, V> {
         &mut self.values[i]
     }
 
-    pub fn entries(&self) -> impl Iterator<Item = (K, V)> + '_ {
-        self.keys.iter().copied().zip(self.values.iter().copied())
+    /// Every entry in key order.
+    pub fn entries(&self) -> impl Iterator<Item = (K, V)> + Clone + '_ {
+        self.radix
+            .windows(2)
+            .enumerate()
+            .flat_map(move |(bucket, range)| {
+                (range[0] as usize..range[1] as usize)
+                    .map(move |i| (K::join(bucket, self.lows[i]), self.values[i]))
+            })
     }
 
     /// A new run holding this run's entries and `more`. Entries with equal keys keep their
     /// order: this run's first, then `more`'s in the order given.
     pub fn merged_with(&self, mut more: Vec<(K, V)>) -> Self {
         more.sort_by_key(|(k, _)| *k);
-        let total = self.keys.len() + more.len();
+        let total = self.len() + more.len();
         let (mut keys, mut values) = (Vec::with_capacity(total), Vec::with_capacity(total));
         for (k, v) in merge_by_key(self.entries(), more.into_iter()) {
             keys.push(k);
@@ -537,7 +584,7 @@ mod tests {
             let mut model: HashMap<u64, Vec<u64>> = HashMap::new();
             for (i, key) in keys.iter().enumerate() {
                 // Spread the small keys over the radix buckets too.
-                let key = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let key = fingerprint_bits(key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let seq = i as u32 + 1;
                 index.insert(key, seq);
                 model.entry(key).or_default().push(seq as u64);

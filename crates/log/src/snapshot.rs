@@ -7,7 +7,9 @@
 //! sequence has the same chain hash; the entries after it are then scanned from the log. A
 //! missing, stale, damaged or foreign snapshot costs a full scan, nothing else.
 //!
-//! Layout of `plaint-indexes` in the sled directory (little-endian; format 1):
+//! Layout of `plaint-indexes` in the sled directory (little-endian; format 2, whose id
+//! fingerprints have 48 bits; a format-1 snapshot, with 64-bit ones, is read and its
+//! fingerprints cut to 48 bits):
 //!
 //! | field | size |
 //! |---|---|
@@ -15,7 +17,7 @@
 //! | last sequence, chain hash at it | 8 + 32 |
 //! | ids, complaints, regions (counts) | 8 + 8 + 4 |
 //! | regions: length, UTF-8 | 2 + n each |
-//! | id fingerprints, then their sequence numbers, sorted by fingerprint | 8 + 4 each |
+//! | id fingerprints (`index::id_key`), then their sequence numbers, sorted by fingerprint | 8 + 4 each |
 //! | complaint keys, then heads (last seq, version, region, status), sorted by key | 16 + 13 each |
 //! | back-pointers, one per event | 4 each |
 //! | BLAKE3 of everything above | 32 |
@@ -28,10 +30,12 @@ use plaint_events::lifecycle::StreamStatus;
 
 use std::sync::Arc;
 
-use crate::index::{merge_by_key, IdIndex, SortedRun, StreamHead, StreamIndex};
+use crate::index::{fingerprint_bits, merge_by_key, IdIndex, SortedRun, StreamHead, StreamIndex};
 
 const MAGIC: &[u8; 8] = b"PLAINTIX";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
+/// Format 1 differs only by its 64-bit id fingerprints.
+const FORMAT_64_BIT_IDS: u32 = 1;
 const FILE_NAME: &str = "plaint-indexes";
 
 /// Where the snapshot of the log in `dir` lives (inside sled's directory, so that it moves
@@ -220,8 +224,9 @@ pub fn read(dir: &Path) -> io::Result<Option<Snapshot>> {
     );
     let mut header = [0u8; 72];
     input.read_exact(&mut header)?;
-    if &header[..8] != MAGIC || u32_at(&header, 8) != FORMAT {
-        return Err(invalid("not a format-1 plaint index snapshot"));
+    let format = u32_at(&header, 8);
+    if &header[..8] != MAGIC || (format != FORMAT && format != FORMAT_64_BIT_IDS) {
+        return Err(invalid("not a plaint index snapshot of format 1 or 2"));
     }
     let last_seq = u64::from_le_bytes(header[12..20].try_into().expect("8"));
     let chain: [u8; 32] = header[20..52].try_into().expect("32");
@@ -248,8 +253,11 @@ pub fn read(dir: &Path) -> io::Result<Option<Snapshot>> {
     }
     let n_ids = n_ids as usize;
     let n_streams = n_streams as usize;
-    let id_keys = read_array(&mut input, n_ids, u64::from_le_bytes)?;
-    let id_seqs = read_array(&mut input, n_ids, u32::from_le_bytes)?;
+    let mut id_keys = read_array(&mut input, n_ids, u64::from_le_bytes)?;
+    let mut id_seqs = read_array(&mut input, n_ids, u32::from_le_bytes)?;
+    if format == FORMAT_64_BIT_IDS {
+        (id_keys, id_seqs) = cut_to_48_bits(id_keys, id_seqs);
+    }
     let stream_keys = read_array(&mut input, n_streams, u128::from_le_bytes)?;
     let heads = read_array(&mut input, n_streams, |b: [u8; 13]| {
         let status = match b[12] {
@@ -302,10 +310,86 @@ pub fn read(dir: &Path) -> io::Result<Option<Snapshot>> {
     }))
 }
 
+/// The entries of a format-1 snapshot with their fingerprints cut to 48 bits, sorted again
+/// (cutting reorders keys within a radix bucket).
+fn cut_to_48_bits(keys: Vec<u64>, seqs: Vec<u32>) -> (Vec<u64>, Vec<u32>) {
+    let mut entries: Vec<(u64, u32)> = keys.into_iter().map(fingerprint_bits).zip(seqs).collect();
+    entries.sort_unstable();
+    entries.into_iter().unzip()
+}
+
 /// Removes the snapshot of the log in `dir`, if any (after a repair truncated the log).
 pub fn remove(dir: &Path) -> io::Result<()> {
     match std::fs::remove_file(path(dir)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{id_hash, id_key};
+    use uuid::Uuid;
+
+    fn ids(n: u32) -> Vec<Uuid> {
+        (0..n)
+            .map(|i| Uuid::new_v5(&Uuid::NAMESPACE_OID, &i.to_le_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn a_format_1_snapshot_with_64_bit_fingerprints_finds_every_id() {
+        let ids = ids(5_000);
+        // As format 1 stored them: whole 64-bit hashes, sorted.
+        let mut entries: Vec<(u64, u32)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id_hash(id), i as u32 + 1))
+            .collect();
+        entries.sort_unstable();
+        let (keys, seqs) = entries.into_iter().unzip();
+        let (keys, seqs) = cut_to_48_bits(keys, seqs);
+        let index = IdIndex::from_run(SortedRun::from_sorted(keys, seqs));
+        assert!(index.run().is_sorted());
+        for (i, id) in ids.iter().enumerate() {
+            let found: Vec<u64> = index.candidates(id_key(id)).collect();
+            assert!(found.contains(&(i as u64 + 1)), "id {i}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn a_snapshot_written_as_format_1_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ids(3);
+        let mut index = IdIndex::default();
+        let mut streams = StreamIndex::default();
+        for (i, id) in ids.iter().enumerate() {
+            index.insert(id_key(id), i as u32 + 1);
+            streams.record(
+                crate::index::complaint_key("C-1"),
+                "eu",
+                if i == 0 {
+                    plaint_events::EventType::Filed
+                } else {
+                    plaint_events::EventType::Acknowledged
+                },
+                i as u32 + 1,
+            );
+        }
+        write(dir.path(), &Capture::of(3, [7; 32], &index, &streams)).unwrap();
+        let mut bytes = std::fs::read(path(dir.path())).unwrap();
+        bytes[8..12].copy_from_slice(&FORMAT_64_BIT_IDS.to_le_bytes());
+        let body = bytes.len() - 32;
+        let hash = *blake3::hash(&bytes[..body]).as_bytes();
+        bytes[body..].copy_from_slice(&hash);
+        std::fs::write(path(dir.path()), &bytes).unwrap();
+
+        let snapshot = read(dir.path()).unwrap().expect("a snapshot");
+        assert_eq!(snapshot.last_seq, 3);
+        for (i, id) in ids.iter().enumerate() {
+            let found: Vec<u64> = snapshot.ids.candidates(id_key(id)).collect();
+            assert_eq!(found, vec![i as u64 + 1]);
+        }
     }
 }

@@ -7,14 +7,28 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 fn open(dir: &std::path::Path) -> Log {
-    Log::open(
-        dir.join("plaint.sled"),
+    reopen(
+        dir,
         LogOptions {
             durability: plaint_log::Durability::Flush,
             ..Default::default()
         },
     )
-    .unwrap()
+}
+
+/// Opens the log in `dir`, waiting up to two seconds for a handle just dropped to let go:
+/// sled's background threads may hold the database's file lock for a moment after its
+/// last handle is gone, which made reopening tests fail on a loaded machine.
+fn reopen(dir: &std::path::Path, options: LogOptions) -> Log {
+    for _ in 0..200 {
+        match Log::open(dir.join("plaint.sled"), options.clone()) {
+            Err(error) if error.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            opened => return opened.unwrap(),
+        }
+    }
+    panic!("the log's file lock was not released within two seconds")
 }
 
 /// Stages each event in one batch and commits; returns the outcomes.
@@ -356,15 +370,14 @@ fn a_damaged_last_segment_refuses_to_open_and_repair_truncates() {
 }
 
 fn open_rolling(dir: &std::path::Path, segment_file_bytes: u64) -> Log {
-    Log::open(
-        dir.join("plaint.sled"),
+    reopen(
+        dir,
         LogOptions {
             durability: plaint_log::Durability::Flush,
             segment_file_bytes,
             ..Default::default()
         },
     )
-    .unwrap()
 }
 
 fn segment_files(log_dir: &std::path::Path) -> Vec<String> {
