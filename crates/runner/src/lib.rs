@@ -19,6 +19,11 @@
 //! - [`rebuild`] and [`view_digest`]: drop a view and replay the whole log into it (no
 //!   ticks, effects discarded; segments decoded ahead on one thread, rows written on
 //!   another, `apply` on the caller's), and the deterministic digest to compare views.
+//!   A view whose rows are of an older layout is rebuilt when its runner starts: in
+//!   [`Runner::new`], or, with [`RunnerOptions::defer_rebuild`] (what `serve` uses), in
+//!   [`Runner::run`], so that the rest of the node answers meanwhile. A rebuild marks the
+//!   view until it finishes; a view still marked at a start (a crash, a stop halfway) is
+//!   rebuilt again rather than caught up live from a partial state.
 //! - [`ViewStore`] (`store`): where a view's rows and checkpoint live, and why not sled.
 //!
 //! What it does not do: decide anything about complaints. It never looks inside an event
@@ -103,6 +108,11 @@ pub struct RunnerOptions {
     /// Page cache of the view's database (the first runner or query to open a view in a
     /// process sets it).
     pub view_cache_bytes: usize,
+    /// A view that must be rebuilt (rows of an older layout, an interrupted rebuild) is
+    /// rebuilt by [`Runner::run`] (or [`Runner::catch_up`]) instead of [`Runner::new`], so
+    /// that its handle exists at once: `serve` answers queries while one view rebuilds,
+    /// and that view answers as of its checkpoint, which starts at 0.
+    pub defer_rebuild: bool,
 }
 
 impl Default for RunnerOptions {
@@ -112,6 +122,7 @@ impl Default for RunnerOptions {
             idle_tick: Duration::from_secs(1),
             rebuild_batch: 50_000,
             view_cache_bytes: ViewStore::DEFAULT_CACHE_BYTES,
+            defer_rebuild: false,
         }
     }
 }
@@ -216,56 +227,66 @@ pub struct Runner<P: Projection> {
     options: RunnerOptions,
     /// Cancelled when `run` is told to stop: a delivery that keeps failing gives up then.
     stopping: CancellationToken,
+    /// The view was emptied for a rebuild that `run` or `catch_up` does
+    /// ([`RunnerOptions::defer_rebuild`]).
+    rebuild_pending: bool,
 }
 
 impl<P: Projection> Runner<P> {
-    /// Restores `projector` from its view in the log's directory.
+    /// Restores `projector` from its view in the log's directory; a view that must be
+    /// rebuilt (see [`RunnerOptions::defer_rebuild`]) is rebuilt from the log first.
     pub fn new(
         log: Log,
-        mut projector: P,
+        projector: P,
         sink: Arc<dyn EffectSink>,
         clock: Arc<dyn Clock>,
         options: RunnerOptions,
     ) -> Result<Self, RunnerError> {
         let name = projector.name();
         let rows = ViewStore::open(log.path(), name, options.view_cache_bytes)?;
-        let checkpoint = rows.checkpoint()?;
-        let layout = projector.layout();
-        let stored_layout = rows.layout()?;
-        let moved_out_of_sled = drop_sled_view(&log, name)?;
-        let stale = if checkpoint > 0 && stored_layout != Some(layout) {
-            // Written by a version of plaint that laid the rows out differently.
-            tracing::warn!(
-                projector = name,
-                ?stored_layout,
-                layout,
-                "the view's rows are of an older layout; rebuilding it from the log"
-            );
-            true
-        } else if checkpoint == 0 && moved_out_of_sled && log.last_seq() > 0 {
-            tracing::warn!(
-                projector = name,
-                "the view was kept in sled by an older plaint; rebuilding it from the log"
-            );
-            true
-        } else {
-            false
+        let Some(why) = rebuild_needed(&log, &rows, name, projector.layout())? else {
+            return Self::restore(log, projector, sink, clock, options, rows);
         };
-        if stale {
-            // Rebuilt from the log, effects discarded: they are in the log already.
-            let (mut runner, report) = rebuild_runner(&log, projector, options, |_| {})?;
-            tracing::info!(
+        if options.defer_rebuild {
+            tracing::warn!(
                 projector = name,
-                events = report.events,
-                seconds = report.seconds,
-                "view rebuilt"
+                why,
+                "the view will be rebuilt from the log; until then it answers as of its progress"
             );
-            runner.handle.lock().set_rebuilding(false);
-            runner.sink = sink;
-            runner.clock = clock;
+            rows.begin_rebuild()?;
+            let mut runner =
+                Self::restore(log, projector_fresh(projector), sink, clock, options, rows)?;
+            runner.rebuild_pending = true;
             return Ok(runner);
         }
-        if checkpoint == 0 && stored_layout != Some(layout) {
+        tracing::warn!(projector = name, why, "rebuilding the view from the log");
+        // Effects discarded: they are in the log already.
+        let (mut runner, report) = rebuild_runner(&log, projector, options, |_| {})?;
+        tracing::info!(
+            projector = name,
+            events = report.events,
+            seconds = report.seconds,
+            "view rebuilt"
+        );
+        runner.handle.lock().set_rebuilding(false);
+        runner.sink = sink;
+        runner.clock = clock;
+        Ok(runner)
+    }
+
+    /// Restores `projector` from `rows`, which need no rebuild.
+    fn restore(
+        log: Log,
+        mut projector: P,
+        sink: Arc<dyn EffectSink>,
+        clock: Arc<dyn Clock>,
+        options: RunnerOptions,
+        rows: ViewStore,
+    ) -> Result<Self, RunnerError> {
+        let name = projector.name();
+        let checkpoint = rows.checkpoint()?;
+        let layout = projector.layout();
+        if checkpoint == 0 && rows.layout()? != Some(layout) {
             rows.set_layout(layout)?;
         }
         // Only the live state: paged-out rows come back when an event or a query asks.
@@ -305,7 +326,50 @@ impl<P: Projection> Runner<P> {
             clock,
             options,
             stopping: CancellationToken::new(),
+            rebuild_pending: false,
         })
+    }
+
+    /// Whether the view still has to be rebuilt by `run` or `catch_up`.
+    pub fn rebuild_pending(&self) -> bool {
+        self.rebuild_pending
+    }
+
+    /// Does the rebuild that `new` deferred, if any, on the blocking pool: queries go on
+    /// meanwhile (the projector is locked one segment at a time). Returns false if
+    /// `stopping` ended it early: the view stays marked, and the next start rebuilds again.
+    async fn finish_pending_rebuild(&mut self) -> Result<bool, RunnerError> {
+        if !self.rebuild_pending {
+            return Ok(true);
+        }
+        let (log, handle, stopping) =
+            (self.log.clone(), self.handle.clone(), self.stopping.clone());
+        let batch_size = self.options.batch_size.max(self.options.rebuild_batch);
+        handle.lock().set_rebuilding(true);
+        let started = Instant::now();
+        let replayed = tokio::task::spawn_blocking(move || {
+            replay_into(&log, &handle, batch_size, |_| {}, Some(&stopping))
+        })
+        .await
+        .map_err(|e| RunnerError::Storage(format!("the rebuild stopped: {e}")))?;
+        self.handle.lock().set_rebuilding(false);
+        let Some(events) = replayed? else {
+            tracing::warn!(
+                projector = self.handle.name,
+                "stopped while rebuilding the view; the next start rebuilds it again"
+            );
+            return Ok(false);
+        };
+        let layout = self.handle.lock().layout();
+        self.handle.rows.finish_rebuild(layout)?;
+        self.rebuild_pending = false;
+        tracing::info!(
+            projector = self.handle.name,
+            events,
+            seconds = started.elapsed().as_secs_f64(),
+            "view rebuilt"
+        );
+        Ok(true)
     }
 
     pub fn handle(&self) -> ProjectorHandle<P> {
@@ -314,8 +378,12 @@ impl<P: Projection> Runner<P> {
 
     /// Applies every entry after the checkpoint, batch by batch, without ticking. Returns
     /// the number of events applied.
-    pub async fn catch_up(&self) -> Result<u64, RunnerError> {
-        let mut applied = 0;
+    pub async fn catch_up(&mut self) -> Result<u64, RunnerError> {
+        let from = self.handle.checkpoint();
+        if !self.finish_pending_rebuild().await? {
+            return Ok(self.handle.checkpoint() - from);
+        }
+        let mut applied = self.handle.checkpoint() - from;
         loop {
             let n = self.apply_batch().await?;
             if n == 0 {
@@ -411,7 +479,10 @@ impl<P: Projection> Runner<P> {
     /// Catches up, then follows the log and the clock until `shutdown` is cancelled.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), RunnerError> {
         self.stopping = shutdown.clone();
-        let followed = self.follow(shutdown).await;
+        let followed = match self.finish_pending_rebuild().await {
+            Ok(true) => self.follow(shutdown).await,
+            stopped_or_failed => stopped_or_failed.map(drop),
+        };
         // What was committed since the last durable commit is not applied again at the
         // next start.
         let synced = self.handle.rows.sync();
@@ -653,35 +724,16 @@ pub async fn rebuild<P: Projection>(
     rebuild_runner(log, fresh, options, progress).map(|(_, report)| report)
 }
 
-/// [`rebuild`], returning the runner over the rebuilt view (with a sink that discards
-/// effects and the system clock; the caller swaps in its own) and the projector still
-/// marked rebuilding.
-fn rebuild_runner<P: Projection>(
+/// Replays the whole log into the empty view of `handle` (no ticks, effects dropped),
+/// committing every `batch_size` events; returns the number of events, or `None` if
+/// `stop` ended it first.
+fn replay_into<P: Projection>(
     log: &Log,
-    fresh: P,
-    options: RunnerOptions,
+    handle: &ProjectorHandle<P>,
+    batch_size: usize,
     mut progress: impl FnMut(u64),
-) -> Result<(Runner<P>, RebuildReport), RunnerError> {
-    let mut fresh = fresh;
-    // Its effects are dropped below, so it need not build them.
-    fresh.set_rebuilding(true);
-    let name = fresh.name();
-    ViewStore::open(log.path(), name, options.view_cache_bytes)?.clear()?;
-    // Large batches: a row touched by many events of a batch is encoded and written once,
-    // and a rebuild has no live reader waiting for the next checkpoint.
-    let options = RunnerOptions {
-        batch_size: options.batch_size.max(options.rebuild_batch),
-        ..options
-    };
-    let batch_size = options.batch_size;
-    let started = Instant::now();
-    let runner = Runner::new(
-        log.clone(),
-        fresh,
-        Arc::new(DiscardEffects),
-        Arc::new(SystemClock),
-        options,
-    )?;
+    stop: Option<&CancellationToken>,
+) -> Result<Option<u64>, RunnerError> {
     let head = log.last_seq();
     // Three stages on their own threads: decode, apply (here), write rows. Each
     // is a large share of the work, and the rows of batch N are written while batch N+1
@@ -692,8 +744,8 @@ fn rebuild_runner<P: Projection>(
     // One message per committed batch: eviction waits for the rows it relies on.
     let (committed_tx, committed_rx) = std::sync::mpsc::channel::<()>();
     let committer = {
-        let store = runner.handle.rows.clone();
-        let published = runner.handle.checkpoint.clone();
+        let store = handle.rows.clone();
+        let published = handle.checkpoint.clone();
         std::thread::Builder::new()
             .name("plaint-commit".into())
             .spawn(move || -> Result<(), RunnerError> {
@@ -714,6 +766,14 @@ fn rebuild_runner<P: Projection>(
     let mut uncommitted = 0;
     let mut reached = 0;
     while let Ok(segment) = decoded.recv() {
+        if stop.is_some_and(|stop| stop.is_cancelled()) {
+            drop(to_commit);
+            drop(decoded);
+            decoder.join().expect("the decoding thread does not panic");
+            committed(committer)?;
+            handle.rows.sync()?;
+            return Ok(None);
+        }
         let segment = match segment {
             Ok(segment) => segment,
             Err(error) => {
@@ -723,11 +783,11 @@ fn rebuild_runner<P: Projection>(
             }
         };
         {
-            let mut projector = runner.handle.lock();
+            let mut projector = handle.lock();
             // Rows of evicted items are committed (eviction waited for them).
             page_in(
                 &mut *projector,
-                &runner.handle.rows,
+                &handle.rows,
                 segment.iter().map(|(_, e)| e),
             )?;
             for (seq, event) in &segment {
@@ -747,7 +807,7 @@ fn rebuild_runner<P: Projection>(
                 in_flight -= 1;
             }
             let changes = {
-                let mut projector = runner.handle.lock();
+                let mut projector = handle.lock();
                 if in_flight == 0 {
                     projector.evict();
                 }
@@ -763,7 +823,7 @@ fn rebuild_runner<P: Projection>(
         }
     }
     if uncommitted > 0 {
-        let changes = runner.handle.lock().take_changes();
+        let changes = handle.lock().take_changes();
         // An error here is the committer's, reported by the join below.
         let _ = to_commit.send((changes, reached));
         progress(reached);
@@ -772,7 +832,66 @@ fn rebuild_runner<P: Projection>(
     drop(decoded);
     decoder.join().expect("the decoding thread does not panic");
     committed(committer)?;
-    runner.handle.rows.sync()?;
+    handle.rows.sync()?;
+    Ok(Some(events))
+}
+
+/// Why the view in `rows` must be rebuilt from the log before it can be used, if it must.
+fn rebuild_needed(
+    log: &Log,
+    rows: &ViewStore,
+    projector: &str,
+    layout: u32,
+) -> Result<Option<&'static str>, RunnerError> {
+    let checkpoint = rows.checkpoint()?;
+    let stored_layout = rows.layout()?;
+    let moved_out_of_sled = drop_sled_view(log, projector)?;
+    Ok(if rows.rebuild_interrupted()? {
+        Some("a rebuild of the view did not finish")
+    } else if checkpoint > 0 && stored_layout != Some(layout) {
+        Some("the view's rows are of an older layout")
+    } else if checkpoint == 0 && moved_out_of_sled && log.last_seq() > 0 {
+        Some("the view was kept in sled by an older plaint")
+    } else {
+        None
+    })
+}
+
+/// [`rebuild`], returning the runner over the rebuilt view (with a sink that discards
+/// effects and the system clock; the caller swaps in its own) and the projector still
+/// marked rebuilding.
+fn rebuild_runner<P: Projection>(
+    log: &Log,
+    fresh: P,
+    options: RunnerOptions,
+    progress: impl FnMut(u64),
+) -> Result<(Runner<P>, RebuildReport), RunnerError> {
+    let mut fresh = fresh;
+    // Its effects are dropped below, so it need not build them.
+    fresh.set_rebuilding(true);
+    let name = fresh.name();
+    let layout = fresh.layout();
+    let rows = ViewStore::open(log.path(), name, options.view_cache_bytes)?;
+    rows.begin_rebuild()?;
+    // Large batches: a row touched by many events of a batch is encoded and written once,
+    // and a rebuild has no live reader waiting for the next checkpoint.
+    let options = RunnerOptions {
+        batch_size: options.batch_size.max(options.rebuild_batch),
+        ..options
+    };
+    let batch_size = options.batch_size;
+    let started = Instant::now();
+    let runner = Runner::restore(
+        log.clone(),
+        fresh,
+        Arc::new(DiscardEffects),
+        Arc::new(SystemClock),
+        options,
+        rows,
+    )?;
+    let events = replay_into(log, &runner.handle, batch_size, progress, None)?
+        .expect("a replay without a stop signal runs to the end");
+    runner.handle.rows.finish_rebuild(layout)?;
     let seconds = started.elapsed().as_secs_f64();
     let (digest, checkpoint) = view_digest(log, name)?;
     runner.handle.lock().evict();

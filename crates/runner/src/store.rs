@@ -171,6 +171,32 @@ impl ViewStore {
     }
 
     /// Drops every row, the checkpoint and the layout (durably).
+    /// Empties the view for a rebuild and marks it as being rebuilt until
+    /// [`ViewStore::finish_rebuild`]: a rebuild interrupted by a crash or a stop leaves the
+    /// mark, and the next start rebuilds again instead of catching up from a partial view
+    /// live (which would repeat the effects of the whole history).
+    pub fn begin_rebuild(&self) -> Result<(), RunnerError> {
+        self.clear()?;
+        self.write(true, |_, meta| {
+            meta.insert("rebuilding", 1).map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    /// Records the layout of a finished rebuild and removes its mark, durably.
+    pub fn finish_rebuild(&self, layout: u32) -> Result<(), RunnerError> {
+        self.write(true, |_, meta| {
+            meta.insert("layout", u64::from(layout)).map_err(storage)?;
+            meta.remove("rebuilding").map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    /// Whether a rebuild began and did not finish.
+    pub fn rebuild_interrupted(&self) -> Result<bool, RunnerError> {
+        Ok(self.meta("rebuilding")?.is_some())
+    }
+
     pub fn clear(&self) -> Result<(), RunnerError> {
         let mut tx = self.inner.db.begin_write().map_err(storage)?;
         tx.set_quick_repair(true);

@@ -13,6 +13,7 @@ use plaint_runner::{
     ViewStore,
 };
 use plaint_testkit::fixtures::{acknowledged, at, bytes, filed, resolved};
+use tokio_util::sync::CancellationToken;
 
 async fn rebuild_complaints(log: &Log) -> Result<plaint_runner::RebuildReport, RunnerError> {
     rebuild(
@@ -73,7 +74,7 @@ async fn rebuild_equals_a_live_runner_that_caught_up_in_batches_cutting_segments
     assert!(head > 100);
 
     // Live: batches of 4 events end in the middle of segments.
-    let live = Runner::new(
+    let mut live = Runner::new(
         log.clone(),
         ComplaintsProjector::new(),
         Arc::new(DiscardEffects),
@@ -186,7 +187,7 @@ async fn paged_out_complaints_come_back_alike_in_live_batches_and_in_a_rebuild()
         rebuild_batch: 7,
         ..Default::default()
     };
-    let live = Runner::new(
+    let mut live = Runner::new(
         log.clone(),
         ComplaintsProjector::with_capacity(2),
         Arc::new(DiscardEffects),
@@ -268,15 +269,8 @@ fn start_complaints_and_expect(log: &Log, digest: &str, head: u64) -> Runner<Com
 #[tokio::test]
 async fn a_view_of_an_older_row_layout_is_rebuilt_when_the_runner_starts() {
     let (_dir, log, head, report) = log_with_rebuilt_complaints().await;
-    // Pretend an older plaint wrote the view: layout 1, rows in its shape.
-    let store = ViewStore::open(log.path(), "complaints", ViewStore::DEFAULT_CACHE_BYTES).unwrap();
-    store.set_layout(1).unwrap();
-    let stale = (
-        b"c/stale".to_vec(),
-        Some(b"not a row of this layout".to_vec()),
-    );
-    store.commit(vec![stale], head).unwrap();
-    let runner = start_complaints_and_expect(&log, &report.digest, head);
+    let store = forge_layout_1_view(&log, head);
+    let mut runner = start_complaints_and_expect(&log, &report.digest, head);
     assert_eq!(store.layout().unwrap(), Some(2));
     assert_eq!(runner.catch_up().await.unwrap(), 0);
 }
@@ -300,4 +294,78 @@ async fn a_view_an_older_plaint_kept_in_sled_is_dropped_and_rebuilt() {
         .tree_names()
         .iter()
         .any(|name| name.as_ref() == b"view/complaints"));
+}
+
+/// Forges the `complaints` view of an older plaint (layout 1, a row of another shape).
+fn forge_layout_1_view(log: &Log, head: u64) -> ViewStore {
+    let store = ViewStore::open(log.path(), "complaints", ViewStore::DEFAULT_CACHE_BYTES).unwrap();
+    store.set_layout(1).unwrap();
+    let stale = (
+        b"c/stale".to_vec(),
+        Some(b"not a row of this layout".to_vec()),
+    );
+    store.commit(vec![stale], head).unwrap();
+    store
+}
+
+#[tokio::test]
+async fn a_deferred_rebuild_hands_out_the_view_at_once_and_rebuilds_it_in_run() {
+    let (_dir, log, head, report) = log_with_rebuilt_complaints().await;
+    let store = forge_layout_1_view(&log, head);
+    let runner = Runner::new(
+        log.clone(),
+        ComplaintsProjector::new(),
+        Arc::new(DiscardEffects),
+        Arc::new(ManualClock::new(at(0))),
+        RunnerOptions {
+            defer_rebuild: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(runner.rebuild_pending());
+    let handle = runner.handle();
+    // Queries see an empty view at checkpoint 0, not the old layout's rows.
+    assert_eq!(handle.checkpoint(), 0);
+    assert_eq!(handle.lock().counts().total, 0);
+    assert!(store.rebuild_interrupted().unwrap(), "marked until done");
+
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(runner.run(shutdown.clone()));
+    for _ in 0..1000 {
+        if handle.checkpoint() == head {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    assert_eq!(
+        view_digest(&log, "complaints").unwrap(),
+        (report.digest.clone(), head)
+    );
+    assert_eq!(store.layout().unwrap(), Some(2));
+    assert!(!store.rebuild_interrupted().unwrap());
+    // The next start restores it as it is.
+    let runner = start_complaints_and_expect(&log, &report.digest, head);
+    assert!(!runner.rebuild_pending());
+}
+
+#[tokio::test]
+async fn a_rebuild_that_did_not_finish_is_done_again_at_the_next_start() {
+    let (_dir, log, head, report) = log_with_rebuilt_complaints().await;
+    // As a crash halfway through leaves it: marked, part of the rows, a checkpoint, and
+    // the current layout (which alone would let a start catch up live from there).
+    let store = ViewStore::open(log.path(), "complaints", ViewStore::DEFAULT_CACHE_BYTES).unwrap();
+    store.begin_rebuild().unwrap();
+    store.set_layout(2).unwrap();
+    store
+        .commit(
+            vec![(b"c/P-1-1".to_vec(), Some(b"half".to_vec()))],
+            head / 2,
+        )
+        .unwrap();
+    let runner = start_complaints_and_expect(&log, &report.digest, head);
+    assert!(!runner.rebuild_pending());
+    assert!(!store.rebuild_interrupted().unwrap());
 }

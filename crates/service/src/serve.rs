@@ -196,10 +196,13 @@ impl Node {
     ) -> Result<Node, ServeError> {
         let projectors = projectors(&config)?;
         let log = open_log(&config)?;
-        Self::assemble_with_log(config, log, projectors, sink, clock, shutdown)
+        Self::assemble_with_log(config, log, projectors, sink, clock, shutdown, false)
     }
 
-    /// Restores every projector over an open log.
+    /// Restores every projector over an open log. With `defer_rebuilds`, a view that must
+    /// be rebuilt (a new row layout after an upgrade) is rebuilt by its runner once the
+    /// node runs, so the API answers meanwhile (that view as of its progress; `status`
+    /// shows its lag); without, it is rebuilt here.
     pub fn assemble_with_log(
         config: Config,
         log: Log,
@@ -207,6 +210,7 @@ impl Node {
         sink: Arc<dyn EffectSink>,
         clock: Arc<dyn Clock>,
         shutdown: CancellationToken,
+        defer_rebuilds: bool,
     ) -> Result<Node, ServeError> {
         let Projectors {
             sla,
@@ -215,14 +219,24 @@ impl Node {
         } = projectors;
         // Each runner restores its projector's view from its rows: independent work that
         // dominates a big node's start, so on threads of their own.
+        let options = RunnerOptions {
+            defer_rebuild: defer_rebuilds,
+            ..Default::default()
+        };
         fn new_runner<P: Projection>(
             log: &Log,
             projector: P,
             sink: &Arc<dyn EffectSink>,
             clock: &Arc<dyn Clock>,
+            options: &RunnerOptions,
         ) -> Result<Runner<P>, plaint_runner::RunnerError> {
-            let options = RunnerOptions::default();
-            Runner::new(log.clone(), projector, sink.clone(), clock.clone(), options)
+            Runner::new(
+                log.clone(),
+                projector,
+                sink.clone(),
+                clock.clone(),
+                options.clone(),
+            )
         }
         fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
             handle
@@ -230,11 +244,11 @@ impl Node {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         }
         let (complaints, sla, escalation, trends) = std::thread::scope(|scope| {
-            let complaints =
-                scope.spawn(|| new_runner(&log, ComplaintsProjector::new(), &sink, &clock));
-            let sla = scope.spawn(|| new_runner(&log, sla, &sink, &clock));
-            let escalation = scope.spawn(|| new_runner(&log, escalation, &sink, &clock));
-            let trends = scope.spawn(|| new_runner(&log, trends, &sink, &clock));
+            let complaints = scope
+                .spawn(|| new_runner(&log, ComplaintsProjector::new(), &sink, &clock, &options));
+            let sla = scope.spawn(|| new_runner(&log, sla, &sink, &clock, &options));
+            let escalation = scope.spawn(|| new_runner(&log, escalation, &sink, &clock, &options));
+            let trends = scope.spawn(|| new_runner(&log, trends, &sink, &clock, &options));
             (join(complaints), join(sla), join(escalation), join(trends))
         });
         let mut runners = Vec::new();
@@ -382,7 +396,7 @@ pub async fn serve_with_clock(
     let node = {
         let (config, log, shutdown) = (config.clone(), log.clone(), shutdown.clone());
         tokio::task::spawn_blocking(move || {
-            Node::assemble_with_log(config, log, projectors, sink, clock, shutdown)
+            Node::assemble_with_log(config, log, projectors, sink, clock, shutdown, true)
         })
         .await
         .map_err(|e| ServeError::Other(e.to_string()))
