@@ -30,7 +30,9 @@ use plaint_events::lifecycle::StreamStatus;
 
 use std::sync::Arc;
 
-use crate::index::{fingerprint_bits, merge_by_key, IdIndex, SortedRun, StreamHead, StreamIndex};
+use crate::index::{
+    fingerprint_bits, merge_by_key, BackPointers, IdIndex, SortedRun, StreamHead, StreamIndex,
+};
 
 const MAGIC: &[u8; 8] = b"PLAINTIX";
 const FORMAT: u32 = 2;
@@ -85,7 +87,7 @@ pub struct Capture {
     id_recent: Vec<(u64, u32)>,
     stream_run: Vec<(u128, StreamHead)>,
     stream_recent: Vec<(u128, StreamHead)>,
-    previous: Vec<u32>,
+    previous: BackPointers,
     regions: Vec<Box<str>>,
 }
 
@@ -98,7 +100,7 @@ impl Capture {
             id_recent: ids.recent_sorted(),
             stream_run: streams.run().entries().collect(),
             stream_recent: streams.recent_sorted(),
-            previous: streams.previous().to_vec(),
+            previous: streams.previous().clone(),
             regions: streams.regions().to_vec(),
         }
     }
@@ -158,7 +160,7 @@ pub fn write(dir: &Path, capture: &Capture) -> io::Result<()> {
         out.write_all(&head.region.to_le_bytes())?;
         out.write_all(&[head.status as u8])?;
     }
-    for previous in &capture.previous {
+    for previous in capture.previous.iter() {
         out.write_all(&previous.to_le_bytes())?;
     }
     let Hashing { mut inner, hasher } = out.into_inner().map_err(|e| e.into_error())?;
