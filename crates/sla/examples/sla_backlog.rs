@@ -159,7 +159,9 @@ fn main() {
     );
     println!(
         "resident memory grown by {} (from {} to {})",
-        mib(memory_before.zip(memory_after).map(|(b, a)| a.saturating_sub(b))),
+        mib(memory_before
+            .zip(memory_after)
+            .map(|(b, a)| a.saturating_sub(b))),
         mib(memory_before),
         mib(memory_after)
     );

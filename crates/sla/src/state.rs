@@ -11,6 +11,7 @@ use plaint_projection::{RowCodec, RowError, RowReader, RowWriter};
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::Calendar;
+use crate::index::CALLBACK_BASE;
 
 /// An absent time.
 pub(crate) const NONE: i64 = i64::MIN;
@@ -313,25 +314,48 @@ pub(crate) struct Complaint {
     pub clocks: [Clock; 3],
     pub promises: Vec<Promise>,
     pub completed: Vec<Record>,
+    /// The breach rows (`b/`, see [`breach_key`]) its persisted row goes with: what the
+    /// last `take_changes` wrote, or what the row it was restored from implies. The next
+    /// write deletes those it no longer lists. Usually empty (no allocation).
+    pub breach_rows: Box<[BreachRef]>,
 }
+
+/// One listed breach of a complaint: (deadline, timer id: clock index, or
+/// `CALLBACK_BASE + serial` for a callback promise).
+pub(crate) type BreachRef = (i64, u16);
 
 impl Complaint {
     /// Whether the complaint may leave memory once its row is committed: no timer can
-    /// fire for it (no clock or promise armed in the deadline index) and the breaches
-    /// query does not list it (no recorded breach of a cycle still open while the
-    /// complaint is open or resolved). What stays in memory is then exactly what ticks,
-    /// `at_risk`, `breaches` and `next_due` read; an event about the complaint pages it
-    /// back in first.
+    /// fire for it (no clock or promise armed in the deadline index). What stays in memory
+    /// is then exactly what ticks, `at_risk` and `next_due` read; the breaches query reads
+    /// the breach rows, and an event about the complaint pages it back in first.
     pub(crate) fn is_cold(&self) -> bool {
-        let armed = self.clocks.iter().any(|c| c.armed().is_some())
-            || self.promises.iter().any(|p| p.armed().is_some());
-        let listed_breach = matches!(
-            self.status,
-            ComplaintStatus::Open | ComplaintStatus::Resolved
-        ) && (self.clocks.iter().any(|c| c.open_breach().is_some())
-            || self.promises.iter().any(|p| p.breached));
-        !armed && !listed_breach
+        !(self.clocks.iter().any(|c| c.armed().is_some())
+            || self.promises.iter().any(|p| p.armed().is_some()))
     }
+
+    /// The breaches the breaches query lists for this complaint, in timer order: each
+    /// recorded breach of a cycle still open (clock) or of a promise not yet kept, while
+    /// the complaint is open or resolved (closed and withdrawn ones are history).
+    pub(crate) fn listed_breaches(&self) -> Vec<BreachRef> {
+        if !lists_breaches(self.status) {
+            return Vec::new();
+        }
+        let clocks = (0u16..)
+            .zip(&self.clocks)
+            .filter_map(|(i, clock)| Some((clock.open_breach()?, i)));
+        let promises = self
+            .promises
+            .iter()
+            .filter(|p| p.breached)
+            .map(|p| (p.due_at, CALLBACK_BASE + p.serial));
+        clocks.chain(promises).collect()
+    }
+}
+
+/// Whether a complaint in this status has its breaches listed.
+fn lists_breaches(status: ComplaintStatus) -> bool {
+    matches!(status, ComplaintStatus::Open | ComplaintStatus::Resolved)
 }
 
 // ---- persisted form ----
@@ -397,6 +421,55 @@ pub(crate) struct RecordRow {
     pub met_at: Option<Timestamp>,
     pub used_seconds: i64,
     pub breached: bool,
+}
+
+/// One listed breach as the breaches query reads it (a `b/` row, see [`breach_key`]):
+/// what an [`SlaItem`] needs that does not depend on `now`. The complaint id is in the key.
+///
+/// [`SlaItem`]: crate::SlaItem
+/// [`breach_key`]: crate::projector::breach_key
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BreachRow {
+    pub region: String,
+    pub category: String,
+    pub policy: String,
+    pub metric: SlaMetric,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promise: Option<u16>,
+    pub started_at: Timestamp,
+    pub due_at: Timestamp,
+    pub target_seconds: i64,
+    /// Seconds of the metric's calendar used before `running_since`.
+    pub used_seconds: i64,
+    /// Set while the clock runs (for a promise: since it was made, on the wall clock); the
+    /// query adds the calendar seconds from it to its `now`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_since: Option<Timestamp>,
+    pub paused: bool,
+}
+
+impl ComplaintRow {
+    /// The breach rows persisted with this row: what [`Complaint::listed_breaches`] gave
+    /// for the state it was written from.
+    pub(crate) fn listed_breaches(&self) -> Box<[BreachRef]> {
+        if !lists_breaches(self.status) {
+            return Box::default();
+        }
+        let clocks = [
+            &self.first_response,
+            &self.resolution,
+            &self.periodic_update,
+        ];
+        let clocks = (0u16..)
+            .zip(clocks)
+            .filter_map(|(i, clock)| Some((clock.to_clock().open_breach()?, i)));
+        let promises = self
+            .promises
+            .iter()
+            .filter(|p| p.breached)
+            .map(|p| (p.due_at.as_second(), CALLBACK_BASE + p.serial));
+        clocks.chain(promises).collect()
+    }
 }
 
 impl ClockRow {
@@ -496,6 +569,81 @@ fn encode_record(out: &mut RowWriter, record: &Record) {
     put_opt_seconds(out, record.met_at);
     out.int(record.used);
     out.bool(record.breached);
+}
+
+/// The `b/` row of the listed breach `timer` of `complaint` written straight from the
+/// compact state: the bytes `encode_row(&BreachRow { .. })` would give. `target` is the
+/// clock's target under the complaint's policy (promises carry their own).
+pub(crate) fn encode_breach(
+    complaint: &Complaint,
+    names: [&str; 3],
+    timer: u16,
+    target: i64,
+) -> Vec<u8> {
+    let mut out = RowWriter::new();
+    for name in names {
+        out.str(name);
+    }
+    if timer < CALLBACK_BASE {
+        let clock = &complaint.clocks[timer as usize];
+        let running = clock.phase == ClockPhase::Running;
+        out.put(&crate::config::CLOCK_METRICS[timer as usize]);
+        out.put(&None::<u16>);
+        out.put(&ts(clock.started_at));
+        out.put(&ts(clock.due_at));
+        out.int(target);
+        out.int(clock.used);
+        put_opt_seconds(&mut out, if running { clock.since } else { NONE });
+        out.bool(!running);
+    } else {
+        let serial = timer - CALLBACK_BASE;
+        let promise = complaint
+            .promises
+            .iter()
+            .find(|p| p.serial == serial)
+            .expect("a listed promise is held");
+        out.put(&SlaMetric::Callback);
+        out.put(&Some(serial));
+        out.put(&ts(promise.promised_at));
+        out.put(&ts(promise.due_at));
+        out.int(promise.due_at - promise.promised_at);
+        out.int(0);
+        out.put(&Some(ts(promise.promised_at)));
+        out.bool(false);
+    }
+    out.finish()
+}
+
+impl RowCodec for BreachRow {
+    fn encode(&self, out: &mut RowWriter) {
+        out.str(&self.region);
+        out.str(&self.category);
+        out.str(&self.policy);
+        out.put(&self.metric);
+        out.put(&self.promise);
+        out.put(&self.started_at);
+        out.put(&self.due_at);
+        out.int(self.target_seconds);
+        out.int(self.used_seconds);
+        out.put(&self.running_since);
+        out.bool(self.paused);
+    }
+
+    fn decode(input: &mut RowReader<'_>) -> Result<Self, RowError> {
+        Ok(BreachRow {
+            region: input.string()?,
+            category: input.string()?,
+            policy: input.string()?,
+            metric: input.get()?,
+            promise: input.get()?,
+            started_at: input.get()?,
+            due_at: input.get()?,
+            target_seconds: input.int()?,
+            used_seconds: input.int()?,
+            running_since: input.get()?,
+            paused: input.bool()?,
+        })
+    }
 }
 
 impl RowCodec for ComplaintRow {
