@@ -314,9 +314,10 @@ pub(crate) struct Complaint {
     pub clocks: [Clock; 3],
     pub promises: Vec<Promise>,
     pub completed: Vec<Record>,
-    /// The breach rows (`b/`, see [`crate::projector::breach_key`]) its persisted row goes with: what the
-    /// last `take_changes` wrote, or what the row it was restored from implies. The next
-    /// write deletes those it no longer lists. Usually empty (no allocation).
+    /// The breach rows (`b/`, see [`crate::projector::breach_key`]) its persisted row goes
+    /// with: what the last `take_changes` wrote, or what the row it was restored from
+    /// implies. The next write deletes those it no longer lists. Usually empty (no
+    /// allocation).
     pub breach_rows: Box<[BreachRef]>,
 }
 
