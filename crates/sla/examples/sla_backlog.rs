@@ -10,6 +10,9 @@
 //!
 //! Cold complaints stay cached up to `plaint_projection::COLD_CACHE` (50 000) after their
 //! rows are committed, so give more complaints than that to see the backlog itself.
+//!
+//! `--rows` keeps the committed rows in a `BTreeMap` (which the memory figure then
+//! includes) and times the breaches query over them at the end.
 
 use std::time::Instant;
 
@@ -17,7 +20,7 @@ use jiff::{SignedDuration, Timestamp};
 use plaint_events::*;
 use plaint_projection::{Effect, Projection};
 use plaint_sla::bench::bench_config;
-use plaint_sla::SlaProjector;
+use plaint_sla::{SlaFilter, SlaProjector};
 use uuid::Uuid;
 
 /// Resident set size from `/proc/self/statm` (Linux); None elsewhere.
@@ -40,9 +43,20 @@ const REGIONS: [&str; 4] = ["eu-west", "us-east", "apac", "latam"];
 
 fn main() {
     let complaints: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.replace('_', "").parse().ok())
+        .skip(1)
+        .find_map(|a| a.replace('_', "").parse().ok())
         .unwrap_or(400_000);
+    let keep_rows = std::env::args().any(|a| a == "--rows");
+    let mut rows = std::collections::BTreeMap::new();
+    let mut commit = |projector: &mut SlaProjector| {
+        let changes = projector.take_changes();
+        let count = changes.len();
+        if keep_rows {
+            plaint_projection::apply_changes(&mut rows, changes);
+        }
+        projector.evict();
+        count
+    };
     let start: Timestamp = "2025-03-03T00:00:00Z".parse().expect("valid time");
     let mut projector = SlaProjector::new(bench_config()).expect("valid configuration");
     let memory_before = resident_bytes();
@@ -118,8 +132,7 @@ fn main() {
                 apply(&mut projector, event);
             }
         }
-        rows_written += projector.take_changes().len();
-        projector.evict();
+        rows_written += commit(&mut projector);
     }
     projector.set_rebuilding(false);
     println!(
@@ -142,8 +155,7 @@ fn main() {
                 apply(&mut projector, &event);
             }
         }
-        rows_written += projector.take_changes().len();
-        projector.evict();
+        rows_written += commit(&mut projector);
     }
     let memory_after = resident_bytes();
     println!(
@@ -165,4 +177,21 @@ fn main() {
         mib(memory_before),
         mib(memory_after)
     );
+    if keep_rows {
+        for limit in [Some(100), None] {
+            let filter = SlaFilter {
+                limit,
+                ..SlaFilter::default()
+            };
+            let started = Instant::now();
+            let items = projector
+                .breaches(&filter, &rows, plus(now, 86_400))
+                .expect("rows decode");
+            println!(
+                "breaches query (limit {limit:?}): {} items in {:.1} ms",
+                items.len(),
+                started.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    }
 }

@@ -84,9 +84,10 @@
 //! its Unix second), holding what a breaches item needs that does not depend on `now`
 //! (names, metric, promise, start, deadline, target, time used and since when the clock
 //! runs, paused). It is written and deleted by `take_changes` together with its
-//! complaint's row; each complaint in memory keeps the (deadline, timer) of the breach
-//! rows its row goes with (read from the row when it comes back), so the ones it no longer
-//! lists are deleted without reading disk. Key order is the query's order.
+//! complaint's row: a complaint's listed breaches before the first change since its row
+//! was taken (or restored, or paged in) are what its breach rows on disk are, so the
+//! projector notes them then (for the few complaints that have any) and deletes those the
+//! complaint no longer lists without reading disk. Key order is the query's order.
 //!
 //! Ticks, `at_risk` and `next_due` read memory only, which is all they need;
 //! [`SlaProjector::breaches`] scans `b/` in key order up to its limit (so it answers for

@@ -100,6 +100,13 @@ pub struct SlaProjector {
     pub(crate) by_id: HashMap<Arc<str>, u32, BuildHasherDefault<DefaultHasher>>,
     pub(crate) index: DeadlineIndex,
     dirty: Vec<u32>,
+    /// The breach rows (see [`breach_key`]) of the complaints changed since the last
+    /// `take_changes` that had any: their listed breaches as they were before the first
+    /// change, which are what their committed rows go with (a complaint not changed since
+    /// its row was taken, restored or paged in lists what its row lists). `take_changes`
+    /// deletes those a complaint no longer lists, without reading disk. Usually empty: few
+    /// complaints have breaches listed when they change.
+    breach_rows_before: HashMap<u32, Vec<BreachRef>, BuildHasherDefault<DefaultHasher>>,
     /// Eviction candidates, longest cold first: slots whose row a `take_changes` wrote to
     /// the archive, and slots paged in. `evict` leaves the last [`COLD_CACHE`] of them.
     cooled: Vec<u32>,
@@ -206,6 +213,7 @@ impl SlaProjector {
             by_id: HashMap::default(),
             index: DeadlineIndex::default(),
             dirty: Vec::new(),
+            breach_rows_before: HashMap::default(),
             cooled: Vec::new(),
             rebuilding: false,
         })
@@ -293,7 +301,6 @@ impl SlaProjector {
             clocks: [Clock::off(); 3],
             promises: Vec::new(),
             completed: Vec::new(),
-            breach_rows: Box::default(),
         };
         let slot = self.complaints.next_slot();
         let environments = envs(&self.config, &self.names.region_calendar, &complaint);
@@ -324,6 +331,7 @@ impl SlaProjector {
             return;
         };
         let complaint = &mut self.complaints[slot as usize];
+        let listed_before = (!complaint.dirty).then(|| complaint.listed_breaches());
         let due_at = breach.due_at.as_second();
         let changed = match breach.metric {
             SlaMetric::Callback => {
@@ -358,6 +366,7 @@ impl SlaProjector {
         if changed && !complaint.dirty {
             complaint.dirty = true;
             self.dirty.push(slot);
+            note_breach_rows(&mut self.breach_rows_before, slot, listed_before);
         }
     }
 
@@ -368,10 +377,12 @@ impl SlaProjector {
             complaints,
             index,
             dirty,
+            breach_rows_before,
             rebuilding,
             ..
         } = self;
         let complaint = &mut complaints[slot as usize];
+        let listed_before = (!complaint.dirty).then(|| complaint.listed_breaches());
         let at = event.time.as_second().max(complaint.last_event_at);
         complaint.last_event_at = at;
         let environments = envs(config, &names.region_calendar, complaint);
@@ -512,6 +523,7 @@ impl SlaProjector {
         if !complaint.dirty {
             complaint.dirty = true;
             dirty.push(slot);
+            note_breach_rows(breach_rows_before, slot, listed_before);
         }
         if *rebuilding {
             return;
@@ -770,6 +782,19 @@ fn reopen(complaint: &mut Complaint, environments: &[Option<ClockEnv>; 3], at: i
     }
 }
 
+/// Notes the breach rows of the complaint at `slot`, changed for the first time since its
+/// row was taken: `listed` is what it listed before the change (None: it was changed
+/// already).
+fn note_breach_rows(
+    before: &mut HashMap<u32, Vec<BreachRef>, BuildHasherDefault<DefaultHasher>>,
+    slot: u32,
+    listed: Option<Vec<BreachRef>>,
+) {
+    if let Some(listed) = listed.filter(|l| !l.is_empty()) {
+        before.insert(slot, listed);
+    }
+}
+
 /// Closing or withdrawing releases the promises not yet broken; broken ones stay breached.
 fn drop_unbroken_promises(
     complaint: &mut Complaint,
@@ -834,7 +859,6 @@ pub(crate) fn complaint_from_row(
             })
             .collect(),
         completed: row.completed.iter().map(RecordRow::to_record).collect(),
-        breach_rows: row.listed_breaches(),
     };
     let environments = envs(config, &names.region_calendar, &complaint);
     for (clock, env) in complaint.clocks.iter_mut().zip(environments) {
@@ -1108,7 +1132,8 @@ impl Projection for SlaProjector {
             // Its breach rows go with it: the ones it no longer lists are deleted, the
             // others written again (their clocks may have moved).
             let listed = complaint.listed_breaches();
-            for &(due_at, timer) in complaint.breach_rows.iter() {
+            let before = self.breach_rows_before.remove(&slot).unwrap_or_default();
+            for &(due_at, timer) in &before {
                 if !listed.contains(&(due_at, timer)) {
                     changes.push((breach_key(due_at, &complaint.id, timer), None));
                 }
@@ -1118,9 +1143,6 @@ impl Projection for SlaProjector {
                 changes.push((key, Some(value)));
             }
             let complaint = &mut self.complaints[slot as usize];
-            if *complaint.breach_rows != *listed {
-                complaint.breach_rows = listed.into_boxed_slice();
-            }
             complaint.dirty = false;
             complaint.stored = side;
             if cold {
@@ -1176,6 +1198,7 @@ impl Projection for SlaProjector {
         self.by_id.clear();
         self.index.clear();
         self.dirty.clear();
+        self.breach_rows_before.clear();
         self.cooled.clear();
         // The runner passes the live rows only; archived ones given too come back as if
         // paged in (and leave again at the next `evict`).

@@ -314,11 +314,6 @@ pub(crate) struct Complaint {
     pub clocks: [Clock; 3],
     pub promises: Vec<Promise>,
     pub completed: Vec<Record>,
-    /// The breach rows (`b/`, see [`crate::projector::breach_key`]) its persisted row goes
-    /// with: what the last `take_changes` wrote, or what the row it was restored from
-    /// implies. The next write deletes those it no longer lists. Usually empty (no
-    /// allocation).
-    pub breach_rows: Box<[BreachRef]>,
 }
 
 /// One listed breach of a complaint: (deadline, timer id: clock index, or
@@ -447,30 +442,6 @@ pub(crate) struct BreachRow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_since: Option<Timestamp>,
     pub paused: bool,
-}
-
-impl ComplaintRow {
-    /// The breach rows persisted with this row: what [`Complaint::listed_breaches`] gave
-    /// for the state it was written from.
-    pub(crate) fn listed_breaches(&self) -> Box<[BreachRef]> {
-        if !lists_breaches(self.status) {
-            return Box::default();
-        }
-        let clocks = [
-            &self.first_response,
-            &self.resolution,
-            &self.periodic_update,
-        ];
-        let clocks = (0u16..)
-            .zip(clocks)
-            .filter_map(|(i, clock)| Some((clock.to_clock().open_breach()?, i)));
-        let promises = self
-            .promises
-            .iter()
-            .filter(|p| p.breached)
-            .map(|p| (p.due_at.as_second(), CALLBACK_BASE + p.serial));
-        clocks.chain(promises).collect()
-    }
 }
 
 impl ClockRow {
