@@ -1,12 +1,14 @@
 //! Memory with a backlog of breached open complaints:
 //! `cargo run --release -p plaint-sla --example sla_backlog [complaints]`.
 //!
-//! Files `complaints` complaints (default 400 000) over two days; three quarters are
-//! acknowledged, resolved and closed, a quarter is never answered. Then it ticks past every
-//! deadline, feeds the `sla.breached` events the ticks wrote back through `apply` (as the
-//! log does), takes the changed rows and evicts after every round (as the runner does after
-//! every committed batch), and prints how many complaints stay in memory. Every deadline of
-//! a never-answered complaint is then breached: nothing can fire for it any more.
+//! Files `complaints` complaints (default 400 000) over 60 days, an hour of them at a time;
+//! three quarters are acknowledged, resolved and closed, a quarter is never answered. After
+//! each hour it ticks to the hour's end, feeds the `sla.breached` events the tick wrote back
+//! through `apply` (as the log does), takes the changed rows and evicts (as the runner does
+//! after every committed batch). A week after its filing every deadline of a
+//! never-answered complaint is breached: nothing can fire for it any more. It prints how
+//! many complaints stay in memory along the way and at the end, the resident memory grown,
+//! and the CPU time of the run.
 //!
 //! Cold complaints stay cached up to `plaint_projection::COLD_CACHE` (50 000) after their
 //! rows are committed, so give more complaints than that to see the backlog itself.
@@ -14,7 +16,7 @@
 //! `--rows` keeps the committed rows in a `BTreeMap` (which the memory figure then
 //! includes) and times the breaches query over them at the end.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use plaint_events::*;
@@ -41,130 +43,141 @@ fn plus(time: Timestamp, seconds: i64) -> Timestamp {
 
 const REGIONS: [&str; 4] = ["eu-west", "us-east", "apac", "latam"];
 
+/// Time this thread has spent on a CPU, from `/proc/thread-self/schedstat` (Linux).
+fn thread_cpu() -> Option<Duration> {
+    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos: u64 = schedstat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
+/// The events of complaint `n`, filed at `filed_at`: filed only (every fourth), or a whole
+/// lifecycle within a day.
+fn complaint_events(n: usize, filed_at: Timestamp) -> Vec<Event> {
+    let id = format!("backlog-{n:08}");
+    let mut serial = 0u128;
+    let mut event = |time: Timestamp, body: EventBody| {
+        serial += 1;
+        Event {
+            id: Uuid::from_u128(((n as u128) << 16) | serial),
+            source: "backlog".into(),
+            complaint_id: id.clone(),
+            time,
+            body,
+        }
+    };
+    let mut events = vec![event(
+        filed_at,
+        EventBody::Filed(ComplaintFiled {
+            customer_id: format!("cust-{n}"),
+            region: REGIONS[n % 4].into(),
+            category: "delivery".into(),
+            channel: Channel::Email,
+            severity: if n.is_multiple_of(7) {
+                Severity::Critical
+            } else {
+                Severity::Medium
+            },
+            amount_at_stake: None,
+            summary: None,
+            tags: Vec::new(),
+            vip: false,
+        }),
+    )];
+    if n % 4 != 3 {
+        events.push(event(
+            plus(filed_at, 1800),
+            EventBody::Acknowledged(ComplaintAcknowledged { by: "agent".into() }),
+        ));
+        events.push(event(
+            plus(filed_at, 7200),
+            EventBody::Resolved(ComplaintResolved {
+                by: "agent".into(),
+                resolution: "fixed".into(),
+            }),
+        ));
+        events.push(event(
+            plus(filed_at, 86_400),
+            EventBody::Closed(ComplaintClosed { by: None }),
+        ));
+    }
+    events
+}
+
 fn main() {
     let complaints: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.replace('_', "").parse().ok())
         .unwrap_or(400_000);
     let keep_rows = std::env::args().any(|a| a == "--rows");
-    let mut rows = std::collections::BTreeMap::new();
-    let mut commit = |projector: &mut SlaProjector| {
-        let changes = projector.take_changes();
-        let count = changes.len();
-        if keep_rows {
-            plaint_projection::apply_changes(&mut rows, changes);
-        }
-        projector.evict();
-        count
-    };
     let start: Timestamp = "2025-03-03T00:00:00Z".parse().expect("valid time");
+    let hours = 60 * 24;
     let mut projector = SlaProjector::new(bench_config()).expect("valid configuration");
     let memory_before = resident_bytes();
-    let mut seq = 0u64;
-    let mut apply = |projector: &mut SlaProjector, event: &Event| {
-        // Every complaint this needs is in memory (see the module doc): nothing to page in.
-        let mut keys = Vec::new();
-        projector.rows_needed(event, &mut keys);
-        for key in keys {
-            projector.page_in(&key, None).expect("nothing to page in");
-        }
-        seq += 1;
-        projector.apply(seq, event)
-    };
-
-    // Upstream events, a chunk at a time, each chunk committed and evicted.
-    projector.set_rebuilding(true);
-    let mut never_answered = 0;
-    let mut rows_written = 0usize;
-    for chunk in (0..complaints).collect::<Vec<_>>().chunks(10_000) {
-        for &n in chunk {
-            let id = format!("backlog-{n:08}");
-            let filed_at = plus(start, 2 * 86_400 * n as i64 / complaints as i64);
-            let mut serial = 0u128;
-            let mut event = |time: Timestamp, body: EventBody| {
-                serial += 1;
-                Event {
-                    id: Uuid::from_u128(((n as u128) << 16) | serial),
-                    source: "backlog".into(),
-                    complaint_id: id.clone(),
-                    time,
-                    body,
-                }
-            };
-            let mut events = vec![event(
-                filed_at,
-                EventBody::Filed(ComplaintFiled {
-                    customer_id: format!("cust-{n}"),
-                    region: REGIONS[n % 4].into(),
-                    category: "delivery".into(),
-                    channel: Channel::Email,
-                    severity: if n % 7 == 0 {
-                        Severity::Critical
-                    } else {
-                        Severity::Medium
-                    },
-                    amount_at_stake: None,
-                    summary: None,
-                    tags: Vec::new(),
-                    vip: false,
-                }),
-            )];
-            if n % 4 == 3 {
-                never_answered += 1;
-            } else {
-                events.push(event(
-                    plus(filed_at, 1800),
-                    EventBody::Acknowledged(ComplaintAcknowledged { by: "agent".into() }),
-                ));
-                events.push(event(
-                    plus(filed_at, 7200),
-                    EventBody::Resolved(ComplaintResolved {
-                        by: "agent".into(),
-                        resolution: "fixed".into(),
-                    }),
-                ));
-                events.push(event(
-                    plus(filed_at, 86_400),
-                    EventBody::Closed(ComplaintClosed { by: None }),
-                ));
-            }
-            for event in &events {
-                apply(&mut projector, event);
-            }
-        }
-        rows_written += commit(&mut projector);
-    }
-    projector.set_rebuilding(false);
-    println!(
-        "{complaints} complaints filed, {never_answered} never answered; {} in memory before the deadlines pass",
-        projector.resident()
-    );
-
-    // Past every deadline: tick, write the breaches back, commit, evict, until quiet.
-    let now = plus(start, 60 * 86_400);
-    let mut breaches = 0usize;
+    let cpu_before = thread_cpu();
     let started = Instant::now();
-    loop {
-        let effects = projector.tick(now);
-        if effects.is_empty() {
-            break;
+    let mut rows = std::collections::BTreeMap::new();
+    let (mut seq, mut rows_written, mut breaches, mut peak) = (0u64, 0usize, 0usize, 0usize);
+    let mut n = 0;
+    for hour in 0..hours {
+        let now = plus(start, 3600 * (hour as i64 + 1));
+        let mut events = Vec::new();
+        while n < complaints * (hour + 1) / hours {
+            let filed_at = plus(start, 3600 * hour as i64 + (n % 3600) as i64);
+            events.extend(complaint_events(n, filed_at));
+            n += 1;
         }
-        for effect in effects {
-            if let Effect::AppendEvent { event, .. } = effect {
-                breaches += 1;
-                apply(&mut projector, &event);
+        loop {
+            for event in &events {
+                // Every complaint an event is about is in memory: a lifecycle is applied
+                // at once, and a breach comes back while its timer is still armed.
+                let mut keys = Vec::new();
+                projector.rows_needed(event, &mut keys);
+                assert!(keys.is_empty(), "nothing to page in");
+                seq += 1;
+                projector.apply(seq, event);
+            }
+            let changes = projector.take_changes();
+            rows_written += changes.len();
+            if keep_rows {
+                plaint_projection::apply_changes(&mut rows, changes);
+            }
+            projector.evict();
+            peak = peak.max(projector.resident());
+            // The breaches due by the hour's end, written back through the log.
+            events = projector
+                .tick(now)
+                .into_iter()
+                .filter_map(|effect| match effect {
+                    Effect::AppendEvent { event, .. } => Some(event),
+                    Effect::Publish { .. } => None,
+                })
+                .collect();
+            breaches += events.len();
+            if events.is_empty() {
+                break;
             }
         }
-        rows_written += commit(&mut projector);
+        if (hour + 1).is_multiple_of(24 * 10) {
+            println!(
+                "day {:>2}: {} complaints in memory",
+                (hour + 1) / 24,
+                projector.resident()
+            );
+        }
     }
     let memory_after = resident_bytes();
+    let cpu = thread_cpu()
+        .zip(cpu_before)
+        .map(|(a, b)| a.saturating_sub(b));
     println!(
-        "{breaches} breaches recorded in {:.2} s; {} row changes in all",
+        "{complaints} complaints, a quarter never answered, {breaches} breaches recorded; \
+         {rows_written} row changes; {:.2} s ({} CPU)",
         started.elapsed().as_secs_f64(),
-        rows_written
+        cpu.map_or("?".into(), |c| format!("{:.2} s", c.as_secs_f64()))
     );
     println!(
-        "after every deadline passed: {} complaints in memory (cold cache up to {} included), armed timers {:?}",
+        "complaints in memory: {} at the end, {peak} at most (cold cache up to {} \
+         included); armed timers {:?}",
         projector.resident(),
         plaint_projection::COLD_CACHE,
         projector.armed_timers()
@@ -185,10 +198,11 @@ fn main() {
             };
             let started = Instant::now();
             let items = projector
-                .breaches(&filter, &rows, plus(now, 86_400))
+                .breaches(&filter, &rows, plus(start, 3600 * hours as i64))
                 .expect("rows decode");
             println!(
-                "breaches query (limit {limit:?}): {} items in {:.1} ms",
+                "breaches query (limit {limit:?}) over {} rows: {} items in {:.1} ms",
+                rows.len(),
                 items.len(),
                 started.elapsed().as_secs_f64() * 1e3
             );

@@ -86,8 +86,9 @@
 //! runs, paused). It is written and deleted by `take_changes` together with its
 //! complaint's row: a complaint's listed breaches before the first change since its row
 //! was taken (or restored, or paged in) are what its breach rows on disk are, so the
-//! projector notes them then (for the few complaints that have any) and deletes those the
-//! complaint no longer lists without reading disk. Key order is the query's order.
+//! projector notes them then (for the few complaints that have any) and, without reading
+//! disk, deletes those the complaint no longer lists and writes those that are new or
+//! whose clock moved. Key order is the query's order.
 //!
 //! Ticks, `at_risk` and `next_due` read memory only, which is all they need;
 //! [`SlaProjector::breaches`] scans `b/` in key order up to its limit (so it answers for

@@ -106,7 +106,7 @@ pub struct SlaProjector {
     /// its row was taken, restored or paged in lists what its row lists). `take_changes`
     /// deletes those a complaint no longer lists, without reading disk. Usually empty: few
     /// complaints have breaches listed when they change.
-    breach_rows_before: HashMap<u32, Vec<BreachRef>, BuildHasherDefault<DefaultHasher>>,
+    breach_rows_before: HashMap<u32, Vec<ListedBreach>, BuildHasherDefault<DefaultHasher>>,
     /// Eviction candidates, longest cold first: slots whose row a `take_changes` wrote to
     /// the archive, and slots paged in. `evict` leaves the last [`COLD_CACHE`] of them.
     cooled: Vec<u32>,
@@ -243,7 +243,7 @@ impl SlaProjector {
             };
             rows.push((row_key(side, &complaint.id), self.row_bytes(complaint)));
             for breach in complaint.listed_breaches() {
-                rows.push(self.breach_row(complaint, breach));
+                rows.push(self.breach_row(complaint, &breach));
             }
         }
         rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -553,10 +553,10 @@ impl SlaProjector {
     }
 
     /// The `b/` row of one of the complaint's listed breaches.
-    fn breach_row(&self, complaint: &Complaint, (due_at, timer): BreachRef) -> ViewRow {
+    fn breach_row(&self, complaint: &Complaint, breach: &ListedBreach) -> ViewRow {
         let target = match self.config.policies[complaint.policy as usize]
             .targets
-            .get(timer as usize)
+            .get(breach.timer as usize)
         {
             // A listed clock is open, so its policy has a target for it.
             Some(target) => target.map_or(0, |t| t.seconds),
@@ -568,8 +568,8 @@ impl SlaProjector {
             self.policy_name(complaint),
         ];
         (
-            breach_key(due_at, &complaint.id, timer),
-            encode_breach(complaint, names, timer, target),
+            breach_key(breach.due_at, &complaint.id, breach.timer),
+            encode_breach(names, breach, target),
         )
     }
 
@@ -786,9 +786,9 @@ fn reopen(complaint: &mut Complaint, environments: &[Option<ClockEnv>; 3], at: i
 /// row was taken: `listed` is what it listed before the change (None: it was changed
 /// already).
 fn note_breach_rows(
-    before: &mut HashMap<u32, Vec<BreachRef>, BuildHasherDefault<DefaultHasher>>,
+    before: &mut HashMap<u32, Vec<ListedBreach>, BuildHasherDefault<DefaultHasher>>,
     slot: u32,
-    listed: Option<Vec<BreachRef>>,
+    listed: Option<Vec<ListedBreach>>,
 ) {
     if let Some(listed) = listed.filter(|l| !l.is_empty()) {
         before.insert(slot, listed);
@@ -1129,16 +1129,19 @@ impl Projection for SlaProjector {
             if let Some(stale) = complaint.stored.stale_copy(side) {
                 changes.push((row_key(stale, &complaint.id), None));
             }
-            // Its breach rows go with it: the ones it no longer lists are deleted, the
-            // others written again (their clocks may have moved).
+            // Its breach rows go with it: the ones it no longer lists are deleted, those
+            // that are new or whose clock moved are written.
             let listed = complaint.listed_breaches();
             let before = self.breach_rows_before.remove(&slot).unwrap_or_default();
-            for &(due_at, timer) in &before {
-                if !listed.contains(&(due_at, timer)) {
-                    changes.push((breach_key(due_at, &complaint.id, timer), None));
+            for old in &before {
+                if !listed
+                    .iter()
+                    .any(|new| (new.due_at, new.timer) == (old.due_at, old.timer))
+                {
+                    changes.push((breach_key(old.due_at, &complaint.id, old.timer), None));
                 }
             }
-            for &breach in &listed {
+            for breach in listed.iter().filter(|new| !before.contains(new)) {
                 let (key, value) = self.breach_row(complaint, breach);
                 changes.push((key, Some(value)));
             }

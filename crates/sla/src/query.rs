@@ -331,7 +331,11 @@ impl SlaProjector {
                 self.complaints[slot as usize]
                     .listed_breaches()
                     .into_iter()
-                    .map(move |(at, timer)| DeadlineKey { at, slot, timer })
+                    .map(move |b| DeadlineKey {
+                        at: b.due_at,
+                        slot,
+                        timer: b.timer,
+                    })
             })
             .collect();
         keys.sort_unstable();

@@ -316,9 +316,19 @@ pub(crate) struct Complaint {
     pub completed: Vec<Record>,
 }
 
-/// One listed breach of a complaint: (deadline, timer id: clock index, or
-/// `CALLBACK_BASE + serial` for a callback promise).
-pub(crate) type BreachRef = (i64, u16);
+/// One listed breach of a complaint: where its row is (deadline and timer: clock index,
+/// or `CALLBACK_BASE + serial` for a callback promise) and what else of its row may change
+/// (see [`encode_breach`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ListedBreach {
+    pub due_at: i64,
+    pub timer: u16,
+    pub started_at: i64,
+    /// Calendar seconds used before `running_since`.
+    pub used: i64,
+    /// While the clock runs (a promise: since it was made); else [`NONE`].
+    pub running_since: i64,
+}
 
 impl Complaint {
     /// Whether the complaint may leave memory once its row is committed: no timer can
@@ -333,18 +343,34 @@ impl Complaint {
     /// The breaches the breaches query lists for this complaint, in timer order: each
     /// recorded breach of a cycle still open (clock) or of a promise not yet kept, while
     /// the complaint is open or resolved (closed and withdrawn ones are history).
-    pub(crate) fn listed_breaches(&self) -> Vec<BreachRef> {
+    pub(crate) fn listed_breaches(&self) -> Vec<ListedBreach> {
         if !lists_breaches(self.status) {
             return Vec::new();
         }
-        let clocks = (0u16..)
-            .zip(&self.clocks)
-            .filter_map(|(i, clock)| Some((clock.open_breach()?, i)));
+        let clocks = (0u16..).zip(&self.clocks).filter_map(|(timer, clock)| {
+            Some(ListedBreach {
+                due_at: clock.open_breach()?,
+                timer,
+                started_at: clock.started_at,
+                used: clock.used,
+                running_since: if clock.phase == ClockPhase::Running {
+                    clock.since
+                } else {
+                    NONE
+                },
+            })
+        });
         let promises = self
             .promises
             .iter()
             .filter(|p| p.breached)
-            .map(|p| (p.due_at, CALLBACK_BASE + p.serial));
+            .map(|p| ListedBreach {
+                due_at: p.due_at,
+                timer: CALLBACK_BASE + p.serial,
+                started_at: p.promised_at,
+                used: 0,
+                running_since: p.promised_at,
+            });
         clocks.chain(promises).collect()
     }
 }
@@ -543,46 +569,37 @@ fn encode_record(out: &mut RowWriter, record: &Record) {
     out.bool(record.breached);
 }
 
-/// The `b/` row of the listed breach `timer` of `complaint` written straight from the
-/// compact state: the bytes `encode_row(&BreachRow { .. })` would give. `target` is the
-/// clock's target under the complaint's policy (promises carry their own).
-pub(crate) fn encode_breach(
-    complaint: &Complaint,
-    names: [&str; 3],
-    timer: u16,
-    target: i64,
-) -> Vec<u8> {
+/// The `b/` row of a listed breach written straight from the compact state: the bytes
+/// `encode_row(&BreachRow { .. })` would give. `names` are the complaint's region,
+/// category and policy; `target` is the clock's target under its policy (a promise has its
+/// own). Nothing else of the row can change while the breach is listed.
+pub(crate) fn encode_breach(names: [&str; 3], breach: &ListedBreach, target: i64) -> Vec<u8> {
     let mut out = RowWriter::new();
     for name in names {
         out.str(name);
     }
-    if timer < CALLBACK_BASE {
-        let clock = &complaint.clocks[timer as usize];
-        let running = clock.phase == ClockPhase::Running;
-        out.put(&crate::config::CLOCK_METRICS[timer as usize]);
-        out.put(&None::<u16>);
-        out.put(&ts(clock.started_at));
-        out.put(&ts(clock.due_at));
-        out.int(target);
-        out.int(clock.used);
-        put_opt_seconds(&mut out, if running { clock.since } else { NONE });
-        out.bool(!running);
-    } else {
-        let serial = timer - CALLBACK_BASE;
-        let promise = complaint
-            .promises
-            .iter()
-            .find(|p| p.serial == serial)
-            .expect("a listed promise is held");
-        out.put(&SlaMetric::Callback);
-        out.put(&Some(serial));
-        out.put(&ts(promise.promised_at));
-        out.put(&ts(promise.due_at));
-        out.int(promise.due_at - promise.promised_at);
-        out.int(0);
-        out.put(&Some(ts(promise.promised_at)));
-        out.bool(false);
-    }
+    let (metric, promise, target, paused) = match breach.timer.checked_sub(CALLBACK_BASE) {
+        None => (
+            crate::config::CLOCK_METRICS[breach.timer as usize],
+            None,
+            target,
+            breach.running_since == NONE,
+        ),
+        Some(serial) => (
+            SlaMetric::Callback,
+            Some(serial),
+            breach.due_at - breach.started_at,
+            false,
+        ),
+    };
+    out.put(&metric);
+    out.put(&promise);
+    out.put(&ts(breach.started_at));
+    out.put(&ts(breach.due_at));
+    out.int(target);
+    out.int(breach.used);
+    put_opt_seconds(&mut out, breach.running_since);
+    out.bool(paused);
     out.finish()
 }
 
