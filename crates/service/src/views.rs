@@ -95,7 +95,13 @@ impl Api {
             }
             "sla.breaches" => {
                 let req: FilterRequest = parse(request)?;
-                ApiReply::json(&self.views.sla.lock().breaches(&req.filter, now))
+                let items = self
+                    .views
+                    .sla
+                    .lock()
+                    .breaches(&req.filter, self.views.sla.rows(), now)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                ApiReply::json(&items)
             }
             "sla.complaint" => {
                 let req: IdRequest = parse(request)?;

@@ -14,8 +14,8 @@
 //!   [`SlaProjector::compliance`] ([`ComplianceQuery`] → [`ComplianceReport`], rendered by
 //!   `to_table`, `to_csv`, `to_json`), [`SlaProjector::next_due`]. `read_complaint` and
 //!   `compliance` read paged-out complaints from the view's rows (a
-//!   [`plaint_projection::RowSource`]); the others need memory only (see "Rows and
-//!   memory").
+//!   [`plaint_projection::RowSource`]), `breaches` reads its breach rows there; `at_risk`
+//!   and `next_due` need memory only (see "Rows and memory").
 //! - [`bench`]: a synthetic load that measures rebuild rate, memory and firing cost.
 //!
 //! # Rules
@@ -70,17 +70,37 @@
 //! clock, pending promises, completed cycles; binary, see `plaint_projection::codec`).
 //! Complaints are never deleted: their completed cycles feed the compliance report. A
 //! complaint is *cold* when nothing can fire for it (no clock or promise armed in the
-//! [`DeadlineIndex`]) and `breaches` does not list it (no recorded breach of an open cycle
-//! while it is open or resolved): typically resolved, closed or withdrawn, or open and
-//! awaiting the customer with every clock paused or met. Live complaints' rows are
-//! `c/<complaint id>`, cold ones' `a/<complaint id>` (layout 2); a row changing side is
-//! deleted from the other. Memory holds the live complaints only: a cold one leaves at
+//! [`DeadlineIndex`]): resolved, closed or withdrawn, open and awaiting the customer with
+//! every clock paused or met, or open with every deadline already breached (the backlog of
+//! never-answered complaints). Live complaints' rows are `c/<complaint id>`, cold ones'
+//! `a/<complaint id>`; a row changing side is deleted from the other. Memory holds the
+//! live complaints only (and a cache of the most recently cooled): a cold one leaves at
 //! the first `evict` after its row is committed (its slot is reused), an event about it
 //! pages it back in first (`rows_needed`, `page_in`), and a restart reads `c/` alone.
-//! Ticks, `at_risk`, `breaches` and `next_due` read memory only, which is all they need;
-//! [`SlaProjector::read_complaint`] reads a paged-out complaint's row, and
-//! [`SlaProjector::compliance`] scans `a/` besides memory. A complaint filed again after it
-//! was paged out is not recognised as filed (the ingester rejects a second filing).
+//!
+//! Each listed breach (a recorded breach of a cycle still open, or of a promise not yet
+//! kept, of a complaint open or resolved) also has a row of its own,
+//! `b/<deadline>/<complaint id>#<timer>` (deadline as 13 zero-padded digits, `10^12 +`
+//! its Unix second), holding what a breaches item needs that does not depend on `now`
+//! (names, metric, promise, start, deadline, target, time used and since when the clock
+//! runs, paused). It is written and deleted by `take_changes` together with its
+//! complaint's row: a complaint's listed breaches before the first change since its row
+//! was taken (or restored, or paged in) are what its breach rows on disk are, so the
+//! projector notes them then (for the few complaints that have any) and, without reading
+//! disk, deletes those the complaint no longer lists and writes those that are new or
+//! whose clock moved. Key order is the query's order.
+//!
+//! Ticks, `at_risk` and `next_due` read memory only, which is all they need;
+//! [`SlaProjector::breaches`] scans `b/` in key order up to its limit (so it answers for
+//! the last committed batch); [`SlaProjector::read_complaint`] reads a paged-out
+//! complaint's row, and [`SlaProjector::compliance`] scans `a/` besides memory. A
+//! complaint filed again after it was paged out is not recognised as filed (the ingester
+//! rejects a second filing).
+//!
+//! Layouts ([`plaint_projection::Projection::layout`]; a view of another layout is rebuilt
+//! from the log at start): 2 put cold complaints under `a/`; 3 added the breach rows and
+//! made open complaints whose every deadline is breached cold, which a view of layout 2
+//! (with its breaches only in memory) cannot answer for.
 //!
 //! # What it does not do
 //! No I/O, no clock, no NATS or sled: the runner carries out the [`Effect`]s and persists

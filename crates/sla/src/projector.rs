@@ -1,19 +1,20 @@
 //! [`SlaProjector`]: the fold over the log, the timers, and the persisted rows.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use jiff::Timestamp;
 use plaint_events::{own, subjects, Event, EventBody, EventType, SlaBreached, SlaMetric};
 use plaint_projection::{
-    decode_row, digest_rows, Effect, Projection, ProjectionError, ViewChange, ViewRow,
+    decode_row, digest_rows, Effect, Projection, ProjectionError, RowCodec, ViewChange, ViewRow,
 };
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::calendar::{Calendar, ALL_HOURS};
-use crate::config::{Compiled, SlaConfig, SlaConfigError, CLOCK_METRICS};
+use crate::config::{Compiled, SlaConfig, SlaConfigError, Target, CLOCK_METRICS};
 use crate::index::{DeadlineIndex, DeadlineKey, CALLBACK_BASE};
 use crate::slots::Slots;
 use crate::state::*;
@@ -22,6 +23,8 @@ use crate::state::*;
 pub(crate) const ROW_PREFIX: &str = "c/";
 /// Key prefix of the rows of cold complaints, paged out of memory once committed.
 pub(crate) const ARCHIVE_PREFIX: &str = "a/";
+/// Key prefix of the breach rows, one per listed breach (see [`breach_key`]).
+pub(crate) const BREACH_PREFIX: &str = "b/";
 
 /// Names interned to small indexes, so per-complaint state holds `u32`s.
 #[derive(Debug, Clone, Default)]
@@ -64,12 +67,7 @@ impl Names {
     pub(crate) fn intern_region(&mut self, config: &Compiled, region: &str) -> u32 {
         let index = self.regions.intern(region);
         if index as usize == self.region_calendar.len() {
-            let calendar = config
-                .calendar_by_region
-                .get(region)
-                .copied()
-                .or(config.default_calendar);
-            self.region_calendar.push(calendar);
+            self.region_calendar.push(region_calendar(config, region));
         }
         index
     }
@@ -101,9 +99,14 @@ pub struct SlaProjector {
     /// million ids it is several times faster than an ordered map.
     pub(crate) by_id: HashMap<Arc<str>, u32, BuildHasherDefault<DefaultHasher>>,
     pub(crate) index: DeadlineIndex,
-    /// Open cycles whose breach is recorded, keyed by deadline (oldest = latest first).
-    pub(crate) open_breaches: BTreeSet<DeadlineKey>,
     dirty: Vec<u32>,
+    /// The breach rows (see [`breach_key`]) of the complaints changed since the last
+    /// `take_changes` that had any: their listed breaches as they were before the first
+    /// change, which are what their committed rows go with (a complaint not changed since
+    /// its row was taken, restored or paged in lists what its row lists). `take_changes`
+    /// deletes those a complaint no longer lists, without reading disk. Usually empty: few
+    /// complaints have breaches listed when they change.
+    breach_rows_before: HashMap<u32, Vec<ListedBreach>, BuildHasherDefault<DefaultHasher>>,
     /// Eviction candidates, longest cold first: slots whose row a `take_changes` wrote to
     /// the archive, and slots paged in. `evict` leaves the last [`COLD_CACHE`] of them.
     cooled: Vec<u32>,
@@ -122,40 +125,32 @@ struct MetLate {
     promise: Option<u16>,
 }
 
-type TimerState = (Option<(i64, i64)>, Option<i64>);
+/// A timer's index entries: (warn, due) while it is armed.
+type TimerState = Option<(i64, i64)>;
 
 fn clock_state(clock: &Clock) -> TimerState {
-    (clock.armed(), clock.open_breach())
+    clock.armed()
 }
 
 fn sync_timer(
     index: &mut DeadlineIndex,
-    open_breaches: &mut BTreeSet<DeadlineKey>,
     slot: u32,
     timer: u16,
     before: TimerState,
     after: TimerState,
 ) {
-    if before.0 != after.0 {
-        if let Some((warn_at, due_at)) = before.0 {
+    if before != after {
+        if let Some((warn_at, due_at)) = before {
             index.disarm(slot, timer, warn_at, due_at);
         }
-        if let Some((warn_at, due_at)) = after.0 {
+        if let Some((warn_at, due_at)) = after {
             index.arm(slot, timer, warn_at, due_at);
-        }
-    }
-    if before.1 != after.1 {
-        if let Some(at) = before.1 {
-            open_breaches.remove(&DeadlineKey { at, slot, timer });
-        }
-        if let Some(at) = after.1 {
-            open_breaches.insert(DeadlineKey { at, slot, timer });
         }
     }
 }
 
 fn promise_state(promise: &Promise) -> TimerState {
-    (promise.armed(), promise.breached.then_some(promise.due_at))
+    promise.armed()
 }
 
 /// The clock environments of a complaint's three metrics under its policy.
@@ -167,18 +162,45 @@ pub(crate) fn envs<'a>(
     let policy = &config.policies[complaint.policy as usize];
     std::array::from_fn(|i| {
         let target = policy.targets[i]?;
-        let calendar: &Calendar = if target.business {
-            let index = region_calendar[complaint.region as usize]?;
-            &config.calendars[index as usize].1
-        } else {
-            &ALL_HOURS
-        };
         Some(ClockEnv {
-            calendar,
+            calendar: clock_calendar(config, region_calendar[complaint.region as usize], target)?,
             target: target.seconds,
             fraction: config.at_risk_fraction,
         })
     })
+}
+
+/// The calendar a clock with `target` counts on in a region whose business calendar is
+/// `region_calendar`: None if the target is on business hours and the region has none.
+pub(crate) fn clock_calendar(
+    config: &Compiled,
+    region_calendar: Option<u16>,
+    target: Target,
+) -> Option<&Calendar> {
+    if target.business {
+        Some(&config.calendars[region_calendar? as usize].1)
+    } else {
+        Some(&ALL_HOURS)
+    }
+}
+
+/// The business calendar of a region (its own, or `default`), by name.
+pub(crate) fn region_calendar(config: &Compiled, region: &str) -> Option<u16> {
+    config
+        .calendar_by_region
+        .get(region)
+        .copied()
+        .or(config.default_calendar)
+}
+
+/// The policy of a persisted row, by name: a policy removed from the configuration since
+/// falls back to the default policy until `plaint rebuild sla` re-evaluates its complaints.
+pub(crate) fn policy_by_name(config: &Compiled, name: &str) -> u16 {
+    config
+        .policies
+        .iter()
+        .position(|p| p.name == name)
+        .unwrap_or(config.policies.len() - 1) as u16
 }
 
 impl SlaProjector {
@@ -190,8 +212,8 @@ impl SlaProjector {
             complaints: Slots::default(),
             by_id: HashMap::default(),
             index: DeadlineIndex::default(),
-            open_breaches: BTreeSet::new(),
             dirty: Vec::new(),
+            breach_rows_before: HashMap::default(),
             cooled: Vec::new(),
             rebuilding: false,
         })
@@ -209,21 +231,21 @@ impl SlaProjector {
     }
 
     /// The rows of the complaints in memory, in key order, each under the prefix its
-    /// state puts it (live or archive): for a projector that never evicted, every row a
-    /// rebuild must reproduce.
+    /// state puts it (live or archive), and their breach rows: for a projector that never
+    /// evicted, every row a rebuild must reproduce.
     pub fn rows(&self) -> Vec<ViewRow> {
-        let mut rows: Vec<ViewRow> = self
-            .complaints
-            .iter()
-            .map(|complaint| {
-                let side = if complaint.is_cold() {
-                    Stored::Archive
-                } else {
-                    Stored::Live
-                };
-                (row_key(side, &complaint.id), self.row_bytes(complaint))
-            })
-            .collect();
+        let mut rows: Vec<ViewRow> = Vec::with_capacity(self.complaints.len());
+        for complaint in self.complaints.iter() {
+            let side = if complaint.is_cold() {
+                Stored::Archive
+            } else {
+                Stored::Live
+            };
+            rows.push((row_key(side, &complaint.id), self.row_bytes(complaint)));
+            for breach in complaint.listed_breaches() {
+                rows.push(self.breach_row(complaint, &breach));
+            }
+        }
         rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         rows
     }
@@ -287,10 +309,9 @@ impl SlaProjector {
                 complaint.clocks[i].start_cycle(env, at);
                 sync_timer(
                     &mut self.index,
-                    &mut self.open_breaches,
                     slot,
                     i as u16,
-                    (None, None),
+                    None,
                     clock_state(&complaint.clocks[i]),
                 );
             }
@@ -310,6 +331,7 @@ impl SlaProjector {
             return;
         };
         let complaint = &mut self.complaints[slot as usize];
+        let listed_before = (!complaint.dirty).then(|| complaint.listed_breaches());
         let due_at = breach.due_at.as_second();
         let changed = match breach.metric {
             SlaMetric::Callback => {
@@ -322,14 +344,7 @@ impl SlaProjector {
                         let before = promise_state(promise);
                         promise.breached = true;
                         let timer = CALLBACK_BASE + promise.serial;
-                        sync_timer(
-                            &mut self.index,
-                            &mut self.open_breaches,
-                            slot,
-                            timer,
-                            before,
-                            promise_state(promise),
-                        );
+                        sync_timer(&mut self.index, slot, timer, before, promise_state(promise));
                         true
                     }
                     None => false,
@@ -341,14 +356,7 @@ impl SlaProjector {
                 if clock.phase.is_open() && !clock.breached && clock.due_at == due_at {
                     let before = clock_state(clock);
                     clock.breached = true;
-                    sync_timer(
-                        &mut self.index,
-                        &mut self.open_breaches,
-                        slot,
-                        i as u16,
-                        before,
-                        clock_state(clock),
-                    );
+                    sync_timer(&mut self.index, slot, i as u16, before, clock_state(clock));
                     true
                 } else {
                     false
@@ -358,6 +366,7 @@ impl SlaProjector {
         if changed && !complaint.dirty {
             complaint.dirty = true;
             self.dirty.push(slot);
+            note_breach_rows(&mut self.breach_rows_before, slot, listed_before);
         }
     }
 
@@ -367,12 +376,13 @@ impl SlaProjector {
             names,
             complaints,
             index,
-            open_breaches,
             dirty,
+            breach_rows_before,
             rebuilding,
             ..
         } = self;
         let complaint = &mut complaints[slot as usize];
+        let listed_before = (!complaint.dirty).then(|| complaint.listed_breaches());
         let at = event.time.as_second().max(complaint.last_event_at);
         complaint.last_event_at = at;
         let environments = envs(config, &names.region_calendar, complaint);
@@ -410,14 +420,7 @@ impl SlaProjector {
                         });
                     }
                     let timer = CALLBACK_BASE + promise.serial;
-                    sync_timer(
-                        index,
-                        open_breaches,
-                        slot,
-                        timer,
-                        promise_state(&promise),
-                        (None, None),
-                    );
+                    sync_timer(index, slot, timer, promise_state(&promise), None);
                     complaint.completed.push(record);
                 }
             }
@@ -436,10 +439,9 @@ impl SlaProjector {
                     );
                     sync_timer(
                         index,
-                        open_breaches,
                         slot,
                         CALLBACK_BASE + serial,
-                        (None, None),
+                        None,
                         promise_state(&promise),
                     );
                     complaint.promises.push(promise);
@@ -486,7 +488,7 @@ impl SlaProjector {
                     ComplaintStatus::Open | ComplaintStatus::Resolved
                 ) {
                     complaint.status = ComplaintStatus::Closed;
-                    drop_unbroken_promises(complaint, index, open_breaches, slot, at);
+                    drop_unbroken_promises(complaint, index, slot, at);
                 }
             }
             EventBody::Withdrawn(_) => {
@@ -498,7 +500,7 @@ impl SlaProjector {
                     }
                     complaint.paused_since = NONE;
                     complaint.status = ComplaintStatus::Withdrawn;
-                    drop_unbroken_promises(complaint, index, open_breaches, slot, at);
+                    drop_unbroken_promises(complaint, index, slot, at);
                 }
             }
             EventBody::Reopened(_) => {
@@ -512,7 +514,6 @@ impl SlaProjector {
         for (i, before) in before.into_iter().enumerate() {
             sync_timer(
                 index,
-                open_breaches,
                 slot,
                 i as u16,
                 before,
@@ -522,6 +523,7 @@ impl SlaProjector {
         if !complaint.dirty {
             complaint.dirty = true;
             dirty.push(slot);
+            note_breach_rows(breach_rows_before, slot, listed_before);
         }
         if *rebuilding {
             return;
@@ -550,6 +552,27 @@ impl SlaProjector {
         )
     }
 
+    /// The `b/` row of one of the complaint's listed breaches.
+    fn breach_row(&self, complaint: &Complaint, breach: &ListedBreach) -> ViewRow {
+        let target = match self.config.policies[complaint.policy as usize]
+            .targets
+            .get(breach.timer as usize)
+        {
+            // A listed clock is open, so its policy has a target for it.
+            Some(target) => target.map_or(0, |t| t.seconds),
+            None => 0,
+        };
+        let names = [
+            self.names.regions.name(complaint.region),
+            self.names.categories.name(complaint.category),
+            self.policy_name(complaint),
+        ];
+        (
+            breach_key(breach.due_at, &complaint.id, breach.timer),
+            encode_breach(names, breach, target),
+        )
+    }
+
     /// Takes a persisted row back into memory (from `stored`), arming its timers; returns
     /// its slot. A complaint already in memory is left as it is: memory is never older
     /// than the rows.
@@ -567,7 +590,7 @@ impl SlaProjector {
         Some(slot)
     }
 
-    /// Drops a complaint from memory with its index and breach-set entries.
+    /// Drops a complaint from memory with its index entries.
     fn forget(&mut self, slot: u32) {
         let Some(complaint) = self.complaints.remove(slot) else {
             return;
@@ -576,11 +599,10 @@ impl SlaProjector {
         self.by_id.remove(&*complaint.id);
     }
 
-    /// Enters every timer and breach of `complaint` (at `slot`) into the index and the
-    /// breach set (`present`), or takes them all out: a complaint coming into memory or
-    /// leaving it.
+    /// Enters every armed timer of `complaint` (at `slot`) into the index (`present`), or
+    /// takes them all out: a complaint coming into memory or leaving it.
     fn sync_all_timers(&mut self, slot: u32, complaint: &Complaint, present: bool) {
-        let absent: TimerState = (None, None);
+        let absent: TimerState = None;
         let timers = complaint
             .clocks
             .iter()
@@ -598,14 +620,7 @@ impl SlaProjector {
             } else {
                 (state, absent)
             };
-            sync_timer(
-                &mut self.index,
-                &mut self.open_breaches,
-                slot,
-                timer,
-                before,
-                after,
-            );
+            sync_timer(&mut self.index, slot, timer, before, after);
         }
     }
 
@@ -767,11 +782,23 @@ fn reopen(complaint: &mut Complaint, environments: &[Option<ClockEnv>; 3], at: i
     }
 }
 
+/// Notes the breach rows of the complaint at `slot`, changed for the first time since its
+/// row was taken: `listed` is what it listed before the change (None: it was changed
+/// already).
+fn note_breach_rows(
+    before: &mut HashMap<u32, Vec<ListedBreach>, BuildHasherDefault<DefaultHasher>>,
+    slot: u32,
+    listed: Option<Vec<ListedBreach>>,
+) {
+    if let Some(listed) = listed.filter(|l| !l.is_empty()) {
+        before.insert(slot, listed);
+    }
+}
+
 /// Closing or withdrawing releases the promises not yet broken; broken ones stay breached.
 fn drop_unbroken_promises(
     complaint: &mut Complaint,
     index: &mut DeadlineIndex,
-    open_breaches: &mut BTreeSet<DeadlineKey>,
     slot: u32,
     at: i64,
 ) {
@@ -780,11 +807,10 @@ fn drop_unbroken_promises(
         if !keep {
             sync_timer(
                 index,
-                open_breaches,
                 slot,
                 CALLBACK_BASE + promise.serial,
                 promise_state(promise),
-                (None, None),
+                None,
             );
         }
         keep
@@ -801,13 +827,7 @@ pub(crate) fn complaint_from_row(
 ) -> Complaint {
     let region = names.intern_region(config, &row.region);
     let category = names.categories.intern(&row.category);
-    // A policy removed from the configuration since: its complaints fall back to the
-    // default policy until `plaint rebuild sla` re-evaluates them.
-    let policy = config
-        .policies
-        .iter()
-        .position(|p| p.name == row.policy)
-        .unwrap_or(config.policies.len() - 1) as u16;
+    let policy = policy_by_name(config, &row.policy);
     let mut complaint = Complaint {
         id,
         filed_at: row.filed_at.as_second(),
@@ -860,6 +880,27 @@ pub(crate) fn row_key(side: Stored, complaint_id: &str) -> Vec<u8> {
     key.extend_from_slice(prefix.as_bytes());
     key.extend_from_slice(complaint_id.as_bytes());
     key
+}
+
+/// The key of a breach row: `b/<due>/<complaint id>#<timer>`, so that key order is the
+/// breaches query's order (deadline, complaint id, then metric and promise, which is timer
+/// order). The deadline is written as `10^12 +` its Unix second in 13 decimal digits,
+/// zero-padded (every time jiff can hold gives a number from 0 to 10^13); `#` sorts before every byte
+/// a complaint id may hold (`[A-Za-z0-9._:-]`), so a shorter id comes before the ids it
+/// begins; the timer is 5 digits.
+pub(crate) fn breach_key(due_at: i64, complaint_id: &str, timer: u16) -> Vec<u8> {
+    format!(
+        "{BREACH_PREFIX}{:013}/{complaint_id}#{timer:05}",
+        due_at + 1_000_000_000_000
+    )
+    .into_bytes()
+}
+
+/// The complaint id of a breach row's key.
+pub(crate) fn breach_key_complaint(key: &[u8]) -> Option<&str> {
+    let rest = key.strip_prefix(BREACH_PREFIX.as_bytes())?.get(14..)?;
+    let id = rest.get(..rest.len().checked_sub(6)?)?;
+    std::str::from_utf8(id).ok()
 }
 
 /// Whether `apply` acts on an event of this kind about a complaint already filed: the
@@ -976,7 +1017,9 @@ impl Projection for SlaProjector {
 
     fn layout(&self) -> u32 {
         // 2: cold complaints under `a/`, paged out of memory.
-        2
+        // 3: listed breaches as rows under `b/`, and open complaints whose every deadline
+        //    is breached are cold (a view of layout 2 has no breach rows to list them).
+        3
     }
 
     fn apply(&mut self, _seq: u64, event: &Event) -> Vec<Effect> {
@@ -1086,6 +1129,22 @@ impl Projection for SlaProjector {
             if let Some(stale) = complaint.stored.stale_copy(side) {
                 changes.push((row_key(stale, &complaint.id), None));
             }
+            // Its breach rows go with it: the ones it no longer lists are deleted, those
+            // that are new or whose clock moved are written.
+            let listed = complaint.listed_breaches();
+            let before = self.breach_rows_before.remove(&slot).unwrap_or_default();
+            for old in &before {
+                if !listed
+                    .iter()
+                    .any(|new| (new.due_at, new.timer) == (old.due_at, old.timer))
+                {
+                    changes.push((breach_key(old.due_at, &complaint.id, old.timer), None));
+                }
+            }
+            for breach in listed.iter().filter(|new| !before.contains(new)) {
+                let (key, value) = self.breach_row(complaint, breach);
+                changes.push((key, Some(value)));
+            }
             let complaint = &mut self.complaints[slot as usize];
             complaint.dirty = false;
             complaint.stored = side;
@@ -1141,8 +1200,8 @@ impl Projection for SlaProjector {
         self.complaints.clear();
         self.by_id.clear();
         self.index.clear();
-        self.open_breaches.clear();
         self.dirty.clear();
+        self.breach_rows_before.clear();
         self.cooled.clear();
         // The runner passes the live rows only; archived ones given too come back as if
         // paged in (and leave again at the next `evict`).
@@ -1168,6 +1227,14 @@ pub(crate) fn decode_complaint_row(
     key: &[u8],
     value: &[u8],
 ) -> Result<ComplaintRow, ProjectionError> {
+    decode_view_row(key, value)
+}
+
+/// One of the view's rows, or the error that names it.
+pub(crate) fn decode_view_row<V: RowCodec + DeserializeOwned>(
+    key: &[u8],
+    value: &[u8],
+) -> Result<V, ProjectionError> {
     decode_row(value).map_err(|source| ProjectionError::UndecodableRow {
         projector: "sla",
         key: String::from_utf8_lossy(key).into_owned(),

@@ -2,13 +2,16 @@
 
 use jiff::Timestamp;
 use plaint_events::SlaMetric;
-use plaint_projection::{ProjectionError, RowSource};
+use plaint_projection::{ProjectionError, RowError, RowSource};
 use serde::{Deserialize, Serialize};
 
-use crate::config::CLOCK_METRICS;
+use crate::calendar::{Calendar, ALL_HOURS};
+use crate::config::{clock_index, CLOCK_METRICS};
 use crate::index::{DeadlineKey, CALLBACK_BASE};
 use crate::projector::{
-    complaint_from_row, decode_complaint_row, envs, row_key, Names, SlaProjector,
+    breach_key_complaint, clock_calendar, complaint_from_row, decode_complaint_row,
+    decode_view_row, envs, policy_by_name, region_calendar, row_key, Names, SlaProjector,
+    BREACH_PREFIX,
 };
 use crate::state::*;
 
@@ -236,25 +239,127 @@ impl SlaProjector {
 
     /// Open deadlines whose breach is recorded and whose metric is not met yet, of
     /// complaints that are open or resolved (closed and withdrawn ones are history: see the
-    /// compliance report). Sorted by how late, the latest first; `now` gives `late_by`.
-    /// Such complaints never leave memory (see `Complaint::is_cold`), so no rows are read.
-    pub fn breaches(&self, filter: &SlaFilter, now: Timestamp) -> Vec<SlaItem> {
+    /// compliance report). Sorted by deadline, the latest first (the one overdue longest),
+    /// then by complaint, metric and promise; at most `filter.limit` of them. `now` gives
+    /// `late_by_seconds` and the time used.
+    ///
+    /// Read from the breach rows (`b/`, one per listed breach) of `rows`, the view's
+    /// persisted rows, whose key order is this order: a complaint whose every deadline is
+    /// breached has nothing left to fire and need not be in memory. The answer is therefore
+    /// that of the last committed batch (read `rows` under the projector's lock, as for
+    /// [`SlaProjector::read_complaint`]).
+    pub fn breaches(
+        &self,
+        filter: &SlaFilter,
+        rows: &dyn RowSource,
+        now: Timestamp,
+    ) -> Result<Vec<SlaItem>, ProjectionError> {
+        let now = now.as_second();
+        let mut items = Vec::new();
+        if filter.limit == Some(0) {
+            return Ok(items);
+        }
+        for row in rows.rows_with_prefix(BREACH_PREFIX.as_bytes()) {
+            let (key, value) = row?;
+            let breach: BreachRow = decode_view_row(&key, &value)?;
+            let skip =
+                |wanted: &Option<String>, name: &str| wanted.as_deref().is_some_and(|w| w != name);
+            if skip(&filter.region, &breach.region)
+                || skip(&filter.category, &breach.category)
+                || skip(&filter.policy, &breach.policy)
+                || filter.metric.is_some_and(|m| m != breach.metric)
+            {
+                continue;
+            }
+            let Some(calendar) = self.breach_calendar(&breach) else {
+                continue;
+            };
+            let complaint_id =
+                breach_key_complaint(&key).ok_or_else(|| ProjectionError::UndecodableRow {
+                    projector: "sla",
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    source: RowError {
+                        at: 0,
+                        what: "not a breach row key (b/<due>/<complaint id>#<timer>)".into(),
+                    },
+                })?;
+            let used = breach.used_seconds
+                + breach
+                    .running_since
+                    .map_or(0, |since| calendar.counted_between(since.as_second(), now));
+            let target = breach.target_seconds;
+            items.push(SlaItem {
+                complaint_id: complaint_id.to_string(),
+                region: breach.region,
+                category: breach.category,
+                policy: breach.policy,
+                metric: breach.metric,
+                promise: breach.promise,
+                started_at: breach.started_at,
+                due_at: breach.due_at,
+                target_seconds: target,
+                used_seconds: used,
+                fraction_used: if target > 0 {
+                    used as f64 / target as f64
+                } else {
+                    1.0
+                },
+                late_by_seconds: (now - breach.due_at.as_second()).max(0),
+                paused: breach.paused,
+                breach_recorded: true,
+            });
+            if filter.limit.is_some_and(|limit| items.len() >= limit) {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
+    /// What [`SlaProjector::breaches`] answered before breaches had rows (layout 2), from
+    /// the complaints in memory: the oracle the row-based query is tested against, for a
+    /// projector that never evicted.
+    #[cfg(test)]
+    pub(crate) fn breaches_in_memory(&self, filter: &SlaFilter, now: Timestamp) -> Vec<SlaItem> {
         let Some(resolved) = self.resolve(filter) else {
             return Vec::new();
         };
         let now = now.as_second();
-        let items = self
-            .open_breaches
-            .iter()
-            .filter(|key| {
-                matches!(
-                    self.complaints[key.slot as usize].status,
-                    ComplaintStatus::Open | ComplaintStatus::Resolved
-                )
+        let mut keys: Vec<DeadlineKey> = self
+            .by_id
+            .values()
+            .flat_map(|&slot| {
+                self.complaints[slot as usize]
+                    .listed_breaches()
+                    .into_iter()
+                    .map(move |b| DeadlineKey {
+                        at: b.due_at,
+                        slot,
+                        timer: b.timer,
+                    })
             })
+            .collect();
+        keys.sort_unstable();
+        let items = keys
+            .iter()
             .filter_map(|key| self.item(key, filter, &resolved, now))
             .collect();
         Self::sorted(items, filter)
+    }
+
+    /// The calendar a breach row's clock counts on under the configuration: None where a
+    /// complaint in memory would have no environment for it (its policy has no target for
+    /// the metric any more, or the region no business calendar), which the in-memory
+    /// query skipped too.
+    fn breach_calendar(&self, breach: &BreachRow) -> Option<&Calendar> {
+        let Some(i) = clock_index(breach.metric) else {
+            return Some(&ALL_HOURS);
+        };
+        let policy = &self.config.policies[policy_by_name(&self.config, &breach.policy) as usize];
+        clock_calendar(
+            &self.config,
+            region_calendar(&self.config, &breach.region),
+            policy.targets[i]?,
+        )
     }
 
     /// The complaint's next deadline: the least `due_at` among its metrics that are

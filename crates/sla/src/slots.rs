@@ -1,5 +1,5 @@
 //! [`Slots`]: the complaints held in memory, each at a small number (its slot) that the
-//! deadline index and the breach set key on.
+//! deadline index keys on.
 //!
 //! Evicting a complaint frees its slot for the next one: the table stays as large as the
 //! most complaints ever resident at once, not as the log's history, and the slots of the

@@ -11,6 +11,7 @@ use plaint_projection::{RowCodec, RowError, RowReader, RowWriter};
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::Calendar;
+use crate::index::CALLBACK_BASE;
 
 /// An absent time.
 pub(crate) const NONE: i64 = i64::MIN;
@@ -315,23 +316,68 @@ pub(crate) struct Complaint {
     pub completed: Vec<Record>,
 }
 
+/// One listed breach of a complaint: where its row is (deadline and timer: clock index,
+/// or `CALLBACK_BASE + serial` for a callback promise) and what else of its row may change
+/// (see [`encode_breach`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ListedBreach {
+    pub due_at: i64,
+    pub timer: u16,
+    pub started_at: i64,
+    /// Calendar seconds used before `running_since`.
+    pub used: i64,
+    /// While the clock runs (a promise: since it was made); else [`NONE`].
+    pub running_since: i64,
+}
+
 impl Complaint {
     /// Whether the complaint may leave memory once its row is committed: no timer can
-    /// fire for it (no clock or promise armed in the deadline index) and the breaches
-    /// query does not list it (no recorded breach of a cycle still open while the
-    /// complaint is open or resolved). What stays in memory is then exactly what ticks,
-    /// `at_risk`, `breaches` and `next_due` read; an event about the complaint pages it
-    /// back in first.
+    /// fire for it (no clock or promise armed in the deadline index). What stays in memory
+    /// is then exactly what ticks, `at_risk` and `next_due` read; the breaches query reads
+    /// the breach rows, and an event about the complaint pages it back in first.
     pub(crate) fn is_cold(&self) -> bool {
-        let armed = self.clocks.iter().any(|c| c.armed().is_some())
-            || self.promises.iter().any(|p| p.armed().is_some());
-        let listed_breach = matches!(
-            self.status,
-            ComplaintStatus::Open | ComplaintStatus::Resolved
-        ) && (self.clocks.iter().any(|c| c.open_breach().is_some())
-            || self.promises.iter().any(|p| p.breached));
-        !armed && !listed_breach
+        !(self.clocks.iter().any(|c| c.armed().is_some())
+            || self.promises.iter().any(|p| p.armed().is_some()))
     }
+
+    /// The breaches the breaches query lists for this complaint, in timer order: each
+    /// recorded breach of a cycle still open (clock) or of a promise not yet kept, while
+    /// the complaint is open or resolved (closed and withdrawn ones are history).
+    pub(crate) fn listed_breaches(&self) -> Vec<ListedBreach> {
+        if !lists_breaches(self.status) {
+            return Vec::new();
+        }
+        let clocks = (0u16..).zip(&self.clocks).filter_map(|(timer, clock)| {
+            Some(ListedBreach {
+                due_at: clock.open_breach()?,
+                timer,
+                started_at: clock.started_at,
+                used: clock.used,
+                running_since: if clock.phase == ClockPhase::Running {
+                    clock.since
+                } else {
+                    NONE
+                },
+            })
+        });
+        let promises = self
+            .promises
+            .iter()
+            .filter(|p| p.breached)
+            .map(|p| ListedBreach {
+                due_at: p.due_at,
+                timer: CALLBACK_BASE + p.serial,
+                started_at: p.promised_at,
+                used: 0,
+                running_since: p.promised_at,
+            });
+        clocks.chain(promises).collect()
+    }
+}
+
+/// Whether a complaint in this status has its breaches listed.
+fn lists_breaches(status: ComplaintStatus) -> bool {
+    matches!(status, ComplaintStatus::Open | ComplaintStatus::Resolved)
 }
 
 // ---- persisted form ----
@@ -397,6 +443,31 @@ pub(crate) struct RecordRow {
     pub met_at: Option<Timestamp>,
     pub used_seconds: i64,
     pub breached: bool,
+}
+
+/// One listed breach as the breaches query reads it (a `b/` row, see [`breach_key`]):
+/// what an [`SlaItem`] needs that does not depend on `now`. The complaint id is in the key.
+///
+/// [`SlaItem`]: crate::SlaItem
+/// [`breach_key`]: crate::projector::breach_key
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BreachRow {
+    pub region: String,
+    pub category: String,
+    pub policy: String,
+    pub metric: SlaMetric,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promise: Option<u16>,
+    pub started_at: Timestamp,
+    pub due_at: Timestamp,
+    pub target_seconds: i64,
+    /// Seconds of the metric's calendar used before `running_since`.
+    pub used_seconds: i64,
+    /// Set while the clock runs (for a promise: since it was made, on the wall clock); the
+    /// query adds the calendar seconds from it to its `now`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_since: Option<Timestamp>,
+    pub paused: bool,
 }
 
 impl ClockRow {
@@ -496,6 +567,72 @@ fn encode_record(out: &mut RowWriter, record: &Record) {
     put_opt_seconds(out, record.met_at);
     out.int(record.used);
     out.bool(record.breached);
+}
+
+/// The `b/` row of a listed breach written straight from the compact state: the bytes
+/// `encode_row(&BreachRow { .. })` would give. `names` are the complaint's region,
+/// category and policy; `target` is the clock's target under its policy (a promise has its
+/// own). Nothing else of the row can change while the breach is listed.
+pub(crate) fn encode_breach(names: [&str; 3], breach: &ListedBreach, target: i64) -> Vec<u8> {
+    let mut out = RowWriter::new();
+    for name in names {
+        out.str(name);
+    }
+    let (metric, promise, target, paused) = match breach.timer.checked_sub(CALLBACK_BASE) {
+        None => (
+            crate::config::CLOCK_METRICS[breach.timer as usize],
+            None,
+            target,
+            breach.running_since == NONE,
+        ),
+        Some(serial) => (
+            SlaMetric::Callback,
+            Some(serial),
+            breach.due_at - breach.started_at,
+            false,
+        ),
+    };
+    out.put(&metric);
+    out.put(&promise);
+    out.put(&ts(breach.started_at));
+    out.put(&ts(breach.due_at));
+    out.int(target);
+    out.int(breach.used);
+    put_opt_seconds(&mut out, breach.running_since);
+    out.bool(paused);
+    out.finish()
+}
+
+impl RowCodec for BreachRow {
+    fn encode(&self, out: &mut RowWriter) {
+        out.str(&self.region);
+        out.str(&self.category);
+        out.str(&self.policy);
+        out.put(&self.metric);
+        out.put(&self.promise);
+        out.put(&self.started_at);
+        out.put(&self.due_at);
+        out.int(self.target_seconds);
+        out.int(self.used_seconds);
+        out.put(&self.running_since);
+        out.bool(self.paused);
+    }
+
+    fn decode(input: &mut RowReader<'_>) -> Result<Self, RowError> {
+        Ok(BreachRow {
+            region: input.string()?,
+            category: input.string()?,
+            policy: input.string()?,
+            metric: input.get()?,
+            promise: input.get()?,
+            started_at: input.get()?,
+            due_at: input.get()?,
+            target_seconds: input.int()?,
+            used_seconds: input.int()?,
+            running_since: input.get()?,
+            paused: input.bool()?,
+        })
+    }
 }
 
 impl RowCodec for ComplaintRow {
