@@ -320,12 +320,12 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
     /// The rows changed since the last call, serialised, in key order: a cold row (as
     /// `cold` says) under `prefixes.archive`, any other under `prefixes.live`, and a
     /// delete of the copy on the other side when a row moved. `placed` hears where each
-    /// row went.
+    /// row went (slot, id, row, side).
     pub fn take_changes(
         &mut self,
         prefixes: Prefixes,
         mut cold: impl FnMut(&V) -> bool,
-        mut placed: impl FnMut(u32, &V, Stored),
+        mut placed: impl FnMut(u32, &str, &V, Stored),
     ) -> Vec<ViewChange> {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable_by(|a, b| self.id(*a).cmp(self.id(*b)));
@@ -350,7 +350,7 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
                 changes.push((prefixes.key(stale, id), None));
             }
             state.stored = side;
-            placed(slot, row, side);
+            placed(slot, id, row, side);
         }
         changes
     }
@@ -541,7 +541,7 @@ mod tests {
                     *map.get_mut(id).unwrap() += value;
                 }
             }
-            let changes = store.take_changes(PREFIXES, odd, |_, _, _| {});
+            let changes = store.take_changes(PREFIXES, odd, |_, _, _, _| {});
             assert_eq!(changes, map.take_changes("p/"), "round {round}");
             apply_changes(&mut disk, changes);
             store.evict(0, |_| true);
@@ -562,7 +562,7 @@ mod tests {
         }
         assert!(
             restored
-                .take_changes(PREFIXES, odd, |_, _, _| {})
+                .take_changes(PREFIXES, odd, |_, _, _, _| {})
                 .is_empty(),
             "restoring changes nothing"
         );
@@ -573,7 +573,7 @@ mod tests {
     fn a_row_held_back_by_the_caller_leaves_at_a_later_evict() {
         let mut store: RowStore<u32> = RowStore::default();
         let (slot, _) = store.insert("a", 1);
-        store.take_changes(PREFIXES, odd, |_, _, _| {});
+        store.take_changes(PREFIXES, odd, |_, _, _, _| {});
         store.evict(0, |_| false);
         assert_eq!(store.get("a"), Some(&1));
         store.evict(0, |s| s == slot);
@@ -601,9 +601,9 @@ mod tests {
         for (id, value) in [("a", 1), ("b", 3)] {
             store.insert(id, value);
         }
-        store.take_changes(PREFIXES, odd, |_, _, _| {});
+        store.take_changes(PREFIXES, odd, |_, _, _, _| {});
         store.insert("c", 5);
-        store.take_changes(PREFIXES, odd, |_, _, _| {});
+        store.take_changes(PREFIXES, odd, |_, _, _, _| {});
         store.evict(2, |_| true);
         assert_eq!(store.get("a"), None, "the longest cold left");
         assert_eq!((store.get("b"), store.get("c")), (Some(&3), Some(&5)));
