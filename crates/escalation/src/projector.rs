@@ -57,8 +57,9 @@ fn complaint_is_cold(_: &ComplaintRow) -> bool {
 }
 
 /// Unclaimed alerts one tick sends at most (and rows `rows_due` asks for): the others
-/// wait for the next tick. After a restart every waiting item is alerted once more.
-const ALERTS_PER_TICK: usize = 10_000;
+/// wait for the next tick. After a restart every waiting item is alerted once more. The
+/// crate's tests send three, so that a few items show the bound.
+pub(crate) const ALERTS_PER_TICK: usize = if cfg!(test) { 3 } else { 10_000 };
 
 fn queue_key(complaint_id: &str) -> Vec<u8> {
     [QUEUE.as_bytes(), complaint_id.as_bytes()].concat()
@@ -906,6 +907,12 @@ impl EscalationProjector {
             })
         })?;
         let queued: QueueRow = decode_row(&row.1).map_err(undecodable)?;
+        if !(1..=MAX_TIER).contains(&queued.tier) {
+            return Err(undecodable(plaint_projection::RowError {
+                at: 1,
+                what: format!("tier {} does not exist", queued.tier),
+            }));
+        }
         let entry = index_entry_of(
             &self.config,
             &mut self.names,
@@ -916,8 +923,7 @@ impl EscalationProjector {
             self.awaiting_alert
                 .insert((since, Arc::clone(&entry.key.complaint_id)));
         }
-        self.queues[usize::from(entry.tier.clamp(1, MAX_TIER) - 1)]
-            .insert(entry.key, entry.summary);
+        self.queues[usize::from(entry.tier - 1)].insert(entry.key, entry.summary);
         Ok(())
     }
 
