@@ -490,6 +490,9 @@ pub struct QueuedReport {
     pub restored_heap_bytes: Option<usize>,
     /// First page of tier 2 after the restore (p50 of 200).
     pub first_page_p50: Duration,
+    /// Heap bytes of a projector restored from the `queue/` rows alone: what the queue
+    /// entries cost, if measured.
+    pub queue_entries_heap_bytes: Option<usize>,
 }
 
 fn queued_upstream(options: &QueuedOptions, start: Timestamp) -> Vec<Event> {
@@ -638,6 +641,15 @@ pub fn run_queued(options: &QueuedOptions, heap_bytes: &dyn Fn() -> Option<usize
         .collect();
     samples.sort_unstable();
     let restored_heap = heap_of(restored);
+
+    let queue_rows: Vec<_> = plaint_projection::RowSource::rows_with_prefix(&rows, b"queue/")
+        .map(|row| row.expect("in memory"))
+        .collect();
+    let mut queues_only = EscalationProjector::new(EscalationConfig::default()).expect("valid");
+    queues_only
+        .restore(&mut queue_rows.into_iter())
+        .expect("rows written by this run decode");
+    let queue_entries_heap = heap_of(queues_only);
     let rate = |events: usize, elapsed: Duration| events as f64 / elapsed.as_secs_f64().max(1e-9);
     QueuedReport {
         complaints: options.complaints,
@@ -652,6 +664,7 @@ pub fn run_queued(options: &QueuedOptions, heap_bytes: &dyn Fn() -> Option<usize
         restored_resident,
         restored_heap_bytes: restored_heap,
         first_page_p50: percentile(&samples, 0.5),
+        queue_entries_heap_bytes: queue_entries_heap,
     }
 }
 
@@ -702,6 +715,11 @@ impl fmt::Display for QueuedReport {
             f,
             "  tier 2 first page after the restart: p50 {:.3?}",
             self.first_page_p50
+        )?;
+        writeln!(
+            f,
+            "  restored from the queue/ rows alone: {}",
+            heap(self.queue_entries_heap_bytes)
         )
     }
 }
