@@ -74,7 +74,9 @@
 //!   severity, breach time, money rank, filing time, the id shared once as an
 //!   `Arc<str>`) with what filters, statistics and the alert schedule read (region,
 //!   team and holder as interned numbers, a bit per rule among its reasons, when it
-//!   entered the tier, since when it waits unclaimed): about 150–200 bytes an item. Each
+//!   entered the tier, since when it waits unclaimed): about 350 bytes of heap an item
+//!   with the index's nodes, the id and the alert schedule (`escalation_bench --queued`
+//!   measures it), where a resident row with its entry took over 2 KB. Each
 //!   is persisted as a row of its own, `queue/<id>` ([`state::QueueRow`]), written and
 //!   deleted with the complaint's row, so a restart rebuilds the queues from these small
 //!   rows without reading a complaint row.
