@@ -20,7 +20,7 @@ use plaint_events::{
     SlaBreached, SlaMetric,
 };
 use plaint_projection::paging::{PagedRun, PagingSchedule};
-use plaint_projection::{Effect, Projection};
+use plaint_projection::{Effect, NoRows, Projection};
 use uuid::Uuid;
 
 use crate::{EscalationConfig, EscalationProjector, QueueQuery, Resident};
@@ -203,25 +203,40 @@ pub fn live_log(options: &BenchOptions) -> (EscalationProjector, Vec<Event>, Dur
     let mut random = Seeded(options.seed ^ 0xabcd);
     let began = Instant::now();
     for event in upstream {
-        let mut pending = vec![event];
-        while let Some(event) = pending.pop() {
-            log.push(event);
-            let event = log.last().expect("just pushed");
-            let is_raise = matches!(event.body, EventBody::EscalationRaised(_));
-            let (complaint_id, time) = (event.complaint_id.clone(), event.time);
-            let written = live.apply(log.len() as u64, event);
-            pending.extend(written.into_iter().filter_map(|effect| match effect {
-                Effect::AppendEvent { event, .. } => Some(event),
-                Effect::Publish { .. } => None,
-            }));
-            if is_raise && random.chance(30) {
-                if let Ok(claim) = live.prepare_claim(&complaint_id, "operator-1", None, time) {
-                    pending.push(claim.event);
-                }
+        append_live(&mut live, &mut log, event, |live, raise| {
+            if !random.chance(30) {
+                return None;
             }
-        }
+            let claim =
+                live.prepare_claim(&raise.complaint_id, "operator-1", None, raise.time, &NoRows);
+            claim.ok().map(|c| c.event)
+        });
     }
     (live, log, began.elapsed())
+}
+
+/// Appends `event` to `log` and applies it, every event the projector writes fed back
+/// right away (as the runner's stream would); after each raise, `after_raise` may write
+/// an operator command.
+fn append_live(
+    live: &mut EscalationProjector,
+    log: &mut Vec<Event>,
+    event: Event,
+    mut after_raise: impl FnMut(&EscalationProjector, &Event) -> Option<Event>,
+) {
+    let mut pending = vec![event];
+    while let Some(event) = pending.pop() {
+        log.push(event);
+        let event = log.last().expect("just pushed");
+        let written = live.apply(log.len() as u64, event);
+        pending.extend(written.into_iter().filter_map(|effect| match effect {
+            Effect::AppendEvent { event, .. } => Some(event),
+            Effect::Publish { .. } => None,
+        }));
+        if matches!(event.body, EventBody::EscalationRaised(_)) {
+            pending.extend(after_raise(live, event));
+        }
+    }
 }
 
 /// The start of the synthetic log; complaints are filed over the 30 days after it.
@@ -312,7 +327,6 @@ where
         .expect("rows written by this run decode");
     let paged_rebuild_elapsed = began.elapsed();
     let resident = paged.projector.resident();
-    drop(paged);
 
     let deadline_of = deadlines(&log);
     let now = query_time();
@@ -373,9 +387,9 @@ where
                 let query = make(&mut random, tier);
                 let began = Instant::now();
                 let result = if *with_deadlines {
-                    live.queue(&query, now, Some(&deadline_of))
+                    live.queue(&query, now, Some(&deadline_of), &NoRows)
                 } else {
-                    live.queue(&query, now, None)
+                    live.queue(&query, now, None, &NoRows)
                 };
                 samples.push(began.elapsed());
                 assert!(result.is_ok(), "benchmark queries are valid");
@@ -390,6 +404,33 @@ where
             });
         }
     }
+    // The paged rebuild's projector: the rows of a page's items are read back from the
+    // view's rows (an in-memory map here) unless they are among the cold rows cached.
+    for tier in 2..=4u8 {
+        let query = QueueQuery {
+            tier,
+            limit: page,
+            ..QueueQuery::default()
+        };
+        let mut samples = Vec::with_capacity(options.queries);
+        for _ in 0..options.queries {
+            let began = Instant::now();
+            let result = paged
+                .projector
+                .queue(&query, now, Some(&deadline_of), &paged.rows);
+            samples.push(began.elapsed());
+            assert!(result.is_ok(), "benchmark queries are valid");
+        }
+        samples.sort_unstable();
+        latencies.push(LatencySummary {
+            scenario: "paged view, first page + deadlines".to_owned(),
+            tier,
+            p50: percentile(&samples, 0.50),
+            p99: percentile(&samples, 0.99),
+            max: *samples.last().expect("queries > 0"),
+        });
+    }
+    drop(paged);
 
     let rate = |events: usize, elapsed: Duration| events as f64 / elapsed.as_secs_f64().max(1e-9);
     BenchReport {
@@ -405,6 +446,281 @@ where
         resident,
         deadline_source: source.to_owned(),
         latencies,
+    }
+}
+
+/// A workload where most of what stays is queued and never claimed, as in the 10 M
+/// demo: complaints filed over 60 days, one in four breaches its SLA (which raises it)
+/// and is never answered, the others are resolved two hours after filing and closed a
+/// day later (critical ones were raised and are cleared).
+#[derive(Debug, Clone)]
+pub struct QueuedOptions {
+    pub complaints: usize,
+    pub seed: u64,
+}
+
+impl Default for QueuedOptions {
+    fn default() -> Self {
+        QueuedOptions {
+            complaints: 200_000,
+            seed: 7,
+        }
+    }
+}
+
+/// What a paged rebuild of the [`QueuedOptions`] workload keeps in memory, and what a
+/// restart reads.
+#[derive(Debug, Clone)]
+pub struct QueuedReport {
+    pub complaints: usize,
+    pub events: usize,
+    pub depths: [usize; 4],
+    /// Rebuild as the runner pages (batches of 1,000, evicting after each).
+    pub paged_rebuild_events_per_sec: f64,
+    /// In memory after the paged rebuild.
+    pub resident: Resident,
+    /// Heap bytes the projector held then (freed when it was dropped), if measured.
+    pub heap_bytes: Option<usize>,
+    /// Rows under the resident prefixes: what a restart reads.
+    pub restart_rows: usize,
+    pub restart_row_bytes: usize,
+    pub restore: Duration,
+    /// In memory after the restore.
+    pub restored_resident: Resident,
+    pub restored_heap_bytes: Option<usize>,
+    /// First page of tier 2 after the restore (p50 of 200).
+    pub first_page_p50: Duration,
+    /// Heap bytes of a projector restored from the `queue/` rows alone: what the queue
+    /// entries cost, if measured.
+    pub queue_entries_heap_bytes: Option<usize>,
+}
+
+fn queued_upstream(options: &QueuedOptions, start: Timestamp) -> Vec<Event> {
+    let mut random = Seeded(options.seed);
+    let mut events = Vec::with_capacity(options.complaints * 3);
+    let span_minutes = 60 * 24 * 60;
+    for i in 0..options.complaints {
+        let complaint_id = format!("cmp-{i:07}");
+        let minutes = (i as i64 * span_minutes) / options.complaints.max(1) as i64;
+        let at = |extra_minutes: i64| {
+            start
+                .checked_add(SignedDuration::from_mins(minutes + extra_minutes))
+                .expect("in range")
+        };
+        let event = |n: u64, time: Timestamp, body: EventBody| Event {
+            id: Uuid::from_u128((i as u128) << 8 | u128::from(n)),
+            source: "bench".into(),
+            complaint_id: complaint_id.clone(),
+            time,
+            body,
+        };
+        let severity = [
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ][random.below(4) as usize];
+        let amount = random.chance(50).then(|| AmountAtStake {
+            value: Money::from_units(random.below(2_000) as i64 + 1),
+            currency: "EUR".into(),
+        });
+        let region = format!("region-{}", random.below(8));
+        events.push(event(
+            0,
+            at(0),
+            EventBody::Filed(ComplaintFiled {
+                customer_id: format!("cust-{}", random.below(options.complaints as u64 / 3 + 1)),
+                region: region.clone(),
+                category: "billing".into(),
+                channel: Channel::Web,
+                severity,
+                amount_at_stake: amount,
+                summary: None,
+                tags: Vec::new(),
+                vip: random.chance(5),
+            }),
+        ));
+        if i % 4 == 0 {
+            events.push(event(
+                1,
+                at(240),
+                EventBody::SlaBreached(SlaBreached {
+                    metric: SlaMetric::FirstResponse,
+                    policy: "standard".into(),
+                    region,
+                    due_at: at(240),
+                    target_seconds: 4 * 3600,
+                    met_at: None,
+                    late_by_seconds: None,
+                }),
+            ));
+        } else {
+            events.push(event(
+                1,
+                at(120),
+                EventBody::Resolved(plaint_events::ComplaintResolved {
+                    by: "agent".into(),
+                    resolution: "refund".into(),
+                }),
+            ));
+            events.push(event(
+                2,
+                at(26 * 60),
+                EventBody::Closed(plaint_events::ComplaintClosed { by: None }),
+            ));
+        }
+    }
+    events.sort_by_key(|e| e.time);
+    events
+}
+
+/// Runs the [`QueuedOptions`] workload: the log as a live projector writes it, then a
+/// paged rebuild and a restart from the resident rows; `heap_bytes` (when it measures
+/// anything) gives the bytes allocated now, so that the projector's share is the drop in
+/// it when the projector is dropped.
+pub fn run_queued(options: &QueuedOptions, heap_bytes: &dyn Fn() -> Option<usize>) -> QueuedReport {
+    let mut live = EscalationProjector::new(EscalationConfig::default()).expect("valid");
+    let mut log = Vec::new();
+    for event in queued_upstream(options, bench_start()) {
+        append_live(&mut live, &mut log, event, |_, _| None);
+    }
+    let depths = live.depths();
+    drop(live);
+
+    let rebuilding = || {
+        let mut projector = EscalationProjector::new(EscalationConfig::default()).expect("valid");
+        projector.set_rebuilding(true);
+        projector
+    };
+    let began = Instant::now();
+    let mut paged = PagedRun::new(rebuilding());
+    let schedule = PagingSchedule {
+        batch: 1000,
+        restart_every: 0,
+        evict: true,
+    };
+    paged
+        .run(&log, schedule, rebuilding)
+        .expect("rows written by this run decode");
+    let paged_rebuild_elapsed = began.elapsed();
+    let PagedRun {
+        projector, rows, ..
+    } = paged;
+    let resident = projector.resident();
+    let heap_of = |projector: EscalationProjector| {
+        let with = heap_bytes();
+        drop(projector);
+        Some(with?.saturating_sub(heap_bytes()?))
+    };
+    let heap = heap_of(projector);
+
+    let mut restored = EscalationProjector::new(EscalationConfig::default()).expect("valid");
+    let mut restart_rows = Vec::new();
+    for prefix in restored.resident_prefixes() {
+        for row in plaint_projection::RowSource::rows_with_prefix(&rows, &prefix) {
+            restart_rows.push(row.expect("in memory"));
+        }
+    }
+    let restart_row_bytes = restart_rows.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let restart_row_count = restart_rows.len();
+    let began = Instant::now();
+    restored
+        .restore(&mut restart_rows.into_iter())
+        .expect("rows written by this run decode");
+    let restore = began.elapsed();
+    restored.evict();
+    let restored_resident = restored.resident();
+    let mut samples: Vec<Duration> = (0..200)
+        .map(|_| {
+            let began = Instant::now();
+            let page = restored.queue(&QueueQuery::tier(2), query_time(), None, &rows);
+            let spent = began.elapsed();
+            assert!(page.is_ok(), "a valid query");
+            spent
+        })
+        .collect();
+    samples.sort_unstable();
+    let restored_heap = heap_of(restored);
+
+    let queue_rows: Vec<_> = plaint_projection::RowSource::rows_with_prefix(&rows, b"queue/")
+        .map(|row| row.expect("in memory"))
+        .collect();
+    let mut queues_only = EscalationProjector::new(EscalationConfig::default()).expect("valid");
+    queues_only
+        .restore(&mut queue_rows.into_iter())
+        .expect("rows written by this run decode");
+    let queue_entries_heap = heap_of(queues_only);
+    let rate = |events: usize, elapsed: Duration| events as f64 / elapsed.as_secs_f64().max(1e-9);
+    QueuedReport {
+        complaints: options.complaints,
+        events: log.len(),
+        depths,
+        paged_rebuild_events_per_sec: rate(log.len(), paged_rebuild_elapsed),
+        resident,
+        heap_bytes: heap,
+        restart_rows: restart_row_count,
+        restart_row_bytes,
+        restore,
+        restored_resident,
+        restored_heap_bytes: restored_heap,
+        first_page_p50: percentile(&samples, 0.5),
+        queue_entries_heap_bytes: queue_entries_heap,
+    }
+}
+
+impl fmt::Display for QueuedReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let queued: usize = self.depths.iter().sum();
+        let heap = |bytes: Option<usize>| match bytes {
+            Some(bytes) => format!(
+                "{:.1} MiB heap ({} B per queued item)",
+                bytes as f64 / f64::from(1 << 20),
+                bytes / queued.max(1)
+            ),
+            None => "heap not measured".to_owned(),
+        };
+        let resident = |r: &Resident| {
+            format!(
+                "{} complaint rows, {} queue entries, {} customers, {} claim waits",
+                r.complaints, r.queued, r.customers, r.claim_waits
+            )
+        };
+        writeln!(
+            f,
+            "escalation queued workload: {} complaints filed over 60 days, one in four breached and never answered",
+            self.complaints
+        )?;
+        writeln!(
+            f,
+            "  queue depth per tier 1..4: {:?} (total {queued}); {} events",
+            self.depths, self.events
+        )?;
+        writeln!(
+            f,
+            "  rebuild paged (evicted every 1000): {:.0} events/s; in memory after: {}; {}",
+            self.paged_rebuild_events_per_sec,
+            resident(&self.resident),
+            heap(self.heap_bytes)
+        )?;
+        writeln!(
+            f,
+            "  restart: reads {} rows ({:.1} MiB) in {:.3?}; in memory after: {}; {}",
+            self.restart_rows,
+            self.restart_row_bytes as f64 / f64::from(1 << 20),
+            self.restore,
+            resident(&self.restored_resident),
+            heap(self.restored_heap_bytes)
+        )?;
+        writeln!(
+            f,
+            "  tier 2 first page after the restart: p50 {:.3?}",
+            self.first_page_p50
+        )?;
+        writeln!(
+            f,
+            "  restored from the queue/ rows alone: {}",
+            heap(self.queue_entries_heap_bytes)
+        )
     }
 }
 
@@ -438,9 +754,10 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "  rebuild paged (rows committed, evicted every 1000): {:.0} events/s; resident after: {} complaints, {} customers, {} claim waits",
+            "  rebuild paged (rows committed, evicted every 1000): {:.0} events/s; resident after: {} complaint rows, {} queue entries, {} customers, {} claim waits",
             self.paged_rebuild_events_per_sec,
             self.resident.complaints,
+            self.resident.queued,
             self.resident.customers,
             self.resident.claim_waits
         )?;
@@ -477,7 +794,21 @@ mod tests {
             "every synthetic complaint escalates"
         );
         assert!(report.live_events > 300 && report.rebuild_events == report.live_events);
-        assert_eq!(report.latencies.len(), 12);
+        assert_eq!(report.latencies.len(), 15);
         assert!(report.to_string().contains("tier 2 first page"));
+    }
+
+    #[test]
+    fn the_queued_workload_leaves_a_quarter_queued() {
+        let report = run_queued(
+            &QueuedOptions {
+                complaints: 400,
+                ..QueuedOptions::default()
+            },
+            &|| None,
+        );
+        assert_eq!(report.depths.iter().sum::<usize>(), 100);
+        assert!(report.restart_rows > 0);
+        assert!(report.to_string().contains("restart: reads"));
     }
 }

@@ -1,7 +1,8 @@
 //! Operator commands (claim, release, reassign) as pure validations against the view.
 //!
 //! A `prepare_*` method checks the command against the current view and builds the event
-//! to append; it changes nothing. The caller appends the event through the `COMPLAINTS`
+//! to append; it changes nothing. A complaint whose row is paged out of memory is read
+//! from the view's rows (`rows`, as for `history`). The caller appends the event through the `COMPLAINTS`
 //! stream with an expected-version check on the complaint's stream, so that of two
 //! operators claiming the same item at the same moment exactly one append succeeds; the
 //! loser's caller re-prepares after the view caught up and gets
@@ -16,6 +17,7 @@
 
 use jiff::Timestamp;
 use plaint_events::{own, subjects, EscalationClaimed, EscalationReleased, Event, EventBody};
+use plaint_projection::RowSource;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -26,9 +28,8 @@ use crate::state::{ComplaintRow, QueueItem};
 /// Errors of operator commands and queue queries; each message says what to do next.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
-    /// The view holds in memory only the complaints commands can act on (open or queued
-    /// ones); a closed complaint paged out of memory is reported as this too.
-    #[error("complaint {0} is neither open nor queued in the escalation view; check the id and its status with `plaint complaint <id>`")]
+    /// The view has no row of this complaint (in memory or paged out).
+    #[error("complaint {0} is not in the escalation view; check the id and its status with `plaint complaint <id>`")]
     UnknownComplaint(String),
     #[error("complaint {complaint_id} is not in an escalation queue; only escalated complaints can be claimed, released or reassigned")]
     NotInQueue { complaint_id: String },
@@ -58,6 +59,10 @@ pub enum CommandError {
     UnknownRule(String),
     #[error("page limit {0} is out of range; ask for 1 to 1000 items")]
     InvalidLimit(usize),
+    /// A row paged out of memory could not be read back (the message says why and what
+    /// to do).
+    #[error("{0}")]
+    Rows(String),
 }
 
 impl CommandError {
@@ -75,6 +80,7 @@ impl CommandError {
             CommandError::InvalidReason => "invalid_reason",
             CommandError::UnknownRule(_) => "unknown_rule",
             CommandError::InvalidLimit(_) => "invalid_limit",
+            CommandError::Rows(_) => "view_unreadable",
         }
     }
 }
@@ -109,10 +115,17 @@ fn check_operator(name: &str) -> Result<(), CommandError> {
 }
 
 impl EscalationProjector {
-    fn queued(&self, complaint_id: &str) -> Result<(&ComplaintRow, &QueueItem), CommandError> {
+    /// Runs `decide` on a queued complaint's row and queue item, the row from memory or
+    /// from `rows`.
+    fn with_queued<T>(
+        &self,
+        complaint_id: &str,
+        rows: &dyn RowSource,
+        decide: impl FnOnce(&ComplaintRow, &QueueItem) -> Result<T, CommandError>,
+    ) -> Result<T, CommandError> {
         let row = self
-            .complaints
-            .get(complaint_id)
+            .complaint_row(complaint_id, rows)
+            .map_err(|e| CommandError::Rows(e.to_string()))?
             .ok_or_else(|| CommandError::UnknownComplaint(complaint_id.to_owned()))?;
         let item = row
             .queue
@@ -121,7 +134,7 @@ impl EscalationProjector {
             .ok_or_else(|| CommandError::NotInQueue {
                 complaint_id: complaint_id.to_owned(),
             })?;
-        Ok((row, item))
+        decide(&row, item)
     }
 
     fn command(
@@ -171,12 +184,26 @@ impl EscalationProjector {
         by: &str,
         tier: Option<u8>,
         now: Timestamp,
+        rows: &dyn RowSource,
     ) -> Result<PreparedCommand, CommandError> {
         check_operator(by)?;
         if let Some(tier) = tier {
             check_tier(tier)?;
         }
-        let (row, item) = self.queued(complaint_id)?;
+        self.with_queued(complaint_id, rows, |row, item| {
+            self.decide_claim(complaint_id, by, tier, now, row, item)
+        })
+    }
+
+    fn decide_claim(
+        &self,
+        complaint_id: &str,
+        by: &str,
+        tier: Option<u8>,
+        now: Timestamp,
+        row: &ComplaintRow,
+        item: &QueueItem,
+    ) -> Result<PreparedCommand, CommandError> {
         if let Some(requested) = tier.filter(|t| *t != item.tier) {
             return Err(CommandError::WrongTier {
                 complaint_id: complaint_id.to_owned(),
@@ -214,12 +241,26 @@ impl EscalationProjector {
         by: &str,
         reason: &str,
         now: Timestamp,
+        rows: &dyn RowSource,
     ) -> Result<PreparedCommand, CommandError> {
         check_operator(by)?;
         if reason.trim().is_empty() || reason.chars().count() > 1024 {
             return Err(CommandError::InvalidReason);
         }
-        let (row, item) = self.queued(complaint_id)?;
+        self.with_queued(complaint_id, rows, |row, item| {
+            self.decide_release(complaint_id, by, reason, now, row, item)
+        })
+    }
+
+    fn decide_release(
+        &self,
+        complaint_id: &str,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+        row: &ComplaintRow,
+        item: &QueueItem,
+    ) -> Result<PreparedCommand, CommandError> {
         match &item.claim {
             Some(claim) if claim.by == by => {
                 let body = EventBody::EscalationReleased(EscalationReleased {
@@ -256,9 +297,22 @@ impl EscalationProjector {
         complaint_id: &str,
         to: &str,
         now: Timestamp,
+        rows: &dyn RowSource,
     ) -> Result<PreparedCommand, CommandError> {
         check_operator(to)?;
-        let (row, item) = self.queued(complaint_id)?;
+        self.with_queued(complaint_id, rows, |row, item| {
+            self.decide_reassign(complaint_id, to, now, row, item)
+        })
+    }
+
+    fn decide_reassign(
+        &self,
+        complaint_id: &str,
+        to: &str,
+        now: Timestamp,
+        row: &ComplaintRow,
+        item: &QueueItem,
+    ) -> Result<PreparedCommand, CommandError> {
         let Some(claim) = &item.claim else {
             return Err(CommandError::NotClaimed {
                 complaint_id: complaint_id.to_owned(),

@@ -5,8 +5,9 @@
 //! - [`EscalationProjector`] (`EscalationProjector::new(config)`): the projector
 //!   (`impl Projection`, name `escalation`). Applies the log, raises and clears, keeps
 //!   one ordered queue per tier, and answers [`EscalationProjector::queue`],
-//!   [`EscalationProjector::history`] (which takes the view's rows, for complaints paged
-//!   out of memory) and [`EscalationProjector::stats`].
+//!   [`EscalationProjector::history`] and [`EscalationProjector::stats`]. Queries and
+//!   commands that show or check a complaint's row take the view's rows
+//!   (`&dyn RowSource`), for complaints paged out of memory.
 //! - [`EscalationConfig`]: the `[escalation]` section (see `escalation.example.toml`).
 //! - [`rules`]: every rule as a pure function of a complaint's facts.
 //! - [`priority`]: the documented queue order and why it never depends on `now`.
@@ -66,18 +67,32 @@
 //!
 //! # Memory: what is resident, what is archived
 //! Rows live in a slot store (id → slot by hash, rows in vectors, freed slots reused)
-//! that persists exactly what a paged `ViewMap` would; beside each complaint's row the
-//! projector keeps, by slot, the entry it has in the queue index and the tier of a raise
-//! on its way. Only what can act without a new event stays in memory:
-//! - complaints still in a queue (claimed or not, or with a clear on its way), or with a
-//!   raise on its way: rows `complaint/<id>`. A complaint out of every queue, open or
-//!   not, is *cold*: its row goes to `archived-complaint/<id>` and it leaves memory once
-//!   that row is committed (until layout 3, open complaints stayed: at 10 million demo
-//!   events they were most of the projector's memory, for no tick and no query). Money,
-//!   severity, reopen and manual rules act on events, and SLA-breach rules on
-//!   `sla.breached` events: any event that can change a complaint pages its row back in
-//!   before it is applied (`Projection::rows_needed`), so the rules decide as if it had
-//!   stayed. [`EscalationProjector::history`] reads a paged-out complaint from the rows.
+//! that persists exactly what a paged `ViewMap` would; beside each resident complaint's
+//! row the projector keeps, by slot, the entry it has in the queue index and the tier of
+//! a raise on its way. Only what can act without a new event stays in memory:
+//! - every queued complaint's *queue entry*: its place in the queue index (tier,
+//!   severity, breach time, money rank, filing time, the id shared once as an
+//!   `Arc<str>`) with what filters, statistics and the alert schedule read (region,
+//!   team and holder as interned numbers, a bit per rule among its reasons, when it
+//!   entered the tier, since when it waits unclaimed): about 350 bytes of heap an item
+//!   with the index's nodes, the id and the alert schedule (`escalation_bench --queued`
+//!   measures it), where a resident row with its entry took over 2 KB. Each
+//!   is persisted as a row of its own, `queue/<id>` ([`state::QueueRow`]), written and
+//!   deleted with the complaint's row, so a restart rebuilds the queues from these small
+//!   rows without reading a complaint row.
+//! - complaints' full rows (facts, queue item with its reasons and claim, history) only
+//!   while something needs them: every complaint row goes to `archived-complaint/<id>`
+//!   and leaves memory once that row is committed, unless a raise about it is on its way
+//!   (until layout 3, open complaints stayed; until layout 4, queued ones did: at 10
+//!   million demo events, with a quarter of complaints breached and never answered, their
+//!   rows were most of the projector's memory). Whatever needs a full row gets it from
+//!   the rows: any event that can change a complaint pages its row back in before it is
+//!   applied (`Projection::rows_needed`), so the rules decide as if it had stayed; an
+//!   unclaimed alert pages in the rows of the items it is about (`Projection::rows_due`);
+//!   [`EscalationProjector::queue`] filters and orders on the queue entries and reads
+//!   the rows of the page's items only; [`EscalationProjector::history`] and the operator
+//!   commands read the complaint's row. The most recently cooled rows stay cached
+//!   ([`plaint_projection::COLD_CACHE`]).
 //! - customers with a filing inside the repeat window as of the latest event time applied
 //!   (never the wall clock): rows `customer/<id>`; the others `archived-customer/<id>`,
 //!   paged back in when the customer files again (a late filing may still count them).
@@ -87,15 +102,20 @@
 //! - the latest event time: row `latest-event-time`.
 //!
 //! Where a row goes depends on the applied events alone, so a rebuild, a restart (which
-//! restores the live rows only) and a projector that kept everything in memory write the
-//! same rows. [`EscalationProjector::resident`] counts what is in memory.
+//! restores the live rows only: queue entries, customers in the window, claim waits, the
+//! latest event time) and a projector that kept everything in memory write the same rows.
+//! [`EscalationProjector::resident`] counts what is in memory: full complaint rows and
+//! queue entries apart.
 //!
 //! # Unclaimed alerts
 //! `tick(now)` publishes one alert on `<prefix>.alerts.escalation.unclaimed.<region>`
 //! for each item that has waited unclaimed (since it entered its tier or was released)
 //! for `unclaimed_alert_after`, msg id `own::event_id([complaint, "unclaimed", tier,
-//! unclaimed_since])`. Which alerts were sent is not persisted: after a restart each
-//! still-waiting item is alerted once more with the same msg id.
+//! unclaimed_since])`, the longest waiting first and at most 10,000 per tick (the rest
+//! at the next tick, which the runner runs at once); `rows_due` asks for the rows of
+//! those items, for the reasons the alert carries. Which alerts were sent is not
+//! persisted: after a restart each still-waiting item is alerted once more with the same
+//! msg id.
 //!
 //! # What it does not do
 //! No I/O and no clock: the runner appends and publishes the effects, passes `now`, and

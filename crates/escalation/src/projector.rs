@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use plaint_events::{
-    own, subjects, ComplaintFiled, EscalationClaimed, EscalationCleared, EscalationRaised,
-    EscalationReleased, Event, EventBody, EventType, SlaBreached,
+    own, subjects, AmountAtStake, ComplaintFiled, EscalationClaimed, EscalationCleared,
+    EscalationRaised, EscalationReleased, Event, EventBody, EventType, Severity, SlaBreached,
 };
 use plaint_projection::{
     decode_row, encode_row, Effect, Projection, ProjectionError, RowSource, ViewChange, ViewRow,
@@ -21,14 +21,15 @@ use crate::priority::{money_rank, PriorityKey, Urgency};
 use crate::rules::{self, ManualEscalation, SlaBreachFact};
 use crate::state::{
     ClaimRecord, ClaimWait, ComplaintRow, ComplaintStatus, CustomerFilings, HistoryEntry,
-    QueueItem, ReleaseRecord,
+    QueueItem, QueueRow, ReleaseRecord,
 };
 use crate::store::{IdHasher, Prefixes, RowStore, Stored};
 
 const NAME: &str = "escalation";
 
-/// Rows of complaints: live ones (restored at start) and cold ones (see
-/// [`complaint_is_cold`]), read back when an event or a query asks.
+/// Rows of complaints: live ones (restored at start; none since layout 4) and cold ones
+/// (see [`complaint_is_cold`]), read back when an event, a query, a command or an alert
+/// asks.
 pub(crate) const COMPLAINTS: Prefixes = Prefixes {
     live: "complaint/",
     archive: "archived-complaint/",
@@ -38,18 +39,30 @@ pub(crate) const CUSTOMERS: Prefixes = Prefixes {
     live: "customer/",
     archive: "archived-customer/",
 };
+/// `queue/<complaint>`: one [`QueueRow`] per complaint in the queue index.
+pub(crate) const QUEUE: &str = "queue/";
 /// `claim-wait/<complaint>/<raise count>`: one [`ClaimWait`] per first claim.
 const CLAIM_WAITS: &str = "claim-wait/";
 /// The latest event time applied (see `EscalationProjector::latest_event_time`).
 const LATEST_EVENT_TIME: &str = "latest-event-time";
 
-/// Whether a complaint's row goes to the archive and may leave memory: nothing acts on it
-/// until an event about it comes (which pages it back in). A queued item stays (queries,
-/// commands and unclaimed alerts act on it without an event); an open complaint outside
-/// the queues does not (no tick and no query reads it from memory). A function of the
-/// row alone, so rows do not depend on what was resident.
-fn complaint_is_cold(row: &ComplaintRow) -> bool {
-    row.queue.is_none()
+/// Whether a complaint's row goes to the archive and may leave memory: every row, since
+/// layout 4. Nothing acts on a complaint's full row without asking for it: an event pages
+/// it back in (`rows_needed`), an unclaimed alert too (`rows_due`), and queries and
+/// commands read it from the view's rows. What they select on stays in memory as the
+/// complaint's queue entry (persisted as a [`QueueRow`]). A function of the row alone, so
+/// rows do not depend on what was resident.
+fn complaint_is_cold(_: &ComplaintRow) -> bool {
+    true
+}
+
+/// Unclaimed alerts one tick sends at most (and rows `rows_due` asks for): the others
+/// wait for the next tick. After a restart every waiting item is alerted once more. The
+/// crate's tests send three, so that a few items show the bound.
+pub(crate) const ALERTS_PER_TICK: usize = if cfg!(test) { 3 } else { 10_000 };
+
+fn queue_key(complaint_id: &str) -> Vec<u8> {
+    [QUEUE.as_bytes(), complaint_id.as_bytes()].concat()
 }
 
 /// A claim wait in memory: by claim time first, so the ones out of reach are at the
@@ -73,7 +86,10 @@ fn claim_wait_key(complaint_id: &str, raise_count: u32) -> Box<[u8]> {
 /// Resident items, for memory reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Resident {
+    /// Complaints whose full row is in memory.
     pub complaints: usize,
+    /// Entries of the queue index (one per queued complaint, its row in memory or not).
+    pub queued: usize,
     pub customers: usize,
     pub claim_waits: usize,
 }
@@ -100,16 +116,19 @@ pub struct UnclaimedAlert<'a> {
     pub at: Timestamp,
 }
 
-/// What the queue index keeps per item, so that filters need not read the row. Names
-/// are [`Names`] numbers, so that a filter compares integers.
+/// What the queue index keeps per item beside its key, so that filters, statistics and
+/// the alert schedule need not read the row: with the key, all that stays in memory of a
+/// queued complaint whose row is paged out. Names are [`Names`] numbers, so that a filter
+/// compares integers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ItemSummary {
-    pub slot: u32,
     pub region: u32,
     pub team: Option<u32>,
     pub claimed_by: Option<u32>,
     pub reasons_mask: u8,
     pub entered_at: Timestamp,
+    /// `Some(unclaimed_since)` while the item waits unclaimed.
+    pub unclaimed_since: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,8 +136,113 @@ struct IndexEntry {
     tier: u8,
     key: PriorityKey,
     summary: ItemSummary,
-    /// `Some(unclaimed_since)` while the item waits unclaimed.
+}
+
+/// A queued complaint's facts as the queue index needs them, borrowed from its row
+/// ([`QueueFacts::of`]) or from its [`QueueRow`]: both turn into an index entry through
+/// [`index_entry_of`], so a restart (from queue rows) and a page-in (from the complaint's
+/// row) index an item the same way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct QueueFacts<'a> {
+    tier: u8,
+    region: &'a str,
+    team: Option<&'a str>,
+    claimed_by: Option<&'a str>,
+    severity: Severity,
+    amount_at_stake: Option<&'a AmountAtStake>,
+    filed_at: Timestamp,
+    breached_since: Option<Timestamp>,
+    reasons_mask: u8,
+    entered_at: Timestamp,
     unclaimed_since: Option<Timestamp>,
+}
+
+impl<'a> QueueFacts<'a> {
+    /// An item whose clear is on its way is already out of the queue index: it is
+    /// resolved, closed or withdrawn, and nobody should claim it or be alerted about it.
+    fn of(row: &'a ComplaintRow) -> Option<QueueFacts<'a>> {
+        let item = row.queue.as_ref().filter(|q| !q.clear_requested)?;
+        Some(QueueFacts {
+            tier: item.tier,
+            region: &row.region,
+            team: row.team.as_deref(),
+            claimed_by: item.claim.as_ref().map(|c| c.by.as_str()),
+            severity: row.severity,
+            amount_at_stake: row.amount_at_stake.as_ref(),
+            filed_at: row.filed_at,
+            breached_since: row.breached_since,
+            reasons_mask: item
+                .reasons
+                .iter()
+                .filter_map(|r| rules::rule_bit(&r.rule))
+                .fold(0, |a, b| a | b),
+            entered_at: item.entered_at,
+            unclaimed_since: item.claim.is_none().then_some(item.unclaimed_since),
+        })
+    }
+
+    fn of_queue_row(row: &'a QueueRow) -> QueueFacts<'a> {
+        QueueFacts {
+            tier: row.tier,
+            region: &row.region,
+            team: row.team.as_deref(),
+            claimed_by: row.claimed_by.as_deref(),
+            severity: row.severity,
+            amount_at_stake: row.amount_at_stake.as_ref(),
+            filed_at: row.filed_at,
+            breached_since: row.breached_since,
+            reasons_mask: row.reasons_mask,
+            entered_at: row.entered_at,
+            unclaimed_since: row.unclaimed_since,
+        }
+    }
+
+    fn to_queue_row(self) -> QueueRow {
+        QueueRow {
+            tier: self.tier,
+            region: self.region.to_owned(),
+            team: self.team.map(str::to_owned),
+            claimed_by: self.claimed_by.map(str::to_owned),
+            severity: self.severity,
+            amount_at_stake: self.amount_at_stake.cloned(),
+            filed_at: self.filed_at,
+            breached_since: self.breached_since,
+            reasons_mask: self.reasons_mask,
+            entered_at: self.entered_at,
+            unclaimed_since: self.unclaimed_since,
+        }
+    }
+}
+
+/// The queue index entry of an item (see [`QueueFacts`]); the money rank is taken with
+/// the limits configured now, as the item's other entries are.
+fn index_entry_of(
+    config: &EscalationConfig,
+    names: &mut Names,
+    complaint_id: Arc<str>,
+    facts: &QueueFacts<'_>,
+) -> IndexEntry {
+    IndexEntry {
+        tier: facts.tier,
+        key: PriorityKey {
+            severity: Reverse(facts.severity),
+            urgency: match facts.breached_since {
+                Some(since) => Urgency::Breached { since },
+                None => Urgency::NotBreached,
+            },
+            money_rank: Reverse(money_rank(config, facts.amount_at_stake)),
+            filed_at: facts.filed_at,
+            complaint_id,
+        },
+        summary: ItemSummary {
+            region: names.intern(facts.region),
+            team: facts.team.map(|team| names.intern(team)),
+            claimed_by: facts.claimed_by.map(|by| names.intern(by)),
+            reasons_mask: facts.reasons_mask,
+            entered_at: facts.entered_at,
+            unclaimed_since: facts.unclaimed_since,
+        },
+    }
 }
 
 /// Regions, teams and operators seen, numbered in order of appearance (in memory only;
@@ -150,13 +274,20 @@ impl Names {
     }
 }
 
-/// What the projector keeps in memory beside a complaint's row, by slot.
+/// What the projector keeps in memory beside a complaint's row, by slot, while the row
+/// is resident.
 #[derive(Debug, Clone, Default)]
 struct Companion {
     /// The complaint's region as a [`Names`] number (it never changes after filing).
     region: u32,
-    /// The entry the complaint has in the queue index (and `awaiting_alert`), if any.
+    /// The entry the complaint has in the queue index (and `awaiting_alert`), if any. It
+    /// stays in the index when the row leaves memory.
     indexed: Option<IndexEntry>,
+    /// Its `queue/` row is in the rows (as of the last `take_changes`).
+    queue_row_stored: bool,
+    /// `indexed` changed since the last `take_changes`: the `queue/` row is written again
+    /// (or deleted).
+    queue_row_changed: bool,
     /// The tier of a raise written but not yet seen back in the log, so that events
     /// arriving in between do not write a second raise to the same tier.
     pending_raise: Option<u8>,
@@ -218,7 +349,8 @@ pub struct EscalationProjector {
     region_subjects: Vec<Option<RegionSubjects>>,
     /// `own::source("escalation")`, made once.
     source: String,
-    /// Derived from the rows (rebuilt by `restore`): one ordered index per tier.
+    /// One ordered index per tier: every queued complaint, its row in memory or not.
+    /// Persisted as `queue/` rows, from which `restore` rebuilds it.
     pub(crate) queues: [BTreeMap<PriorityKey, ItemSummary>; MAX_TIER as usize],
     /// In memory only: unclaimed items this process has not alerted on yet, by the time
     /// they became unclaimed. After a restart every unclaimed item is alerted once more
@@ -293,6 +425,7 @@ impl EscalationProjector {
     pub fn resident(&self) -> Resident {
         Resident {
             complaints: self.complaints.len(),
+            queued: self.queues.iter().map(BTreeMap::len).sum(),
             customers: self.customers.len(),
             claim_waits: self.claim_waits.len(),
         }
@@ -344,41 +477,11 @@ impl EscalationProjector {
         Ok(Some(std::borrow::Cow::Owned(row)))
     }
 
-    /// An item whose clear is on its way is already out of the queue index: it is
-    /// resolved, closed or withdrawn, and nobody should claim it or be alerted about it.
+    /// The queue index entry the row of `slot` calls for (see [`QueueFacts::of`]).
     fn index_entry(&mut self, slot: u32) -> Option<IndexEntry> {
-        let row = self.complaints.row(slot);
-        let item = row.queue.as_ref().filter(|q| !q.clear_requested)?;
-        let key = PriorityKey {
-            severity: Reverse(row.severity),
-            urgency: match row.breached_since {
-                Some(since) => Urgency::Breached { since },
-                None => Urgency::NotBreached,
-            },
-            money_rank: Reverse(money_rank(&self.config, row.amount_at_stake.as_ref())),
-            filed_at: row.filed_at,
-            complaint_id: Arc::clone(self.complaints.id(slot)),
-        };
-        let reasons_mask = item
-            .reasons
-            .iter()
-            .filter_map(|r| rules::rule_bit(&r.rule))
-            .fold(0, |a, b| a | b);
-        let names = &mut self.names;
-        let region = self.companions[slot as usize].region;
-        Some(IndexEntry {
-            tier: item.tier,
-            key,
-            summary: ItemSummary {
-                slot,
-                region,
-                team: row.team.as_deref().map(|team| names.intern(team)),
-                claimed_by: item.claim.as_ref().map(|c| names.intern(&c.by)),
-                reasons_mask,
-                entered_at: item.entered_at,
-            },
-            unclaimed_since: item.claim.is_none().then_some(item.unclaimed_since),
-        })
+        let facts = QueueFacts::of(self.complaints.row(slot))?;
+        let id = Arc::clone(self.complaints.id(slot));
+        Some(index_entry_of(&self.config, &mut self.names, id, &facts))
     }
 
     /// Brings the queue index and the alert schedule in step with the row of `slot`.
@@ -388,13 +491,14 @@ impl EscalationProjector {
         if companion.indexed == after {
             return;
         }
+        companion.queue_row_changed = true;
         let before = std::mem::replace(&mut companion.indexed, after.clone());
         let alert_before = before
             .as_ref()
-            .and_then(|e| e.unclaimed_since.map(|t| (e.tier, t)));
+            .and_then(|e| e.summary.unclaimed_since.map(|t| (e.tier, t)));
         let alert_after = after
             .as_ref()
-            .and_then(|e| e.unclaimed_since.map(|t| (e.tier, t)));
+            .and_then(|e| e.summary.unclaimed_since.map(|t| (e.tier, t)));
         if let Some(entry) = before {
             self.queues[usize::from(entry.tier - 1)].remove(&entry.key);
         }
@@ -755,9 +859,9 @@ impl EscalationProjector {
         });
     }
 
-    fn rebuild_indexes(&mut self) {
-        self.queues = Default::default();
-        self.awaiting_alert.clear();
+    /// Sets up the companions of the complaint rows a restore took (the queue index and
+    /// the alert schedule come from the `queue/` rows).
+    fn index_restored_rows(&mut self) {
         self.companions = vec![Companion::default(); self.complaints.slot_count()];
         for slot in 0..self.complaints.slot_count() as u32 {
             if self.complaints.in_use(slot) {
@@ -766,18 +870,71 @@ impl EscalationProjector {
         }
     }
 
-    /// Sets up the companion and the queue entry of a complaint that came from a row, as
-    /// a restore does.
+    /// Sets up the companion of a complaint whose row came back from the rows. Its queue
+    /// entry is in the index already (it stayed there when the row left memory, or came
+    /// from its `queue/` row), and so is its place in the alert schedule, which must not
+    /// change: an alert already sent is not sent again.
     fn index_paged_in(&mut self, slot: u32) {
         let region = self.names.intern(&self.complaints.row(slot).region);
+        let indexed = self.index_entry(slot);
+        if let Some(entry) = &indexed {
+            self.queues[usize::from(entry.tier - 1)]
+                .entry(entry.key.clone())
+                .or_insert_with(|| entry.summary.clone());
+        }
         self.set_companion(
             slot,
             Companion {
                 region,
+                queue_row_stored: indexed.is_some(),
+                indexed,
                 ..Companion::default()
             },
         );
-        self.reindex(slot);
+    }
+
+    /// Adds a `queue/` row to the queue index and the alert schedule, as `restore` does.
+    fn restore_queue_row(&mut self, row: &ViewRow) -> Result<(), ProjectionError> {
+        let undecodable = |source| ProjectionError::UndecodableRow {
+            projector: NAME,
+            key: String::from_utf8_lossy(&row.0).into_owned(),
+            source,
+        };
+        let id = std::str::from_utf8(&row.0[QUEUE.len()..]).map_err(|_| {
+            undecodable(plaint_projection::RowError {
+                at: 0,
+                what: "the complaint id in the key is not UTF-8".into(),
+            })
+        })?;
+        let queued: QueueRow = decode_row(&row.1).map_err(undecodable)?;
+        if !(1..=MAX_TIER).contains(&queued.tier) {
+            return Err(undecodable(plaint_projection::RowError {
+                at: 1,
+                what: format!("tier {} does not exist", queued.tier),
+            }));
+        }
+        let entry = index_entry_of(
+            &self.config,
+            &mut self.names,
+            Arc::from(id),
+            &QueueFacts::of_queue_row(&queued),
+        );
+        if let Some(since) = entry.summary.unclaimed_since {
+            self.awaiting_alert
+                .insert((since, Arc::clone(&entry.key.complaint_id)));
+        }
+        self.queues[usize::from(entry.tier - 1)].insert(entry.key, entry.summary);
+        Ok(())
+    }
+
+    /// The unclaimed alerts `tick(now)` sends: the longest waiting first, at most
+    /// [`ALERTS_PER_TICK`].
+    fn alerts_due(&self, now: Timestamp) -> impl Iterator<Item = &(Timestamp, Arc<str>)> {
+        let threshold = now.checked_sub(self.config.unclaimed_alert_after).ok();
+        self.awaiting_alert
+            .iter()
+            .take_while(move |(since, _)| threshold.is_some_and(|t| *since <= t))
+            .take(ALERTS_PER_TICK)
     }
 
     /// Customers whose row is live but whose filings all left the repeat window are
@@ -850,7 +1007,8 @@ impl EscalationProjector {
 
     /// The persisted rows of everything in memory, in key order, as `take_changes` would
     /// leave them now (for digests and rebuild comparisons in tests and tools; with
-    /// nothing evicted, the whole view).
+    /// nothing evicted, the whole view): the `queue/` rows are those of the complaints
+    /// whose rows are in memory.
     pub fn rows(&self) -> Vec<ViewRow> {
         let window_start = self.repeat_window_start();
         let customer_cold =
@@ -859,6 +1017,10 @@ impl EscalationProjector {
         let mut rows: Vec<ViewRow> = self
             .complaints
             .persisted(COMPLAINTS, complaint_is_cold)
+            .chain(self.complaints.iter().filter_map(|(id, row)| {
+                let queued = QueueFacts::of(row)?.to_queue_row();
+                Some((queue_key(id), encode_row(&queued)))
+            }))
             .chain(self.customers.persisted(CUSTOMERS, customer_cold))
             .chain(
                 self.claim_waits
@@ -924,15 +1086,18 @@ impl Projection for EscalationProjector {
 
     fn resident_items(&self) -> Option<usize> {
         let resident = self.resident();
-        Some(resident.complaints + resident.customers + resident.claim_waits)
+        Some(resident.complaints + resident.queued + resident.customers + resident.claim_waits)
     }
 
     fn layout(&self) -> u32 {
         // 2: cold complaints and customers under `archived-*/`, claim waits in rows of
         // their own, the latest event time in a row. 3: an open complaint that is not
         // queued is cold too (at 10 million events, open complaints held in memory for
-        // no timer and no query were most of the projector's memory).
-        3
+        // no timer and no query were most of the projector's memory). 4: every complaint
+        // row is cold; a queued complaint keeps its queue entry in memory and in a
+        // `queue/` row of its own (at 10 million events, the full rows of queued
+        // complaints were most of the projector's memory).
+        4
     }
 
     fn apply(&mut self, seq: u64, event: &Event) -> Vec<Effect> {
@@ -1006,17 +1171,18 @@ impl Projection for EscalationProjector {
         }
     }
 
+    /// Sends the unclaimed alerts due ([`ALERTS_PER_TICK`] at most), from the items' rows
+    /// (for their reasons): the runner pages in the rows `rows_due` asked for first.
     fn tick(&mut self, now: Timestamp) -> Vec<Effect> {
         let alert_after = self.config.unclaimed_alert_after;
-        let Some(threshold) = now.checked_sub(alert_after).ok() else {
-            return Vec::new();
-        };
+        let due: Vec<(Timestamp, Arc<str>)> = self.alerts_due(now).cloned().collect();
         let mut effects = Vec::new();
-        while let Some((since, complaint_id)) = self.awaiting_alert.first().cloned() {
-            if since > threshold {
-                break;
-            }
-            self.awaiting_alert.pop_first();
+        for (since, complaint_id) in due {
+            self.awaiting_alert
+                .remove(&(since, Arc::clone(&complaint_id)));
+            // Paged in for this tick (`rows_due`); missing only when a caller ticks
+            // without paging in, or the rows lack it. Waiting for a row that will not
+            // come would wake the runner at once, again and again: it is skipped.
             let Some(row) = self.complaints.get(&complaint_id) else {
                 continue;
             };
@@ -1049,6 +1215,12 @@ impl Projection for EscalationProjector {
         effects
     }
 
+    fn rows_due(&self, now: Timestamp, keys: &mut Vec<Vec<u8>>) {
+        for (_, complaint_id) in self.alerts_due(now) {
+            keys.extend(self.complaints.archive_key(COMPLAINTS, complaint_id));
+        }
+    }
+
     fn next_wakeup(&self) -> Option<Timestamp> {
         let (since, _) = self.awaiting_alert.first()?;
         since.checked_add(self.config.unclaimed_alert_after).ok()
@@ -1059,16 +1231,36 @@ impl Projection for EscalationProjector {
     }
 
     fn take_changes(&mut self) -> Vec<ViewChange> {
-        let mut changes = self
-            .complaints
-            .take_changes(COMPLAINTS, complaint_is_cold, |_, _, _| {});
+        // Each changed queue entry's `queue/` row, written or deleted with the complaint's.
+        let companions = &mut self.companions;
+        let mut queue_changes = Vec::new();
+        let mut changes =
+            self.complaints
+                .take_changes(COMPLAINTS, complaint_is_cold, |slot, id, row, _| {
+                    let companion = &mut companions[slot as usize];
+                    if !std::mem::take(&mut companion.queue_row_changed) {
+                        return;
+                    }
+                    match QueueFacts::of(row) {
+                        Some(facts) => {
+                            let value = encode_row(&facts.to_queue_row());
+                            queue_changes.push((queue_key(id), Some(value)));
+                            companion.queue_row_stored = true;
+                        }
+                        None if std::mem::take(&mut companion.queue_row_stored) => {
+                            queue_changes.push((queue_key(id), None));
+                        }
+                        None => {}
+                    }
+                });
+        changes.append(&mut queue_changes);
         self.archive_expired_customers();
         let window_start = self.repeat_window_start();
         let live_customers = &mut self.live_customers_by_newest;
         changes.extend(self.customers.take_changes(
             CUSTOMERS,
             |filings| window_start.is_some_and(|start| filings.all_before(start)),
-            |slot, filings, stored| {
+            |slot, _, filings, stored| {
                 if let (Stored::Live, Some(newest)) = (stored, filings.filed_at.last()) {
                     live_customers.insert((*newest, slot));
                 }
@@ -1089,6 +1281,7 @@ impl Projection for EscalationProjector {
     fn resident_prefixes(&self) -> Vec<Vec<u8>> {
         [
             COMPLAINTS.live,
+            QUEUE,
             CUSTOMERS.live,
             CLAIM_WAITS,
             LATEST_EVENT_TIME,
@@ -1137,9 +1330,10 @@ impl Projection for EscalationProjector {
                 return false;
             }
             debug_assert!(
-                companion.indexed.is_none(),
-                "a cold complaint is not queued"
+                !companion.queue_row_changed,
+                "an unchanged row has its queue row written"
             );
+            // Its queue entry, if any, stays in the index.
             *companion = Companion::default();
             true
         });
@@ -1147,6 +1341,8 @@ impl Projection for EscalationProjector {
     }
 
     fn restore(&mut self, rows: &mut dyn Iterator<Item = ViewRow>) -> Result<(), ProjectionError> {
+        self.queues = Default::default();
+        self.awaiting_alert.clear();
         self.complaints.clear();
         self.customers.clear();
         self.live_customers_by_newest.clear();
@@ -1161,6 +1357,8 @@ impl Projection for EscalationProjector {
             restored_any = true;
             if row.0.starts_with(CLAIM_WAITS.as_bytes()) {
                 self.restore_claim_wait(&row)?;
+            } else if row.0.starts_with(QUEUE.as_bytes()) {
+                self.restore_queue_row(&row)?;
             } else if row.0 == LATEST_EVENT_TIME.as_bytes() {
                 let latest =
                     decode_row(&row.1).map_err(|source| ProjectionError::UndecodableRow {
@@ -1188,7 +1386,7 @@ impl Projection for EscalationProjector {
             self.complaints.forget_paged_out();
             self.customers.forget_paged_out();
         }
-        self.rebuild_indexes();
+        self.index_restored_rows();
         Ok(())
     }
 }

@@ -6,6 +6,11 @@
 //! breached; the caller passes it as `next_deadline` (wired to the SLA projector). Only
 //! the not-breached items of the severity bands the page reaches are looked up and sorted
 //! by deadline, so the cost of a page is the size of those bands, not of the queue.
+//!
+//! The index holds what filters and the order need; the rest of an entry (reasons,
+//! amount, claim time…) comes from the complaint's row, which may be paged out of memory:
+//! a page reads the rows of its own items only, from the view's rows when they are not
+//! resident.
 
 use std::collections::BTreeMap;
 
@@ -24,8 +29,8 @@ use plaint_projection::{ProjectionError, RowSource};
 /// The next SLA deadline of a complaint (from the SLA projector), if it has one.
 pub type NextDeadline<'a> = &'a dyn Fn(&str) -> Option<Timestamp>;
 
-/// An item on its way to a page: its key, its slot, and its next deadline if looked up.
-type Ranked<'a> = (&'a PriorityKey, u32, Option<Timestamp>);
+/// An item on its way to a page: its key and its next deadline if looked up.
+type Ranked<'a> = (&'a PriorityKey, Option<Timestamp>);
 
 /// Which items of a tier's queue to list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,12 +216,15 @@ fn oldest_of(
 impl EscalationProjector {
     /// One page of a tier's queue in priority order (see [`crate::priority`]).
     /// `next_deadline` supplies the next SLA deadline of items not breached; without it
-    /// those items keep the index order (money, then age).
+    /// those items keep the index order (money, then age). The rows of the page's items
+    /// that are paged out of memory are read from `rows`, the view's persisted rows (as
+    /// for [`EscalationProjector::history`]).
     pub fn queue(
         &self,
         query: &QueueQuery,
         now: Timestamp,
         next_deadline: Option<NextDeadline<'_>>,
+        rows: &dyn RowSource,
     ) -> Result<QueuePage, CommandError> {
         check_tier(query.tier)?;
         if query.limit == 0 || query.limit > 1000 {
@@ -248,26 +256,22 @@ impl EscalationProjector {
                 continue;
             }
             let (Urgency::NotBreached, Some(deadline_of)) = (&key.urgency, next_deadline) else {
-                ordered.push((key, summary.slot, None));
+                ordered.push((key, None));
                 continue;
             };
             // Not-breached items sort last within their severity, so the band runs to the
             // next severity; within it the deadline decides.
-            let mut band = vec![(key, summary.slot, deadline_of(&key.complaint_id))];
+            let mut band = vec![(key, deadline_of(&key.complaint_id))];
             while let Some((next_key, next_summary)) = walk.peek() {
                 if next_key.severity != key.severity {
                     break;
                 }
                 if filter.matches(next_summary) {
-                    band.push((
-                        next_key,
-                        next_summary.slot,
-                        deadline_of(&next_key.complaint_id),
-                    ));
+                    band.push((next_key, deadline_of(&next_key.complaint_id)));
                 }
                 walk.next();
             }
-            let order = |a: &Ranked<'_>, b: &Ranked<'_>| compare_with_deadlines(a.0, a.2, b.0, b.2);
+            let order = |a: &Ranked<'_>, b: &Ranked<'_>| compare_with_deadlines(a.0, a.1, b.0, b.1);
             let room = wanted - ordered.len();
             if band.len() > room {
                 band.select_nth_unstable_by(room - 1, order);
@@ -277,39 +281,46 @@ impl EscalationProjector {
             ordered.extend(band);
         }
         let has_more = ordered.len() > query.offset + query.limit;
-        let items = ordered
+        let mut items = Vec::with_capacity(query.limit.min(ordered.len()));
+        for (position, (key, deadline)) in ordered
             .iter()
             .enumerate()
             .skip(query.offset)
             .take(query.limit)
-            .filter_map(|(position, (key, slot, deadline))| {
-                let row = self.complaints.row(*slot);
-                let item = row.queue.as_ref()?;
-                let next_deadline = match (deadline, next_deadline) {
-                    (Some(d), _) => Some(*d),
-                    (None, Some(deadline_of)) => deadline_of(&key.complaint_id),
-                    (None, None) => None,
-                };
-                Some(QueueEntry {
-                    position: position + 1,
-                    complaint_id: key.complaint_id.to_string(),
-                    tier: item.tier,
-                    region: row.region.clone(),
-                    team: row.team.clone(),
-                    severity: row.severity,
-                    vip: row.vip,
-                    amount_at_stake: row.amount_at_stake.clone(),
-                    reasons: item.reasons.clone(),
-                    filed_at: row.filed_at,
-                    entered_at: item.entered_at,
-                    waiting_seconds: now.duration_since(item.entered_at).as_secs(),
-                    claimed_by: item.claim.as_ref().map(|c| c.by.clone()),
-                    claimed_at: item.claim.as_ref().map(|c| c.at),
-                    breached_since: row.breached_since,
-                    next_deadline,
-                })
-            })
-            .collect();
+        {
+            let row = self
+                .complaint_row(&key.complaint_id, rows)
+                .map_err(|e| CommandError::Rows(e.to_string()))?;
+            let Some(row) = row else {
+                continue;
+            };
+            let Some(item) = row.queue.as_ref() else {
+                continue;
+            };
+            let next_deadline = match (deadline, next_deadline) {
+                (Some(d), _) => Some(*d),
+                (None, Some(deadline_of)) => deadline_of(&key.complaint_id),
+                (None, None) => None,
+            };
+            items.push(QueueEntry {
+                position: position + 1,
+                complaint_id: key.complaint_id.to_string(),
+                tier: item.tier,
+                region: row.region.clone(),
+                team: row.team.clone(),
+                severity: row.severity,
+                vip: row.vip,
+                amount_at_stake: row.amount_at_stake.clone(),
+                reasons: item.reasons.clone(),
+                filed_at: row.filed_at,
+                entered_at: item.entered_at,
+                waiting_seconds: now.duration_since(item.entered_at).as_secs(),
+                claimed_by: item.claim.as_ref().map(|c| c.by.clone()),
+                claimed_at: item.claim.as_ref().map(|c| c.at),
+                breached_since: row.breached_since,
+                next_deadline,
+            });
+        }
         Ok(QueuePage {
             tier: query.tier,
             offset: query.offset,

@@ -1,8 +1,11 @@
 //! The persisted rows of the escalation view.
 //!
-//! Two kinds of row, each in the binary row form of `plaint_projection::codec`:
-//! - `complaint/<complaint id>` → [`ComplaintRow`]: the facts the rules read, the queue
-//!   item if the complaint is in a queue, and its escalation history;
+//! The kinds of row, each in the binary row form of `plaint_projection::codec`:
+//! - `archived-complaint/<complaint id>` → [`ComplaintRow`]: the facts the rules read, the
+//!   queue item if the complaint is in a queue, and its escalation history (under
+//!   `complaint/` until layout 3);
+//! - `queue/<complaint id>` → [`QueueRow`]: what the queue index keeps of a queued
+//!   complaint, so that a restart rebuilds the queues without reading complaint rows;
 //! - `customer/<customer id>` → [`CustomerFilings`]: filing times inside the repeat window.
 //!
 //! The queue item and the history change only when `escalation.*` events come back through
@@ -68,6 +71,32 @@ impl ComplaintRow {
     pub fn queue_tier(&self) -> Option<u8> {
         self.queue.as_ref().map(|q| q.tier)
     }
+}
+
+/// `queue/<complaint id>`: a queued complaint as the queue index keeps it (its entry in
+/// the index and in the alert schedule), written and deleted together with the complaint's
+/// row. Names are kept as names (the index numbers them in memory only), and the amount
+/// rather than its rank, which depends on the configured limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueRow {
+    pub tier: u8,
+    pub region: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
+    pub severity: Severity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_at_stake: Option<AmountAtStake>,
+    pub filed_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breached_since: Option<Timestamp>,
+    /// The rules among its reasons, one bit each (`rules::rule_bit`).
+    pub reasons_mask: u8,
+    pub entered_at: Timestamp,
+    /// `Some` while it waits unclaimed: since when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unclaimed_since: Option<Timestamp>,
 }
 
 /// A complaint's place in a queue.
@@ -282,6 +311,38 @@ impl RowCodec for QueueItem {
             last_release: input.get()?,
             operator_events: input.uint_as()?,
             clear_requested: input.bool()?,
+        })
+    }
+}
+
+impl RowCodec for QueueRow {
+    fn encode(&self, out: &mut RowWriter) {
+        out.u8(self.tier);
+        out.str(&self.region);
+        out.put(&self.team);
+        out.put(&self.claimed_by);
+        out.put(&self.severity);
+        out.put(&self.amount_at_stake);
+        out.put(&self.filed_at);
+        out.put(&self.breached_since);
+        out.u8(self.reasons_mask);
+        out.put(&self.entered_at);
+        out.put(&self.unclaimed_since);
+    }
+
+    fn decode(input: &mut RowReader<'_>) -> Result<Self, RowError> {
+        Ok(QueueRow {
+            tier: input.u8()?,
+            region: input.string()?,
+            team: input.get()?,
+            claimed_by: input.get()?,
+            severity: input.get()?,
+            amount_at_stake: input.get()?,
+            filed_at: input.get()?,
+            breached_since: input.get()?,
+            reasons_mask: input.u8()?,
+            entered_at: input.get()?,
+            unclaimed_since: input.get()?,
         })
     }
 }
@@ -526,5 +587,22 @@ mod tests {
             clear_requested: true,
         };
         assert_eq!(decode_row(&encode_row(&item)), Ok(item));
+        let queued = QueueRow {
+            tier: 2,
+            region: "eu".into(),
+            team: Some("billing".into()),
+            claimed_by: None,
+            severity: Severity::High,
+            amount_at_stake: Some(AmountAtStake {
+                value: "12.5".parse().unwrap(),
+                currency: "EUR".into(),
+            }),
+            filed_at: at,
+            breached_since: Some(at),
+            reasons_mask: 0b101,
+            entered_at: at,
+            unclaimed_since: Some(at),
+        };
+        assert_eq!(decode_row(&encode_row(&queued)), Ok(queued));
     }
 }

@@ -171,6 +171,9 @@ struct SlotState {
     /// Changed since the last `take_changes` (then listed in `dirty`).
     changed: bool,
     stored: Stored,
+    /// The stamp of the slot's latest entry in `evictable` (0: none); older entries of
+    /// the slot, or of an item that had the slot before, are stale.
+    listed: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -184,8 +187,11 @@ pub(crate) struct RowStore<V> {
     dirty: Vec<u32>,
     free: Vec<u32>,
     /// Slots whose row went to the archive (or came from it) and may leave memory at the
-    /// next `evict`. May hold slots that changed or left since: `evict` checks.
-    evictable: Vec<u32>,
+    /// next `evict`, oldest first, each with the stamp it was listed with. Entries of
+    /// slots listed again since, or freed, are stale: `evict` drops them.
+    evictable: Vec<(u32, u64)>,
+    /// The last stamp given out.
+    stamps: u64,
     paged_out: PagedOutIds,
 }
 
@@ -199,6 +205,7 @@ impl<V> Default for RowStore<V> {
             dirty: Vec::new(),
             free: Vec::new(),
             evictable: Vec::new(),
+            stamps: 0,
             paged_out: PagedOutIds::complete(),
         }
     }
@@ -247,6 +254,14 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
             .expect("a slot in use holds a row")
     }
 
+    /// Lists `slot` as a candidate for eviction (the most recent), making its earlier
+    /// entries stale.
+    fn list_evictable(&mut self, slot: u32) {
+        self.stamps += 1;
+        self.state[slot as usize].listed = self.stamps;
+        self.evictable.push((slot, self.stamps));
+    }
+
     /// Marks the row changed, so that `take_changes` writes it again (and places it again).
     pub fn mark(&mut self, slot: u32) {
         let state = &mut self.state[slot as usize];
@@ -273,6 +288,7 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
         let state = SlotState {
             changed: false,
             stored,
+            listed: 0,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -320,16 +336,17 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
     /// The rows changed since the last call, serialised, in key order: a cold row (as
     /// `cold` says) under `prefixes.archive`, any other under `prefixes.live`, and a
     /// delete of the copy on the other side when a row moved. `placed` hears where each
-    /// row went.
+    /// row went (slot, id, row, side).
     pub fn take_changes(
         &mut self,
         prefixes: Prefixes,
         mut cold: impl FnMut(&V) -> bool,
-        mut placed: impl FnMut(u32, &V, Stored),
+        mut placed: impl FnMut(u32, &str, &V, Stored),
     ) -> Vec<ViewChange> {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable_by(|a, b| self.id(*a).cmp(self.id(*b)));
         let mut changes = Vec::with_capacity(dirty.len());
+        let mut cooled = Vec::new();
         for slot in dirty {
             let row = self.rows[slot as usize]
                 .as_ref()
@@ -340,7 +357,7 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
             let state = &mut self.state[slot as usize];
             state.changed = false;
             let side = if cold(row) {
-                self.evictable.push(slot);
+                cooled.push(slot);
                 Stored::Archive
             } else {
                 Stored::Live
@@ -350,7 +367,10 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
                 changes.push((prefixes.key(stale, id), None));
             }
             state.stored = side;
-            placed(slot, row, side);
+            placed(slot, id, row, side);
+        }
+        for slot in cooled {
+            self.list_evictable(slot);
         }
         changes
     }
@@ -363,8 +383,14 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
     /// (closed after resolved) soon, and reading a row back from a large sled tree costs
     /// tens of microseconds.
     pub fn evict(&mut self, cold_capacity: usize, mut leave: impl FnMut(u32) -> bool) {
+        // One entry per listed row, so that the capacity counts rows: a row touched again
+        // is listed anew (and cached the longer), and a stale entry must not evict it, or
+        // the item that reused a freed slot.
+        let state = &self.state;
+        self.evictable
+            .retain(|(slot, stamp)| state[*slot as usize].listed == *stamp);
         let mut held = Vec::new();
-        for slot in plaint_projection::coldest_beyond(&mut self.evictable, cold_capacity) {
+        for (slot, stamp) in plaint_projection::coldest_beyond(&mut self.evictable, cold_capacity) {
             if !self.in_use(slot) {
                 continue;
             }
@@ -374,13 +400,14 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
                 continue;
             }
             if !leave(slot) {
-                held.push(slot);
+                held.push((slot, stamp));
                 continue;
             }
             let id = self.ids[slot as usize].take().expect("in use");
             self.paged_out.insert(&id);
             self.slots.remove(&id);
             self.rows[slot as usize] = None;
+            self.state[slot as usize].listed = 0;
             self.free.push(slot);
         }
         // Held ones stay the first candidates.
@@ -415,7 +442,7 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
         }
         let value = decode(projector, prefixes.archive, id, bytes)?;
         let (slot, _) = self.put(id, value, Stored::Archive);
-        self.evictable.push(slot);
+        self.list_evictable(slot);
         Ok(Some(slot))
     }
 
@@ -455,7 +482,7 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
         let value = decode(projector, prefix, &id, &row.1)?;
         let (slot, _) = self.put(&id, value, side);
         if side == Stored::Archive {
-            self.evictable.push(slot);
+            self.list_evictable(slot);
         }
         Ok(Some((slot, side)))
     }
@@ -541,7 +568,7 @@ mod tests {
                     *map.get_mut(id).unwrap() += value;
                 }
             }
-            let changes = store.take_changes(PREFIXES, odd, |_, _, _| {});
+            let changes = store.take_changes(PREFIXES, odd, |_, _, _, _| {});
             assert_eq!(changes, map.take_changes("p/"), "round {round}");
             apply_changes(&mut disk, changes);
             store.evict(0, |_| true);
@@ -562,7 +589,7 @@ mod tests {
         }
         assert!(
             restored
-                .take_changes(PREFIXES, odd, |_, _, _| {})
+                .take_changes(PREFIXES, odd, |_, _, _, _| {})
                 .is_empty(),
             "restoring changes nothing"
         );
@@ -573,7 +600,7 @@ mod tests {
     fn a_row_held_back_by_the_caller_leaves_at_a_later_evict() {
         let mut store: RowStore<u32> = RowStore::default();
         let (slot, _) = store.insert("a", 1);
-        store.take_changes(PREFIXES, odd, |_, _, _| {});
+        store.take_changes(PREFIXES, odd, |_, _, _, _| {});
         store.evict(0, |_| false);
         assert_eq!(store.get("a"), Some(&1));
         store.evict(0, |s| s == slot);
@@ -601,9 +628,9 @@ mod tests {
         for (id, value) in [("a", 1), ("b", 3)] {
             store.insert(id, value);
         }
-        store.take_changes(PREFIXES, odd, |_, _, _| {});
+        store.take_changes(PREFIXES, odd, |_, _, _, _| {});
         store.insert("c", 5);
-        store.take_changes(PREFIXES, odd, |_, _, _| {});
+        store.take_changes(PREFIXES, odd, |_, _, _, _| {});
         store.evict(2, |_| true);
         assert_eq!(store.get("a"), None, "the longest cold left");
         assert_eq!((store.get("b"), store.get("c")), (Some(&3), Some(&5)));
@@ -611,6 +638,29 @@ mod tests {
         assert_eq!(store.len(), 2, "within the capacity nothing leaves");
         store.evict(0, |_| true);
         assert_eq!(store.len(), 0);
+    }
+
+    #[test]
+    fn a_row_cooled_again_is_cached_from_its_latest_listing() {
+        let mut store: RowStore<u32> = RowStore::default();
+        store.insert("a", 1);
+        store.insert("b", 3);
+        store.take_changes(PREFIXES, odd, |_, _, _, _| {});
+        let a = store.slot("a").unwrap();
+        *store.row_mut(a) = 5;
+        store.take_changes(PREFIXES, odd, |_, _, _, _| {});
+        store.evict(1, |_| true);
+        assert_eq!(store.get("b"), None, "b cooled the longest ago");
+        assert_eq!(
+            store.get("a"),
+            Some(&5),
+            "a's first listing is stale: it cooled again since"
+        );
+        // c takes b's freed slot: a left first, whatever b's slot was listed with.
+        store.insert("c", 7);
+        store.take_changes(PREFIXES, odd, |_, _, _, _| {});
+        store.evict(1, |_| true);
+        assert_eq!((store.get("a"), store.get("c")), (None, Some(&7)));
     }
 
     /// Ids a filter took are always found (a miss would lose an archived row); few of the

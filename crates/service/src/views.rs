@@ -77,6 +77,7 @@ fn command_error(e: CommandError) -> ApiError {
         | CommandError::NotClaimedBy { .. }
         | CommandError::NotClaimed { .. }
         | CommandError::WrongTier { .. } => 409,
+        CommandError::Rows(_) => 500,
         _ => 400,
     };
     ApiError {
@@ -149,8 +150,9 @@ impl Api {
                 // Called for every item of the severity band a page reaches: the SLA
                 // projector answers from its compact state, without building a report.
                 let next_deadline = |id: &str| sla.next_due(id);
+                let rows = self.views.escalation.rows();
                 let page = escalation
-                    .queue(&query, now, Some(&next_deadline))
+                    .queue(&query, now, Some(&next_deadline), rows)
                     .map_err(command_error)?;
                 ApiReply::json(&page)
             }
@@ -171,19 +173,21 @@ impl Api {
             "escalation.stats" => ApiReply::json(&self.views.escalation.lock().stats(now)),
             "escalation.claim" => {
                 let req: ClaimRequest = parse(request)?;
-                self.operator_command(&req.id, |p| {
-                    p.prepare_claim(&req.id, &req.by, req.tier, now)
+                self.operator_command(&req.id, |p, rows| {
+                    p.prepare_claim(&req.id, &req.by, req.tier, now, rows)
                 })
             }
             "escalation.release" => {
                 let req: ReleaseRequest = parse(request)?;
-                self.operator_command(&req.id, |p| {
-                    p.prepare_release(&req.id, &req.by, &req.reason, now)
+                self.operator_command(&req.id, |p, rows| {
+                    p.prepare_release(&req.id, &req.by, &req.reason, now, rows)
                 })
             }
             "escalation.reassign" => {
                 let req: ReassignRequest = parse(request)?;
-                self.operator_command(&req.id, |p| p.prepare_reassign(&req.id, &req.to, now))
+                self.operator_command(&req.id, |p, rows| {
+                    p.prepare_reassign(&req.id, &req.to, now, rows)
+                })
             }
             "trends.active" => {
                 let req: TrendsActiveRequest = parse(request)?;
@@ -208,11 +212,13 @@ impl Api {
     /// complaint's stream version as the expected version. If another writer got there
     /// first, waits for the view to see that write and decides again, so of two operators
     /// claiming at once exactly one succeeds and the other hears who holds the item.
+    /// `prepare` gets the view and its rows (for a complaint paged out of memory).
     fn operator_command(
         &self,
         complaint_id: &str,
         prepare: impl Fn(
             &plaint_escalation::EscalationProjector,
+            &dyn plaint_projection::RowSource,
         ) -> Result<PreparedCommand, CommandError>,
     ) -> Result<ApiReply, ApiError> {
         for _attempt in 0..5 {
@@ -224,7 +230,8 @@ impl Api {
                 .ok_or_else(|| {
                     ApiError::not_found(format!("no complaint {complaint_id:?} in the log"))
                 })?;
-            let prepared = prepare(&self.views.escalation.lock()).map_err(command_error)?;
+            let rows = self.views.escalation.rows();
+            let prepared = prepare(&self.views.escalation.lock(), rows).map_err(command_error)?;
             let event = &prepared.event;
             let reply = |seq| CommandReply {
                 seq,
