@@ -188,9 +188,10 @@ impl RowCodec for ComplaintCounts {
 }
 
 /// Complaints kept in memory at most (besides those changed in the current batch). A
-/// complaint's events are mostly days apart, which at tens of thousands of events a day
-/// is this many complaints; fewer make rebuilds read rows back from sled.
-pub const RECENT_COMPLAINTS: usize = 100_000;
+/// complaint's events are mostly days apart, so most events page their complaint in; a
+/// row comes back from redb in ~5 µs (see [`plaint_projection::COLD_CACHE`]), so the
+/// cache need only hold the complaints of the last few batches.
+pub const RECENT_COMPLAINTS: usize = 20_000;
 
 /// Any complaint may leave memory: nothing is decided on the state held here.
 fn may_page_out(_: &ComplaintState) -> bool {

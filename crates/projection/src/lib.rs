@@ -280,9 +280,11 @@ impl Stored {
 }
 
 /// Cold items a paged view keeps in memory after their rows are committed, the most
-/// recently cooled: a resolved complaint's `closed` usually follows within days, and
-/// reading a row back from a large sled tree costs ~100–200 µs.
-pub const COLD_CACHE: usize = 50_000;
+/// recently cooled: a resolved complaint's `closed` usually follows within days. Small,
+/// since views live in redb: a row read back from a view of a million rows takes ~5 µs
+/// (p50; p99 ~18 µs; `cargo run --release -p plaint-runner --example view_reads`), where a
+/// decoded escalation row holds ~1.6 KB of memory (50,000 of them were 80 MB).
+pub const COLD_CACHE: usize = 10_000;
 
 /// Removes and returns the longest-cold candidates of `cooled` (oldest first) beyond the
 /// `capacity` most recent: what a paged store's `evict` considers.
