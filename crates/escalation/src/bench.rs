@@ -240,6 +240,27 @@ fn append_live(
 }
 
 /// The start of the synthetic log; complaints are filed over the 30 days after it.
+/// Rebuilds `log` as the runner does (batches of 1,000 committed to an in-memory row
+/// store, eviction after each), timed.
+fn paged_rebuild(log: &[Event]) -> (PagedRun<EscalationProjector>, Duration) {
+    let rebuilding = || {
+        let mut projector = EscalationProjector::new(EscalationConfig::default()).expect("valid");
+        projector.set_rebuilding(true);
+        projector
+    };
+    let began = Instant::now();
+    let mut paged = PagedRun::new(rebuilding());
+    let schedule = PagingSchedule {
+        batch: 1000,
+        restart_every: 0,
+        evict: true,
+    };
+    paged
+        .run(log, schedule, rebuilding)
+        .expect("rows written by this run decode");
+    (paged, began.elapsed())
+}
+
 fn bench_start() -> Timestamp {
     "2025-01-01T00:00:00Z".parse().expect("valid")
 }
@@ -310,22 +331,7 @@ where
     let rebuild_with_rows_elapsed = began.elapsed();
     drop(rebuilt);
 
-    let rebuilding = || {
-        let mut projector = EscalationProjector::new(EscalationConfig::default()).expect("valid");
-        projector.set_rebuilding(true);
-        projector
-    };
-    let began = Instant::now();
-    let mut paged = PagedRun::new(rebuilding());
-    let schedule = PagingSchedule {
-        batch: 1000,
-        restart_every: 0,
-        evict: true,
-    };
-    paged
-        .run(&log, schedule, rebuilding)
-        .expect("rows written by this run decode");
-    let paged_rebuild_elapsed = began.elapsed();
+    let (paged, paged_rebuild_elapsed) = paged_rebuild(&log);
     let resident = paged.projector.resident();
 
     let deadline_of = deadlines(&log);
@@ -587,22 +593,7 @@ pub fn run_queued(options: &QueuedOptions, heap_bytes: &dyn Fn() -> Option<usize
     let depths = live.depths();
     drop(live);
 
-    let rebuilding = || {
-        let mut projector = EscalationProjector::new(EscalationConfig::default()).expect("valid");
-        projector.set_rebuilding(true);
-        projector
-    };
-    let began = Instant::now();
-    let mut paged = PagedRun::new(rebuilding());
-    let schedule = PagingSchedule {
-        batch: 1000,
-        restart_every: 0,
-        evict: true,
-    };
-    paged
-        .run(&log, schedule, rebuilding)
-        .expect("rows written by this run decode");
-    let paged_rebuild_elapsed = began.elapsed();
+    let (paged, paged_rebuild_elapsed) = paged_rebuild(&log);
     let PagedRun {
         projector, rows, ..
     } = paged;

@@ -11,10 +11,9 @@ use futures::future::BoxFuture;
 use plaint_events::Event;
 mod common;
 
-use plaint_log::{Candidate, ExpectedVersion};
 use plaint_projection::{Effect, Projection, ProjectionError, ViewChange, ViewRow};
 use plaint_runner::{EffectSink, ManualClock, Runner, RunnerOptions};
-use plaint_testkit::fixtures::{at, bytes, filed};
+use plaint_testkit::fixtures::{at, filed};
 use tokio_util::sync::CancellationToken;
 
 /// One alert per event, nothing else.
@@ -59,16 +58,7 @@ impl EffectSink for Unreachable {
 async fn stopping_while_effects_fail_returns_promptly_and_commits_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log = common::open_log(dir.path());
-    let raw = bytes(&filed("C-1", "eu", "billing", at(0)));
-    let event = plaint_events::decode_stored(&raw).unwrap();
-    log.writer()
-        .append_one(Candidate {
-            event: &event,
-            bytes: &raw,
-            subject_region: None,
-            expected: ExpectedVersion::Any,
-        })
-        .unwrap();
+    common::append(&log, &filed("C-1", "eu", "billing", at(0)));
 
     let sink = Arc::new(Unreachable::default());
     let runner = Runner::new(

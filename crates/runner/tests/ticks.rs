@@ -8,10 +8,10 @@ use futures::future::BoxFuture;
 use plaint_events::{Event, Timestamp};
 mod common;
 
-use plaint_log::{Candidate, ExpectedVersion, InputWatermark, Log};
+use plaint_log::{InputWatermark, Log};
 use plaint_projection::{Effect, Projection, ProjectionError, ViewChange, ViewRow};
 use plaint_runner::{EffectSink, ManualClock, Runner, RunnerOptions};
-use plaint_testkit::fixtures::{at, bytes, filed};
+use plaint_testkit::fixtures::{at, filed};
 use tokio_util::sync::CancellationToken;
 
 /// One deadline; its tick publishes the time it fired at.
@@ -248,17 +248,8 @@ impl Projection for Reminders {
 async fn a_tick_gets_the_rows_of_the_timers_it_fires_and_lets_them_go_after() {
     let dir = tempfile::tempdir().unwrap();
     let log = common::open_log(dir.path());
-    for (complaint, second) in [("C-1", 0), ("C-2", 30)] {
-        let raw = bytes(&filed(complaint, "eu", "billing", at(second)));
-        let event = plaint_events::decode_stored(&raw).unwrap();
-        log.writer()
-            .append_one(Candidate {
-                event: &event,
-                bytes: &raw,
-                subject_region: None,
-                expected: ExpectedVersion::Any,
-            })
-            .unwrap();
+    for (complaint, minute) in [("C-1", 0), ("C-2", 30)] {
+        common::append(&log, &filed(complaint, "eu", "billing", at(minute)));
     }
     // Past C-1's reminder only.
     let clock = Arc::new(ManualClock::new(at(75)));

@@ -194,11 +194,7 @@ impl SlaProjector {
             due_at: ts(due_at),
             target_seconds: target,
             used_seconds: used,
-            fraction_used: if target > 0 {
-                used as f64 / target as f64
-            } else {
-                1.0
-            },
+            fraction_used: fraction_used(used, target),
             late_by_seconds: (now - due_at).max(0),
             paused,
             breach_recorded: breached,
@@ -299,11 +295,7 @@ impl SlaProjector {
                 due_at: breach.due_at,
                 target_seconds: target,
                 used_seconds: used,
-                fraction_used: if target > 0 {
-                    used as f64 / target as f64
-                } else {
-                    1.0
-                },
+                fraction_used: fraction_used(used, target),
                 late_by_seconds: (now - breach.due_at.as_second()).max(0),
                 paused: breach.paused,
                 breach_recorded: true,
@@ -515,5 +507,14 @@ fn phase_name(phase: ClockPhase) -> &'static str {
         ClockPhase::Paused => "paused",
         ClockPhase::Stopped => "stopped",
         ClockPhase::Met => "met",
+    }
+}
+
+/// The share of its target a deadline has used (1 for a target of zero).
+fn fraction_used(used: i64, target: i64) -> f64 {
+    if target > 0 {
+        used as f64 / target as f64
+    } else {
+        1.0
     }
 }
