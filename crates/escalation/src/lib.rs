@@ -113,9 +113,12 @@
 //! for `unclaimed_alert_after`, msg id `own::event_id([complaint, "unclaimed", tier,
 //! unclaimed_since])`, the longest waiting first and at most 10,000 per tick (the rest
 //! at the next tick, which the runner runs at once); `rows_due` asks for the rows of
-//! those items, for the reasons the alert carries. Which alerts were sent is not
-//! persisted: after a restart each still-waiting item is alerted once more with the same
-//! msg id.
+//! those items, for the reasons the alert carries. Which alerts were sent is not in the
+//! rows (a rebuild runs no ticks) but in a cursor the runner keeps beside them
+//! (`Projection::tick_cursor`: every item unclaimed since before that second was
+//! alerted, save those still waiting), so a restart does not alert again; an item that
+//! became unclaimed within the cursor's second may be alerted once more, with the same
+//! msg id. A view just rebuilt has no cursor: its waiting items are alerted again.
 //!
 //! # What it does not do
 //! No I/O and no clock: the runner appends and publishes the effects, passes `now`, and

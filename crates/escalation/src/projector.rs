@@ -356,6 +356,10 @@ pub struct EscalationProjector {
     /// they became unclaimed. After a restart every unclaimed item is alerted once more
     /// (with the same msg id, so within the stream's duplicate window it is absorbed).
     awaiting_alert: BTreeSet<(Timestamp, Arc<str>)>,
+    /// In seconds: every item that became unclaimed before it was alerted, save those
+    /// still in `awaiting_alert`. From the ticks of this process and the cursor the runner
+    /// kept ([`Projection::tick_cursor`]), so that a restart does not alert again.
+    alerted_before: Option<i64>,
     /// Effects are discarded (see `Projection::set_rebuilding`): raises and clears are
     /// decided (the pending raise is state) but their events are not built.
     rebuilding: bool,
@@ -401,6 +405,7 @@ impl EscalationProjector {
             source: own::source("escalation"),
             queues: Default::default(),
             awaiting_alert: BTreeSet::new(),
+            alerted_before: None,
             rebuilding: false,
         })
     }
@@ -1176,6 +1181,12 @@ impl Projection for EscalationProjector {
     fn tick(&mut self, now: Timestamp) -> Vec<Effect> {
         let alert_after = self.config.unclaimed_alert_after;
         let due: Vec<(Timestamp, Arc<str>)> = self.alerts_due(now).cloned().collect();
+        if let Ok(threshold) = now.checked_sub(alert_after) {
+            // Whole seconds before the threshold: an item that became unclaimed within its
+            // second may be alerted once more after a restart, never not at all.
+            let before = threshold.as_second();
+            self.alerted_before = Some(self.alerted_before.map_or(before, |b| b.max(before)));
+        }
         let mut effects = Vec::new();
         for (since, complaint_id) in due {
             self.awaiting_alert
@@ -1219,6 +1230,23 @@ impl Projection for EscalationProjector {
         for (_, complaint_id) in self.alerts_due(now) {
             keys.extend(self.complaints.archive_key(COMPLAINTS, complaint_id));
         }
+    }
+
+    fn tick_cursor(&self) -> Option<u64> {
+        let before = self.alerted_before?;
+        let waiting = self
+            .awaiting_alert
+            .first()
+            .map(|(since, _)| since.as_second());
+        let cursor = waiting.map_or(before, |w| w.min(before));
+        Some(u64::try_from(cursor).unwrap_or(0))
+    }
+
+    fn restore_tick_cursor(&mut self, cursor: u64) {
+        let before = i64::try_from(cursor).unwrap_or(i64::MAX);
+        self.awaiting_alert
+            .retain(|(since, _)| since.as_second() >= before);
+        self.alerted_before = Some(before);
     }
 
     fn next_wakeup(&self) -> Option<Timestamp> {
@@ -1343,6 +1371,7 @@ impl Projection for EscalationProjector {
     fn restore(&mut self, rows: &mut dyn Iterator<Item = ViewRow>) -> Result<(), ProjectionError> {
         self.queues = Default::default();
         self.awaiting_alert.clear();
+        self.alerted_before = None;
         self.complaints.clear();
         self.customers.clear();
         self.live_customers_by_newest.clear();

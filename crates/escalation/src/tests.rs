@@ -202,8 +202,11 @@ impl Harness {
     /// A restart as the runner does it: the changes committed, then a new projector
     /// restored from the rows under its resident prefixes only. What was in memory only
     /// (raises on their way, alerts sent) is forgotten.
+    /// Restores a new projector from the committed live rows and the tick cursor, as the
+    /// runner does at a start.
     pub fn restart(&mut self) {
         self.commit();
+        let cursor = self.projector.tick_cursor();
         let mut restarted = EscalationProjector::new(self.projector.config().clone()).unwrap();
         let mut rows = Vec::new();
         for prefix in restarted.resident_prefixes() {
@@ -215,6 +218,9 @@ impl Harness {
             );
         }
         restarted.restore(&mut rows.into_iter()).unwrap();
+        if let Some(cursor) = cursor {
+            restarted.restore_tick_cursor(cursor);
+        }
         self.projector = restarted;
     }
 
@@ -1498,17 +1504,46 @@ fn given_a_restart_from_the_live_rows_when_the_queues_are_asked_then_they_answer
     );
     assert_eq!(pages(&h), before);
     assert_eq!(h.projector.stats(t(60)), stats);
-    // Alerts sent are forgotten: each item still waiting is alerted again, same msg id.
+    // The tick cursor came back too: what was alerted is not alerted again.
+    assert!(alerted.iter().any(|(s, _, _)| s.contains(".alerts.")));
     tick_all(&mut h, t(300));
-    let again: BTreeSet<_> = h.published[alerted.len()..].iter().collect();
-    let first: BTreeSet<_> = alerted
+    assert_eq!(h.published.len(), alerted.len(), "no alert repeated");
+    // Without it (a view just rebuilt), each item still waiting is alerted again, with
+    // the same msg id.
+    let mut forgetful = Harness::new();
+    queued_mix(&mut forgetful);
+    tick_all(&mut forgetful, t(300));
+    let first: BTreeSet<_> = forgetful
+        .published
         .iter()
         .filter(|(s, _, _)| s.contains(".alerts."))
+        .map(|(_, id, _)| id.clone())
         .collect();
-    assert_eq!(
-        again.iter().map(|(_, id, _)| id).collect::<BTreeSet<_>>(),
-        first.iter().map(|(_, id, _)| id).collect::<BTreeSet<_>>()
-    );
+    let sent = forgetful.published.len();
+    forgetful.commit();
+    let cursor = forgetful.projector.tick_cursor();
+    assert!(cursor.is_some());
+    forgetful.projector = {
+        let mut rows = Vec::new();
+        let mut restored = EscalationProjector::new(forgetful.projector.config().clone()).unwrap();
+        for prefix in restored.resident_prefixes() {
+            rows.extend(
+                forgetful
+                    .disk
+                    .range(prefix.clone()..)
+                    .take_while(|(key, _)| key.starts_with(&prefix))
+                    .map(|(key, value)| (key.clone(), value.clone())),
+            );
+        }
+        restored.restore(&mut rows.into_iter()).unwrap();
+        restored
+    };
+    tick_all(&mut forgetful, t(300));
+    let again: BTreeSet<_> = forgetful.published[sent..]
+        .iter()
+        .map(|(_, id, _)| id.clone())
+        .collect();
+    assert_eq!(again, first);
     assert_eq!(h.projector.resident().complaints, 0);
     // An event about a restored queued complaint pages its row in and moves its entry.
     h.command(h.claim("q0", "cy", None, t(310)).unwrap());
@@ -1526,6 +1561,17 @@ fn given_a_restart_from_the_live_rows_when_the_queues_are_asked_then_they_answer
     assert_eq!(ids, ["q0"]);
     h.commit();
     assert_eq!(h.disk, rows_kept_in_memory(&h));
+    // Released after the restart: a new wait, alerted in its turn although the restored
+    // cursor is past the waits alerted before.
+    h.command(h.release("q0", "cy", "handover", t(330)).unwrap());
+    let sent = h.published.len();
+    tick_all(&mut h, t(330 + 4 * 60));
+    let alerts: Vec<_> = h.published[sent..]
+        .iter()
+        .filter(|(s, _, _)| s.contains(".alerts."))
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(String::from_utf8_lossy(&alerts[0].2).contains("\"complaint_id\":\"q0\""));
 }
 
 #[test]

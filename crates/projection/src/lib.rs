@@ -167,6 +167,17 @@ pub trait Projection: Send + 'static {
     /// must stay.
     fn evict(&mut self) {}
 
+    /// What `tick` has done that the rows do not record (alerts already sent), as a number
+    /// the runner keeps beside the view, never in its rows or digest, and hands back to
+    /// [`Projection::restore_tick_cursor`] after a restart, so that a restart does not send
+    /// those alerts again. `None`: nothing to keep.
+    fn tick_cursor(&self) -> Option<u64> {
+        None
+    }
+
+    /// Takes back, after `restore`, the last [`Projection::tick_cursor`] the runner kept.
+    fn restore_tick_cursor(&mut self, _cursor: u64) {}
+
     /// Items (complaints, customers, cells…) held in memory now, for `plaint status`:
     /// what the projector's memory grows with. `None` when the projector does not count.
     fn resident_items(&self) -> Option<usize> {

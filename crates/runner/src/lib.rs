@@ -301,6 +301,9 @@ impl<P: Projection> Runner<P> {
         if let Some(error) = failed {
             return Err(error.into());
         }
+        if let Some(cursor) = rows.tick_cursor()? {
+            projector.restore_tick_cursor(cursor);
+        }
         if checkpoint > log.last_seq() {
             // The view is ahead of the log: the log was truncated (repair). Start over.
             tracing::warn!(
@@ -494,6 +497,7 @@ impl<P: Projection> Runner<P> {
         let name = self.handle.name;
         // Ticks never go back in time, though the input watermark may.
         let mut ticked = Timestamp::MIN;
+        let mut kept_cursor = self.handle.rows.tick_cursor()?;
         loop {
             // Apply everything available before acting on time: a deadline must not fire
             // for a complaint whose response is already in the log.
@@ -519,6 +523,12 @@ impl<P: Projection> Runner<P> {
                     // Every change taken is committed (the loop above drained the log),
                     // and a tick changes no row: what it paged in may leave again.
                     projector.evict();
+                    if let Some(cursor) = projector.tick_cursor() {
+                        if kept_cursor != Some(cursor) {
+                            self.handle.rows.set_tick_cursor(cursor)?;
+                            kept_cursor = Some(cursor);
+                        }
+                    }
                     effects
                 };
                 self.deliver(effects).await;

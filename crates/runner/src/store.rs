@@ -135,6 +135,21 @@ impl ViewStore {
         Ok(self.meta("layout")?.map(|v| v as u32))
     }
 
+    /// The last [`plaint_projection::Projection::tick_cursor`] kept for this view.
+    pub fn tick_cursor(&self) -> Result<Option<u64>, RunnerError> {
+        self.meta("tick_cursor")
+    }
+
+    /// Keeps a tick cursor beside the rows (not in them: it is no part of the digest).
+    /// Not synced on its own: the next durable commit carries it, and a crash before
+    /// then repeats at most a second's alerts.
+    pub fn set_tick_cursor(&self, cursor: u64) -> Result<(), RunnerError> {
+        self.write(false, |_, meta| {
+            meta.insert("tick_cursor", cursor).map_err(storage)?;
+            Ok(())
+        })
+    }
+
     /// Records the row layout (a new view, before its first commit).
     pub fn set_layout(&self, layout: u32) -> Result<(), RunnerError> {
         self.write(true, |_, meta| {

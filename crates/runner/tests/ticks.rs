@@ -294,3 +294,82 @@ async fn a_tick_gets_the_rows_of_the_timers_it_fires_and_lets_them_go_after() {
     shutdown.cancel();
     running.await.unwrap().unwrap();
 }
+
+/// Fires once per run and counts the runs that fired in its tick cursor.
+struct CountsFirings {
+    fired: u64,
+    fired_now: bool,
+    restored: Arc<Mutex<Option<u64>>>,
+}
+
+impl Projection for CountsFirings {
+    fn name(&self) -> &'static str {
+        "counts-firings"
+    }
+
+    fn apply(&mut self, _seq: u64, _event: &Event) -> Vec<Effect> {
+        Vec::new()
+    }
+
+    fn tick(&mut self, _now: Timestamp) -> Vec<Effect> {
+        if self.fired_now {
+            return Vec::new();
+        }
+        self.fired_now = true;
+        self.fired += 1;
+        vec![Effect::Publish {
+            subject: "alerts.count".into(),
+            msg_id: self.fired.to_string(),
+            payload: self.fired.to_string().into_bytes(),
+        }]
+    }
+
+    fn tick_cursor(&self) -> Option<u64> {
+        Some(self.fired)
+    }
+
+    fn restore_tick_cursor(&mut self, cursor: u64) {
+        self.fired = cursor;
+        *self.restored.lock().unwrap() = Some(cursor);
+    }
+
+    fn take_changes(&mut self) -> Vec<ViewChange> {
+        Vec::new()
+    }
+
+    fn restore(&mut self, _rows: &mut dyn Iterator<Item = ViewRow>) -> Result<(), ProjectionError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_tick_cursor_is_kept_beside_the_view_and_handed_back_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = common::open_log(dir.path());
+    for run in 1..=2u64 {
+        let restored = Arc::new(Mutex::new(None));
+        let sink = Arc::new(Recorded::default());
+        let runner = Runner::new(
+            log.clone(),
+            CountsFirings {
+                fired: 0,
+                fired_now: false,
+                restored: restored.clone(),
+            },
+            sink.clone(),
+            Arc::new(ManualClock::new(at(0))),
+            RunnerOptions {
+                idle_tick: Duration::from_millis(20),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let expected_restored = (run > 1).then_some(run - 1);
+        assert_eq!(*restored.lock().unwrap(), expected_restored);
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(runner.run(shutdown.clone()));
+        assert_eq!(sink.wait_for_one().await, vec![run.to_string()]);
+        shutdown.cancel();
+        running.await.unwrap().unwrap();
+    }
+}

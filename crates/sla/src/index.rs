@@ -138,6 +138,28 @@ impl DeadlineIndex {
         self.warn.range(..=DeadlineKey::last_at(now))
     }
 
+    /// A second before which every armed warn entry was handed to a tick (`None` before
+    /// the first tick): what a restart takes back so as not to warn again.
+    pub(crate) fn warned_before(&self) -> Option<i64> {
+        if self.warned_through.at == i64::MIN {
+            return None;
+        }
+        // Entries at the cursor's own second may not all be handed out (a limited take).
+        let pending = self.pending_warns.iter().map(|k| k.at).min();
+        Some(pending.map_or(self.warned_through.at, |p| p.min(self.warned_through.at)))
+    }
+
+    /// Takes back [`DeadlineIndex::warned_before`] after the timers are armed again: warn
+    /// entries before that second count as handed out.
+    pub(crate) fn restore_warned_before(&mut self, before: i64) {
+        let through = DeadlineKey {
+            at: before.saturating_sub(1),
+            slot: u32::MAX,
+            timer: u16::MAX,
+        };
+        self.warned_through = self.warned_through.max(through);
+    }
+
     /// The earliest time a tick would have something to do.
     pub(crate) fn next_wakeup(&self) -> Option<i64> {
         let pending = self.pending_warns.iter().map(|k| k.at).min();

@@ -1106,6 +1106,19 @@ impl Projection for SlaProjector {
         self.index.next_wakeup().map(ts)
     }
 
+    /// At-risk warnings handed out: every one due before this second. The runner keeps it
+    /// beside the view, so a restart does not warn again.
+    fn tick_cursor(&self) -> Option<u64> {
+        self.index
+            .warned_before()
+            .map(|before| u64::try_from(before).unwrap_or(0))
+    }
+
+    fn restore_tick_cursor(&mut self, cursor: u64) {
+        self.index
+            .restore_warned_before(i64::try_from(cursor).unwrap_or(i64::MAX));
+    }
+
     fn set_rebuilding(&mut self, rebuilding: bool) {
         self.rebuilding = rebuilding;
     }

@@ -311,6 +311,63 @@ fn first_response_at_risk_is_published_once() {
 }
 
 #[test]
+fn a_restart_with_the_tick_cursor_does_not_warn_again_and_one_without_does() {
+    let mut h = Harness::new();
+    h.apply(
+        "c1",
+        "2025-01-06T10:00:00Z",
+        filed_body("eu-west", "delivery", false),
+    );
+    h.apply(
+        "c2",
+        "2025-01-06T10:30:00Z",
+        filed_body("eu-west", "delivery", false),
+    );
+    // c1's first response is at risk from 10:45, c2's from 11:15.
+    assert_eq!(published(&h.tick("2025-01-06T10:50:00Z")).len(), 1);
+    h.commit();
+    let cursor = h
+        .projector
+        .tick_cursor()
+        .expect("a tick handed warnings out");
+    let restart = |cursor: Option<u64>| {
+        let mut restarted = SlaProjector::new(config()).unwrap();
+        restarted.restore(&mut h.rows.clone().into_iter()).unwrap();
+        if let Some(cursor) = cursor {
+            restarted.restore_tick_cursor(cursor);
+        }
+        restarted
+    };
+    let mut kept = restart(Some(cursor));
+    assert!(
+        kept.tick(t("2025-01-06T10:55:00Z")).is_empty(),
+        "c1 was warned before the restart"
+    );
+    // (c1's breach at 11:00 comes too.)
+    let later = kept.tick(t("2025-01-06T11:20:00Z"));
+    let at_risk: Vec<AtRiskAlert> = later
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Publish {
+                subject, payload, ..
+            } if subject.contains(".at_risk.") => Some(serde_json::from_slice(payload).unwrap()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(at_risk.len(), 1);
+    assert_eq!(
+        at_risk[0].complaint_id, "c2",
+        "a warning due after the cursor still comes"
+    );
+    // Without the cursor (a rebuilt view) c1 is warned again, with the same msg id.
+    let mut forgetful = restart(None);
+    assert_eq!(
+        published(&forgetful.tick(t("2025-01-06T10:55:00Z"))).len(),
+        1
+    );
+}
+
+#[test]
 fn first_response_breached_when_the_deadline_passes() {
     let mut h = Harness::new();
     h.apply(
