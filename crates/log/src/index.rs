@@ -219,6 +219,51 @@ impl<K: SortKey, V: Copy> SortedRun<K, V> {
     }
 }
 
+/// A [`SortedRun`] built from its keys as they come (in order), storing each in its
+/// short form at once: a snapshot's 8-byte id keys are never all held.
+pub struct RunBuilder<K: SortKey> {
+    lows: Vec<K::Low>,
+    radix: Vec<u32>,
+    last: Option<K>,
+    sorted: bool,
+}
+
+impl<K: SortKey> RunBuilder<K> {
+    pub fn with_capacity(n: usize) -> Self {
+        RunBuilder {
+            lows: Vec::with_capacity(n),
+            radix: Vec::with_capacity((1 << 16) + 1),
+            last: None,
+            sorted: true,
+        }
+    }
+
+    pub fn push(&mut self, key: K) {
+        self.sorted &= self.last.is_none_or(|last| last <= key);
+        self.last = Some(key);
+        // radix[b]: the first position whose key's bucket is b or more.
+        while self.radix.len() <= key.top16() {
+            self.radix.push(self.lows.len() as u32);
+        }
+        self.lows.push(key.low());
+    }
+
+    /// The run, if the keys came sorted and as many as `values`.
+    pub fn finish<V: Copy>(mut self, values: Vec<V>) -> Option<SortedRun<K, V>> {
+        if !self.sorted || values.len() != self.lows.len() {
+            return None;
+        }
+        while self.radix.len() < (1 << 16) + 1 {
+            self.radix.push(self.lows.len() as u32);
+        }
+        Some(SortedRun {
+            lows: self.lows,
+            values,
+            radix: self.radix,
+        })
+    }
+}
+
 /// Two sequences sorted by key as one; on equal keys `first`'s entries come first.
 pub fn merge_by_key<K: Ord + Copy, V>(
     first: impl Iterator<Item = (K, V)>,
@@ -366,14 +411,6 @@ impl BackPointers {
     /// Entries per sealed chunk.
     const CHUNK: usize = 1 << 20;
 
-    pub fn from_vec(all: Vec<u32>) -> Self {
-        let mut pointers = BackPointers::default();
-        let full = all.len() / Self::CHUNK * Self::CHUNK;
-        pointers.sealed = all[..full].chunks(Self::CHUNK).map(Arc::from).collect();
-        pointers.tail = all[full..].to_vec();
-        pointers
-    }
-
     pub fn len(&self) -> usize {
         self.sealed.len() * Self::CHUNK + self.tail.len()
     }
@@ -439,7 +476,7 @@ impl Default for StreamIndex {
 impl StreamIndex {
     pub fn from_parts(
         run: SortedRun<u128, StreamHead>,
-        previous: Vec<u32>,
+        previous: BackPointers,
         regions: Vec<Box<str>>,
     ) -> Self {
         let region_ids = regions
@@ -454,7 +491,7 @@ impl StreamIndex {
         StreamIndex {
             run,
             recent: FastMap::default(),
-            previous: BackPointers::from_vec(previous),
+            previous,
             regions,
             region_ids,
             status_counts,
@@ -623,9 +660,37 @@ mod tests {
         assert_eq!(pointers.get(n), 7);
         let all: Vec<u32> = captured.iter().collect();
         assert_eq!(all.len(), n);
-        let rebuilt = BackPointers::from_vec(all.clone());
+        let mut rebuilt = BackPointers::default();
+        all.iter().for_each(|&p| rebuilt.push(p));
         assert!(rebuilt.iter().eq(all.iter().copied()));
         assert_eq!(rebuilt.len(), n);
+    }
+
+    #[test]
+    fn a_run_built_key_by_key_equals_one_built_from_all_keys_and_refuses_disorder() {
+        let mut keys: Vec<u64> = (0..20_000u64)
+            .map(|i| fingerprint_bits(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+            .collect();
+        keys.sort_unstable();
+        let values: Vec<u32> = (1..=keys.len() as u32).collect();
+        let mut builder = RunBuilder::with_capacity(keys.len());
+        keys.iter().for_each(|&k| builder.push(k));
+        let built = builder.finish(values.clone()).unwrap();
+        let whole = SortedRun::from_sorted(keys.clone(), values.clone());
+        assert!(built.entries().eq(whole.entries()));
+        for &key in keys.iter().step_by(97) {
+            assert_eq!(built.positions(key), whole.positions(key));
+        }
+        let mut builder = RunBuilder::with_capacity(2);
+        builder.push(keys[1]);
+        builder.push(keys[0]);
+        assert!(builder.finish(vec![1u32, 2]).is_none());
+        let mut builder = RunBuilder::with_capacity(1);
+        builder.push(keys[0]);
+        assert!(
+            builder.finish(vec![1u32, 2]).is_none(),
+            "as many values as keys"
+        );
     }
 
     #[test]
