@@ -403,7 +403,9 @@ impl IdIndex {
 /// events, every 2 million events) and an open tail.
 #[derive(Debug, Clone, Default)]
 pub struct BackPointers {
-    sealed: Vec<Arc<[u32]>>,
+    /// Full chunks of [`BackPointers::CHUNK`] entries, each sealed as it fills (moved, not
+    /// copied).
+    sealed: Vec<Arc<Vec<u32>>>,
     tail: Vec<u32>,
 }
 
@@ -425,7 +427,8 @@ impl BackPointers {
     pub fn push(&mut self, pointer: u32) {
         self.tail.push(pointer);
         if self.tail.len() == Self::CHUNK {
-            self.sealed.push(Arc::from(std::mem::take(&mut self.tail)));
+            let full = std::mem::replace(&mut self.tail, Vec::with_capacity(Self::CHUNK));
+            self.sealed.push(Arc::new(full));
         }
     }
 
