@@ -118,7 +118,8 @@
 //! (`Projection::tick_cursor`: every item unclaimed since before that second was
 //! alerted, save those still waiting), so a restart does not alert again; an item that
 //! became unclaimed within the cursor's second may be alerted once more, with the same
-//! msg id. A view just rebuilt has no cursor: its waiting items are alerted again.
+//! msg id. A rebuild keeps the cursor; a view without one (rebuilt before there were
+//! cursors) alerts its waiting items again.
 //!
 //! # What it does not do
 //! No I/O and no clock: the runner appends and publishes the effects, passes `now`, and

@@ -1508,7 +1508,7 @@ fn given_a_restart_from_the_live_rows_when_the_queues_are_asked_then_they_answer
     assert!(alerted.iter().any(|(s, _, _)| s.contains(".alerts.")));
     tick_all(&mut h, t(300));
     assert_eq!(h.published.len(), alerted.len(), "no alert repeated");
-    // Without it (a view just rebuilt), each item still waiting is alerted again, with
+    // Without it (a view of before tick cursors), each item still waiting is alerted again, with
     // the same msg id.
     let mut forgetful = Harness::new();
     queued_mix(&mut forgetful);

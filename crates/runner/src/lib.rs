@@ -843,6 +843,10 @@ fn replay_into<P: Projection>(
     decoder.join().expect("the decoding thread does not panic");
     committed(committer)?;
     handle.rows.sync()?;
+    // What ticks sent before the rebuild stays sent: the replay re-created its timers.
+    if let Some(cursor) = handle.rows.tick_cursor()? {
+        handle.lock().restore_tick_cursor(cursor);
+    }
     Ok(Some(events))
 }
 

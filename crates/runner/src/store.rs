@@ -190,10 +190,16 @@ impl ViewStore {
     /// [`ViewStore::finish_rebuild`]: a rebuild interrupted by a crash or a stop leaves the
     /// mark, and the next start rebuilds again instead of catching up from a partial view
     /// live (which would repeat the effects of the whole history).
+    ///
+    /// The tick cursor stays: what ticks sent before the rebuild was sent all the same.
     pub fn begin_rebuild(&self) -> Result<(), RunnerError> {
+        let cursor = self.tick_cursor()?;
         self.clear()?;
         self.write(true, |_, meta| {
             meta.insert("rebuilding", 1).map_err(storage)?;
+            if let Some(cursor) = cursor {
+                meta.insert("tick_cursor", cursor).map_err(storage)?;
+            }
             Ok(())
         })
     }

@@ -373,3 +373,38 @@ async fn the_tick_cursor_is_kept_beside_the_view_and_handed_back_at_the_next_sta
         running.await.unwrap().unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_rebuild_keeps_the_tick_cursor_and_hands_it_to_the_rebuilt_projector() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = common::open_log(dir.path());
+    common::append(&log, &filed("C-1", "eu", "billing", at(0)));
+    let store = plaint_runner::ViewStore::open(
+        log.path(),
+        "counts-firings",
+        plaint_runner::ViewStore::DEFAULT_CACHE_BYTES,
+    )
+    .unwrap();
+    // A view of another layout, whose runner had fired 7 times.
+    store.set_layout(0).unwrap();
+    store.commit(Vec::new(), 1).unwrap();
+    store.set_tick_cursor(7).unwrap();
+    let restored = Arc::new(Mutex::new(None));
+    let runner = Runner::new(
+        log.clone(),
+        CountsFirings {
+            fired: 0,
+            fired_now: false,
+            restored: restored.clone(),
+        },
+        Arc::new(Recorded::default()),
+        Arc::new(ManualClock::new(at(0))),
+        RunnerOptions::default(),
+    )
+    .unwrap();
+    assert!(!runner.rebuild_pending(), "rebuilt in new");
+    assert_eq!(store.layout().unwrap(), Some(1));
+    assert_eq!(store.tick_cursor().unwrap(), Some(7));
+    assert_eq!(*restored.lock().unwrap(), Some(7));
+    assert_eq!(runner.handle().lock().fired, 7);
+}

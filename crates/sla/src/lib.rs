@@ -48,9 +48,8 @@
 //! event time). At `at_risk_fraction` of the target used (default 75 %), `tick` publishes
 //! an at-risk alert on `<prefix>.alerts.sla.at_risk.<region>` (once per deadline; which
 //! were sent is not in the rows but in a tick cursor the runner keeps beside them, every
-//! warning due before a second, so a restart does not warn again; a view just rebuilt has
-//! none, and warnings still inside the at-risk window are then sent again with the same
-//! `Nats-Msg-Id`). When a deadline passes unmet, `tick` writes `sla.breached`
+//! warning due before a second, so neither a restart nor a rebuild warns again; without one (a view of before cursors),
+//! warnings still inside the at-risk window are sent again with the same `Nats-Msg-Id`). When a deadline passes unmet, `tick` writes `sla.breached`
 //! through the `COMPLAINTS` stream (id = UUIDv5 of complaint/metric/deadline, time = the
 //! deadline) and publishes it on `<prefix>.alerts.sla.breached.<region>` (msg id = event
 //! id). The view records the breach only when `apply` sees that event come back, so a
