@@ -99,6 +99,16 @@ impl Seeded {
     fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
+
+    /// One of the four severities, equally likely.
+    fn severity(&mut self) -> Severity {
+        [
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ][self.below(4) as usize]
+    }
 }
 
 fn synthetic_upstream(options: &BenchOptions, start: Timestamp) -> Vec<Event> {
@@ -117,12 +127,7 @@ fn synthetic_upstream(options: &BenchOptions, start: Timestamp) -> Vec<Event> {
                 (i as i64 * span_minutes) / options.complaints as i64,
             ))
             .expect("in range");
-        let severity = [
-            Severity::Low,
-            Severity::Medium,
-            Severity::High,
-            Severity::Critical,
-        ][random.below(4) as usize];
+        let severity = random.severity();
         let amount = random.chance(70).then(|| AmountAtStake {
             value: Money::from_units(random.below(40_000) as i64 + 1),
             currency: ["EUR", "USD", "GBP"][random.below(3) as usize].into(),
@@ -520,12 +525,7 @@ fn queued_upstream(options: &QueuedOptions, start: Timestamp) -> Vec<Event> {
             time,
             body,
         };
-        let severity = [
-            Severity::Low,
-            Severity::Medium,
-            Severity::High,
-            Severity::Critical,
-        ][random.below(4) as usize];
+        let severity = random.severity();
         let amount = random.chance(50).then(|| AmountAtStake {
             value: Money::from_units(random.below(2_000) as i64 + 1),
             currency: "EUR".into(),

@@ -301,9 +301,7 @@ impl<P: Projection> Runner<P> {
         if let Some(error) = failed {
             return Err(error.into());
         }
-        if let Some(cursor) = rows.tick_cursor()? {
-            projector.restore_tick_cursor(cursor);
-        }
+        take_back_tick_cursor(&mut projector, &rows)?;
         if checkpoint > log.last_seq() {
             // The view is ahead of the log: the log was truncated (repair). Start over.
             tracing::warn!(
@@ -592,6 +590,17 @@ fn page_in_rows<P: Projection>(
     Ok(())
 }
 
+/// Hands the projector the tick cursor kept beside its view, if any.
+fn take_back_tick_cursor<P: Projection>(
+    projector: &mut P,
+    rows: &ViewStore,
+) -> Result<(), RunnerError> {
+    if let Some(cursor) = rows.tick_cursor()? {
+        projector.restore_tick_cursor(cursor);
+    }
+    Ok(())
+}
+
 fn projector_fresh<P: Projection>(mut projector: P) -> P {
     let mut empty = std::iter::empty();
     // Restoring from no rows resets the state.
@@ -844,9 +853,7 @@ fn replay_into<P: Projection>(
     committed(committer)?;
     handle.rows.sync()?;
     // What ticks sent before the rebuild stays sent: the replay re-created its timers.
-    if let Some(cursor) = handle.rows.tick_cursor()? {
-        handle.lock().restore_tick_cursor(cursor);
-    }
+    take_back_tick_cursor(&mut *handle.lock(), &handle.rows)?;
     Ok(Some(events))
 }
 
