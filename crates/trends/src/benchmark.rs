@@ -1194,32 +1194,53 @@ fn oracle_table(records: &[OracleRecord], categories: usize, cell_rate: Option<f
         "oracle chance rate (null column) is at most the tests in a window times alpha ({}); less, as successive tests are correlated",
         alphas.join("; ")
     );
-    // Chance that a window holds a false cell alarm in one of the M affected regions.
-    let floor = |per_region_month: f64| -> String {
-        BAR_ROWS
+    // Chance that a window holds a false cell alarm in one of the M affected regions of
+    // a bar row, at a rate of false cell alarms per region-month (spread evenly).
+    let cell_chance = |per_region_month: f64, label: &str| -> Option<f64> {
+        let m: f64 = label
+            .split_whitespace()
+            .nth(1)?
+            .strip_prefix("M=")?
+            .parse()
+            .ok()?;
+        let per_cell_day = per_region_month / (365.25 / 12.0) / categories as f64;
+        Some(1.0 - (-per_cell_day * m * window).exp())
+    };
+    // With cell alarms independent of the events, a detector of power `p` and chance
+    // rate `o` on its own scores `(p + c - pc) - (o + c - oc) = (p - o)(1 - c)`.
+    let best = ORACLES
+        .iter()
+        .position(|&o| o == (OracleWindows::Best, ORACLE_BUDGETS[0]))
+        .unwrap_or(0);
+    let rates: Vec<(String, f64)> = std::iter::once(("the cell budget".to_owned(), 0.25))
+        .chain(cell_rate.map(|f| ("our null run's rate".to_owned(), f)))
+        .collect();
+    for (name, rate) in rates {
+        let mut projected = Vec::new();
+        let rows: Vec<String> = BAR_ROWS
             .iter()
-            .filter_map(|l| {
-                let m: f64 = l
-                    .split_whitespace()
-                    .nth(1)?
-                    .strip_prefix("M=")?
-                    .parse()
-                    .ok()?;
-                let per_cell_day = per_region_month / (365.25 / 12.0) / categories as f64;
+            .filter_map(|label| {
+                let c = cell_chance(rate, label)?;
+                let mut tally = OutcomeTally::default();
+                for r in records.iter().filter(|r| r.label == *label) {
+                    tally.add(r.oracle.get(best)?);
+                }
+                let n = tally.events.max(1) as f64;
+                let score = (tally.hits as f64 - tally.chance as f64) / n * (1.0 - c);
+                projected.push(score);
                 Some(format!(
-                    "M={m}: {:.2}",
-                    1.0 - (-per_cell_day * m * window).exp()
+                    "{} chance {c:.2}, projected {score:.2}",
+                    &label[2..]
                 ))
             })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let _ = writeln!(
-        out,
-        "chance that the scorer credits a false cell alarm in an affected region over a {window}-day window ({categories} categories): at the cell budget 0.25/region-month {}{}",
-        floor(0.25),
-        cell_rate.map_or(String::new(), |f| format!("; at our null run's {f:.3}/region-month {}", floor(f)))
-    );
+            .collect();
+        let _ = writeln!(
+            out,
+            "false cell alarm in an affected region, by chance, over a {window}-day window at {name} ({rate:.3}/region-month, {categories} categories): {}; projected = chance-corrected POD of a detector with the 'best w. 1/yr' oracle's power that also raised those cell alarms, (POD - null) x (1 - chance): pooled {:.2}",
+            rows.join("; "),
+            projected.iter().sum::<f64>() / projected.len().max(1) as f64
+        );
+    }
     out
 }
 
