@@ -25,11 +25,12 @@ options:
                      the no-injection twin, and more diagnostics, on stderr
   --oracle           also print the oracle table for the B events: an upper bound on any
                      detector, told the true expectations, phi, regions and onset, testing
-                     the regions' cumulative count since onset once a day at alpha =
-                     budget / 365 (budgets of 1 and 0.5 false cross-region alarms per
-                     category-year), beside our detector (as scored, and its cross-region
-                     alerts only), per B row, for the bar rows pooled and by category
-                     density; needs B in --scenarios
+                     once a day the regions' count since onset ('cumul.') or over the
+                     window of the largest expected z given the rise's known shape ('best
+                     w.') at alpha = budget / 365 (budgets of 1 and 0.5 false cross-region
+                     alarms per category-year), beside our detector (as scored, and its
+                     cross-region alerts only), per B row, for the bar rows pooled and by
+                     category density; needs B in --scenarios
   --oracle-only      only the oracle table: no detector runs (seconds per seed, so many
                      seeds are cheap)
   --help             this text
