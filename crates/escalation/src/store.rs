@@ -181,7 +181,10 @@ pub(crate) struct RowStore<V> {
     slots: IdMap,
     /// By slot; `None` in a free slot (its item left memory), which `free` lists.
     ids: Vec<Option<Arc<str>>>,
-    rows: Vec<Option<V>>,
+    /// Boxed: this table keeps the length of the most rows ever resident at once, and a
+    /// complaint row inline made every slot, free or not, ~300 bytes (40 MB at 130,000
+    /// slots in a heap profile of a live ingest, kept after the rows left).
+    rows: Vec<Option<Box<V>>>,
     state: Vec<SlotState>,
     /// Slots changed since the last `take_changes`, each once.
     dirty: Vec<u32>,
@@ -222,7 +225,7 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
 
     pub fn row(&self, slot: u32) -> &V {
         self.rows[slot as usize]
-            .as_ref()
+            .as_deref()
             .expect("a slot in use holds a row")
     }
 
@@ -250,7 +253,7 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
     pub fn row_mut(&mut self, slot: u32) -> &mut V {
         self.mark(slot);
         self.rows[slot as usize]
-            .as_mut()
+            .as_deref_mut()
             .expect("a slot in use holds a row")
     }
 
@@ -281,7 +284,7 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
     /// A new item takes a free slot if there is one; `stored` is where its row already is.
     fn put(&mut self, id: &str, value: V, stored: Stored) -> (u32, bool) {
         if let Some(slot) = self.slot(id) {
-            self.rows[slot as usize] = Some(value);
+            self.rows[slot as usize] = Some(Box::new(value));
             return (slot, false);
         }
         let id: Arc<str> = Arc::from(id);
@@ -293,14 +296,14 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.ids[slot as usize] = Some(Arc::clone(&id));
-                self.rows[slot as usize] = Some(value);
+                self.rows[slot as usize] = Some(Box::new(value));
                 self.state[slot as usize] = state;
                 slot
             }
             None => {
                 let slot = u32::try_from(self.rows.len()).expect("fewer than 2^32 rows");
                 self.ids.push(Some(Arc::clone(&id)));
-                self.rows.push(Some(value));
+                self.rows.push(Some(Box::new(value)));
                 self.state.push(state);
                 slot
             }
@@ -330,7 +333,7 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
         self.ids
             .iter()
             .zip(&self.rows)
-            .filter_map(|(id, row)| Some((id.as_ref()?, row.as_ref()?)))
+            .filter_map(|(id, row)| Some((id.as_ref()?, row.as_deref()?)))
     }
 
     /// The rows changed since the last call, serialised, in key order: a cold row (as
@@ -349,7 +352,7 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
         let mut cooled = Vec::new();
         for slot in dirty {
             let row = self.rows[slot as usize]
-                .as_ref()
+                .as_deref()
                 .expect("a changed slot is in use");
             let id = self.ids[slot as usize]
                 .as_deref()

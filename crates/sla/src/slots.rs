@@ -3,7 +3,10 @@
 //!
 //! Evicting a complaint frees its slot for the next one: the table stays as large as the
 //! most complaints ever resident at once, not as the log's history, and the slots of the
-//! complaints that stay never move (so their index entries stay valid).
+//! complaints that stay never move (so their index entries stay valid). Each complaint is
+//! boxed: the table keeps the length of the most complaints ever resident at once, and a
+//! complaint inline made every slot, free or not, ~140 bytes (18 MB at 130,000 slots in a
+//! heap profile of a live ingest, kept after the complaints left).
 
 use std::ops::{Index, IndexMut};
 
@@ -11,7 +14,7 @@ use crate::state::Complaint;
 
 #[derive(Debug, Default)]
 pub(crate) struct Slots {
-    items: Vec<Option<Complaint>>,
+    items: Vec<Option<Box<Complaint>>>,
     /// Vacant slots, the most recently freed last.
     free: Vec<u32>,
     len: usize,
@@ -27,11 +30,11 @@ impl Slots {
         self.len += 1;
         match self.free.pop() {
             Some(slot) => {
-                self.items[slot as usize] = Some(complaint);
+                self.items[slot as usize] = Some(Box::new(complaint));
                 slot
             }
             None => {
-                self.items.push(Some(complaint));
+                self.items.push(Some(Box::new(complaint)));
                 (self.items.len() - 1) as u32
             }
         }
@@ -41,11 +44,11 @@ impl Slots {
         let complaint = self.items.get_mut(slot as usize)?.take()?;
         self.len -= 1;
         self.free.push(slot);
-        Some(complaint)
+        Some(*complaint)
     }
 
     pub(crate) fn get(&self, slot: u32) -> Option<&Complaint> {
-        self.items.get(slot as usize)?.as_ref()
+        self.items.get(slot as usize)?.as_deref()
     }
 
     /// Complaints held.
@@ -55,7 +58,7 @@ impl Slots {
 
     /// Complaints held, in slot order (which says nothing about their ids or ages).
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Complaint> {
-        self.items.iter().flatten()
+        self.items.iter().flatten().map(|c| &**c)
     }
 
     pub(crate) fn clear(&mut self) {
@@ -70,7 +73,7 @@ impl Index<usize> for Slots {
 
     fn index(&self, slot: usize) -> &Complaint {
         self.items[slot]
-            .as_ref()
+            .as_deref()
             .expect("slots in the index and by_id are held")
     }
 }
@@ -78,7 +81,7 @@ impl Index<usize> for Slots {
 impl IndexMut<usize> for Slots {
     fn index_mut(&mut self, slot: usize) -> &mut Complaint {
         self.items[slot]
-            .as_mut()
+            .as_deref_mut()
             .expect("slots in the index and by_id are held")
     }
 }
