@@ -416,6 +416,7 @@ impl<V: RowCodec + DeserializeOwned> RowStore<V> {
         // Held ones stay the first candidates.
         held.append(&mut self.evictable);
         self.evictable = held;
+        plaint_projection::shrink_when_sparse(&mut self.slots);
     }
 
     /// The archive key of `id` when it is not in memory and may have been paged out: the

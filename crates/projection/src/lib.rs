@@ -297,6 +297,19 @@ impl Stored {
 /// decoded escalation row holds ~1.6 KB of memory (50,000 of them were 80 MB).
 pub const COLD_CACHE: usize = 10_000;
 
+/// Gives back most of a hash map's table once it holds under a quarter of what it has room
+/// for. A map keeps the capacity of its peak: after a backfill, whose ingest outruns the
+/// ticks that let complaints go, a paged store's id map kept a table sized for several
+/// hundred thousand ids (about 13 MB) to hold ten thousand. Shrinking to twice the length
+/// rehashes that many entries, and only after the map has lost half of them again.
+pub fn shrink_when_sparse<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
+    map: &mut std::collections::HashMap<K, V, S>,
+) {
+    if map.capacity() > 4 * map.len() + 4096 {
+        map.shrink_to(2 * map.len());
+    }
+}
+
 /// Removes and returns the longest-cold candidates of `cooled` (oldest first) beyond the
 /// `capacity` most recent: what a paged store's `evict` considers.
 pub fn coldest_beyond<T>(cooled: &mut Vec<T>, capacity: usize) -> Vec<T> {
@@ -606,6 +619,19 @@ pub fn digest_rows<'a>(rows: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sparse_map_gives_back_its_table_and_a_full_one_keeps_it() {
+        let mut map: std::collections::HashMap<u32, u32> = (0..100_000).map(|i| (i, i)).collect();
+        let peak = map.capacity();
+        shrink_when_sparse(&mut map);
+        assert_eq!(map.capacity(), peak, "a full map keeps its table");
+        map.retain(|k, _| *k < 10_000);
+        shrink_when_sparse(&mut map);
+        assert!(map.capacity() <= peak / 4, "{} of {peak}", map.capacity());
+        assert!(map.capacity() >= 20_000);
+        assert!((0..10_000).all(|k| map[&k] == k));
+    }
 
     #[test]
     fn view_map_reports_each_changed_row_once() {

@@ -1206,6 +1206,7 @@ impl Projection for SlaProjector {
                 self.forget(slot);
             }
         }
+        plaint_projection::shrink_when_sparse(&mut self.by_id);
     }
 
     fn restore(&mut self, rows: &mut dyn Iterator<Item = ViewRow>) -> Result<(), ProjectionError> {
