@@ -251,6 +251,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  snapshot written in {:.2} s",
         started.elapsed().as_secs_f64()
     );
+    // As a log opens: what the indexes read from the snapshot hold, and the most held
+    // while reading it.
+    let before = reset_peak();
+    let started = Instant::now();
+    let read = snapshot::read(dir.path())?.ok_or("the snapshot just written")?;
+    println!(
+        "  read back in {:.2} s: {} held, {} at the most while reading",
+        started.elapsed().as_secs_f64(),
+        mb(live() - before),
+        mb(peak() - before),
+    );
+    drop(read);
     // What the writer allocates while a capture is alive (as while the snapshot thread
     // writes): 200,000 more events, ids then streams.
     let before = live();
