@@ -8,19 +8,31 @@
 //!
 //! Why this shape: at 10 million events a `HashMap<Uuid, u64>` plus a map of complaint id
 //! strings to `Vec<u64>` took ~80 bytes per event. Here an event costs 12 bytes (a 48-bit
-//! id fingerprint, of which the sorted array stores the 32 bits under the radix table's 16,
-//! a 32-bit sequence, and a 32-bit back-pointer to the previous event of its complaint)
-//! and a complaint 32 bytes (a 128-bit key and its head).
+//! id fingerprint, of which the sorted array stores the 32 bits under its part's and radix
+//! bucket's 16, a 32-bit sequence, and a 32-bit back-pointer to the previous event of its
+//! complaint) and a complaint 32 bytes (a 128-bit key and its 16-byte head).
 //! New entries go to small hash maps and are merged into the sorted arrays when those grow
 //! past a sixteenth of the arrays, so the merge cost is amortised and lookups stay two cache
 //! misses deep (a radix table on the top 16 bits, then a short binary search).
+//!
+//! Why in parts: the sorted arrays are split into 256 parts by the keys' top 8 bits (see
+//! [`PARTS`]), each with its own hash map of recent entries, merged on its own when that
+//! map reaches a sixteenth of the part. A merge allocates one part's new arrays beyond the
+//! live index, never a whole run's (the single sorted arrays of before held 160 MB more at
+//! 10 million events while the id index merged, every ~600,000 appends). A snapshot capture
+//! shares the parts: the id parts are never changed, only replaced by a merge (a capture
+//! keeps the ones replaced while it is held), and a stream head changed in a part a capture
+//! shares copies that part's heads first (copy-on-write, 16 bytes per complaint of the
+//! part), where the capture used to copy every key and head (68 MB at 2 million
+//! complaints) on the writer.
 //!
 //! Fingerprints: ids are looked up by 48 bits, so two ids may share a fingerprint (about
 //! one pair in a log of 10 million events, and a new id meets a false candidate once in
 //! ~28 million appends at that size); the index returns every candidate and the caller
 //! checks the stored id, which costs one read of a stored event. 64 bits would cost a
-//! third more memory per event (40 MB more at 10 million events) to save that read. Complaint keys are 128 bits of BLAKE3: a collision is as
-//! likely as guessing a random 128-bit key, so the head is trusted as is.
+//! third more memory per event (40 MB more at 10 million events) to save that read.
+//! Complaint keys are 128 bits of BLAKE3: a collision is as likely as guessing a random
+//! 128-bit key, so the head is trusted as is.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -48,7 +60,10 @@ impl Hasher for FoldHasher {
         }
     }
     fn write_u64(&mut self, v: u64) {
-        self.0 = v;
+        // Multiplied, not taken as is: the hash map tells keys apart in a probe by the
+        // hash's top 7 bits, which in a part's map of id keys are the part's own (all the
+        // same); the product's top bits depend on the key's random low ones.
+        self.0 = v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
     fn write_u128(&mut self, v: u128) {
         self.0 = (v as u64) ^ ((v >> 64) as u64);
@@ -86,19 +101,19 @@ pub fn complaint_key(complaint_id: &str) -> u128 {
     u128::from_le_bytes(hash.as_bytes()[..16].try_into().expect("16 bytes"))
 }
 
-/// Keys of the sorted arrays: the radix table indexes their top 16 bits, and the arrays
-/// store what is left ([`SortKey::Low`]) where the key type allows fewer bytes.
+/// Keys of the sorted arrays: their top 16 bits choose a part and a radix bucket in it, and
+/// the arrays store what is left ([`SortKey::Low`]) where the key type allows fewer bytes.
 pub trait SortKey: Copy + Ord {
     /// What a run stores per key; ordered as the keys are within one top-16 bucket.
     type Low: Copy + Ord;
     fn top16(self) -> usize;
     fn low(self) -> Self::Low;
-    /// The key back from its bucket and stored part.
+    /// The key back from its top 16 bits and stored part.
     fn join(top16: usize, low: Self::Low) -> Self;
 }
 
 /// An id fingerprint: 48 bits with bits 32 to 47 zero ([`fingerprint_bits`]), so that a
-/// run stores 4 bytes per key and the 16 top bits live in the radix table.
+/// run stores 4 bytes per key and the 16 top bits live in its part and radix bucket.
 impl SortKey for u64 {
     type Low = u32;
     fn top16(self) -> usize {
@@ -127,39 +142,54 @@ impl SortKey for u128 {
     }
 }
 
-/// Keys in ascending order with their values, and for each value of the top 16 bits the
-/// first position holding it.
-pub struct SortedRun<K: SortKey, V> {
-    lows: Vec<K::Low>,
-    values: Vec<V>,
-    radix: Vec<u32>,
+/// A run is split into parts by the top 8 bits of its keys, and each part has a radix table
+/// over the next 8. Why these numbers: a merge rebuilds one part at a time, so what it
+/// allocates beyond the live run is one part, 1/256 of the run (0.3 MB of the id run at
+/// 10 million events, where a whole-run merge held 158 MB more). The two tables together
+/// have 65,536 buckets, as the single radix table over the top 16 bits had, so a lookup
+/// still reads one bucket's bounds and binary-searches ~150 keys at 10 million events; the
+/// 256 parts' tables (1 KB each, inline in the part) cost what that table cost. More parts
+/// would shrink a merge's extra further, but it is already small beside the recent maps,
+/// and each part costs its table, `Arc` and hash map even in a small log (4,096 parts: 4 MB
+/// of tables per index). Copy-on-write would not gain from more parts either: a head
+/// changed while a capture is held copies its part's heads (125 KB at 2 million
+/// complaints), and under steady ingest a snapshot write lasts long enough for every part
+/// to be touched, whatever their number, so the heads are copied once (32 MB), half what
+/// the capture's copy of keys and heads was.
+const PART_BITS: u32 = 8;
+const BUCKET_BITS: u32 = 8;
+pub const PARTS: usize = 1 << PART_BITS;
+const BUCKETS: usize = 1 << BUCKET_BITS;
+
+/// Per bucket of a part, the first position whose key is in that bucket or a later one.
+type RadixTable = [u32; BUCKETS + 1];
+
+/// The part a key belongs to.
+pub fn part_of<K: SortKey>(key: K) -> usize {
+    key.top16() >> BUCKET_BITS
 }
 
-impl<K: SortKey, V: Copy> SortedRun<K, V> {
-    pub fn empty() -> Self {
-        Self::from_sorted(Vec::new(), Vec::new())
-    }
+fn bucket_of<K: SortKey>(key: K) -> usize {
+    key.top16() & (BUCKETS - 1)
+}
 
-    /// `keys` must be sorted (equal keys allowed) and as long as `values`.
-    pub fn from_sorted(keys: Vec<K>, values: Vec<V>) -> Self {
-        assert_eq!(keys.len(), values.len());
-        assert!(
-            keys.len() <= u32::MAX as usize,
-            "index arrays hold 32-bit positions"
-        );
-        let mut radix = vec![0u32; (1 << 16) + 1];
-        let mut at = 0usize;
-        for (bucket, start) in radix.iter_mut().enumerate() {
-            while at < keys.len() && keys[at].top16() < bucket {
-                at += 1;
-            }
-            *start = at as u32;
-        }
-        let lows = keys.iter().map(|k| k.low()).collect();
-        SortedRun {
-            lows,
-            values,
-            radix,
+/// One part of a [`SortedRun`]: its keys in ascending order with their values, and for each
+/// radix bucket the first position holding it. Cloning it (copy-on-write) copies the
+/// values and shares the keys, which only a merge changes: 16 bytes per complaint, not 32.
+#[derive(Clone)]
+pub struct Part<K: SortKey, V> {
+    lows: Arc<[K::Low]>,
+    values: Vec<V>,
+    /// `radix[b]`: the first position whose key's bucket is `b` or more.
+    radix: RadixTable,
+}
+
+impl<K: SortKey, V: Copy> Part<K, V> {
+    fn empty() -> Self {
+        Part {
+            lows: Arc::new([]),
+            values: Vec::new(),
+            radix: [0; BUCKETS + 1],
         }
     }
 
@@ -167,18 +197,16 @@ impl<K: SortKey, V: Copy> SortedRun<K, V> {
         self.lows.len()
     }
 
-    pub fn values(&self) -> &[V] {
-        &self.values
+    /// Bytes of its arrays (what a merge allocates for it).
+    #[cfg(test)]
+    pub fn array_bytes(&self) -> usize {
+        self.lows.len() * std::mem::size_of::<K::Low>()
+            + self.values.capacity() * std::mem::size_of::<V>()
     }
 
-    pub fn is_sorted(&self) -> bool {
-        let keys = self.entries().map(|(k, _)| k);
-        keys.clone().zip(keys.skip(1)).all(|(a, b)| a <= b)
-    }
-
-    /// Positions of the entries with this key.
-    pub fn positions(&self, key: K) -> std::ops::Range<usize> {
-        let bucket = key.top16();
+    /// Positions of the entries with this key (which must belong to this part).
+    fn positions(&self, key: K) -> std::ops::Range<usize> {
+        let bucket = bucket_of(key);
         let (lo, hi) = (self.radix[bucket] as usize, self.radix[bucket + 1] as usize);
         let (slice, low) = (&self.lows[lo..hi], key.low());
         let start = slice.partition_point(|k| *k < low);
@@ -186,80 +214,323 @@ impl<K: SortKey, V: Copy> SortedRun<K, V> {
         lo + start..lo + end
     }
 
-    pub fn value(&self, i: usize) -> V {
-        self.values[i]
+    /// Every entry in key order; `part` is this part's number.
+    fn entries(&self, part: usize) -> impl Iterator<Item = (K, V)> + Clone + '_ {
+        // Walks the entries, not the buckets: an empty part or bucket costs nothing.
+        let mut bucket = 0;
+        (0..self.len()).map(move |i| {
+            while self.radix[bucket + 1] as usize <= i {
+                bucket += 1;
+            }
+            let top16 = (part << BUCKET_BITS) | bucket;
+            (K::join(top16, self.lows[i]), self.values[i])
+        })
+    }
+}
+
+/// A part's radix table, filled as its keys come in order.
+struct Radix {
+    starts: RadixTable,
+    /// Buckets below this one have their start.
+    next: usize,
+}
+
+impl Radix {
+    fn new() -> Self {
+        Radix {
+            starts: [0; BUCKETS + 1],
+            next: 0,
+        }
     }
 
-    pub fn value_mut(&mut self, i: usize) -> &mut V {
-        &mut self.values[i]
+    /// The key at `position` is in `bucket`, at or after the buckets noted so far.
+    fn note(&mut self, bucket: usize, position: usize) {
+        while self.next <= bucket {
+            self.starts[self.next] = position as u32;
+            self.next += 1;
+        }
+    }
+
+    fn finish(mut self, len: usize) -> RadixTable {
+        self.note(BUCKETS, len);
+        self.starts
+    }
+}
+
+/// The keys of one part as they come in order, stored in their short form at once.
+struct PartKeys<K: SortKey> {
+    lows: Vec<K::Low>,
+    radix: Radix,
+}
+
+impl<K: SortKey> PartKeys<K> {
+    fn with_capacity(n: usize) -> Self {
+        PartKeys {
+            lows: Vec::with_capacity(n),
+            radix: Radix::new(),
+        }
+    }
+
+    /// `key` must belong to this part and come at or after the keys pushed so far.
+    fn push(&mut self, key: K) {
+        self.radix.note(bucket_of(key), self.lows.len());
+        self.lows.push(key.low());
+    }
+}
+
+/// Keys in ascending order with their values, in [`PARTS`] parts by the keys' top bits,
+/// each behind an `Arc`: cloning a run shares its parts, a merge replaces one part at a
+/// time and [`SortedRun::value_mut`] copies a part's values only if a clone shares it.
+pub struct SortedRun<K: SortKey, V> {
+    parts: Vec<Arc<Part<K, V>>>,
+    len: usize,
+}
+
+impl<K: SortKey, V> Clone for SortedRun<K, V> {
+    fn clone(&self) -> Self {
+        SortedRun {
+            parts: self.parts.clone(),
+            len: self.len,
+        }
+    }
+}
+
+impl<K: SortKey, V: Copy> SortedRun<K, V> {
+    pub fn empty() -> Self {
+        SortedRun {
+            parts: (0..PARTS).map(|_| Arc::new(Part::empty())).collect(),
+            len: 0,
+        }
+    }
+
+    /// `keys` must be sorted (equal keys allowed) and as long as `values`.
+    pub fn from_sorted(keys: Vec<K>, values: Vec<V>) -> Self {
+        assert_eq!(keys.len(), values.len());
+        let mut builder = RunBuilder::with_capacity(keys.len());
+        keys.into_iter().for_each(|k| builder.push(k));
+        values.into_iter().for_each(|v| builder.push_value(v));
+        builder.finish().expect("sorted keys, one value each")
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn part(&self, part: usize) -> &Part<K, V> {
+        &self.parts[part]
+    }
+
+    /// Every value in key order.
+    pub fn values(&self) -> impl Iterator<Item = V> + '_ {
+        self.parts.iter().flat_map(|p| p.values.iter().copied())
+    }
+
+    #[cfg(test)]
+    pub fn is_sorted(&self) -> bool {
+        let keys = self.entries().map(|(k, _)| k);
+        keys.clone().zip(keys.skip(1)).all(|(a, b)| a <= b)
+            && self
+                .parts
+                .iter()
+                .enumerate()
+                .all(|(i, p)| p.entries(i).all(|(k, _)| part_of(k) == i))
+    }
+
+    /// The values of the entries with this key, in the order they were merged.
+    pub fn values_of(&self, key: K) -> impl Iterator<Item = V> + '_ {
+        let part = &self.parts[part_of(key)];
+        part.values[part.positions(key)].iter().copied()
+    }
+
+    /// The value of the first entry with this key.
+    pub fn first(&self, key: K) -> Option<V> {
+        self.values_of(key).next()
+    }
+
+    /// The value of the first entry with this key, to change in place: if a capture shares
+    /// its part, the part's values are copied first (copy-on-write; its keys stay shared,
+    /// and no other part is copied).
+    pub fn value_mut(&mut self, key: K) -> Option<&mut V> {
+        let part = &mut self.parts[part_of(key)];
+        let at = part.positions(key);
+        if at.is_empty() {
+            return None;
+        }
+        Some(&mut Arc::make_mut(part).values[at.start])
     }
 
     /// Every entry in key order.
     pub fn entries(&self) -> impl Iterator<Item = (K, V)> + Clone + '_ {
-        self.radix
-            .windows(2)
+        self.parts
+            .iter()
             .enumerate()
-            .flat_map(move |(bucket, range)| {
-                (range[0] as usize..range[1] as usize)
-                    .map(move |i| (K::join(bucket, self.lows[i]), self.values[i]))
+            .flat_map(|(i, part)| part.entries(i))
+    }
+
+    /// A new part `part` holding this run's entries there and `more` (sorted by key, all
+    /// of that part). Entries with equal keys keep their order: this run's first, then
+    /// `more`'s in the order given. The keys go straight into their short form.
+    pub fn merged_part(&self, part: usize, more: &[(K, V)]) -> Part<K, V> {
+        debug_assert!(more.iter().all(|&(k, _)| part_of(k) == part));
+        let old = &self.parts[part];
+        let total = old.len() + more.len();
+        let mut merged = merge_by_key(old.entries(part), more.iter().copied());
+        let (mut values, mut radix) = (Vec::with_capacity(total), Radix::new());
+        // Collected from a range (an iterator of known length), the keys are written into
+        // their shared array directly, not into a vector that is then copied.
+        let lows: Arc<[K::Low]> = (0..total)
+            .map(|i| {
+                let (key, value) = merged.next().expect("as many entries as counted");
+                radix.note(bucket_of(key), i);
+                values.push(value);
+                key.low()
             })
+            .collect();
+        Part {
+            lows,
+            values,
+            radix: radix.finish(total),
+        }
     }
 
-    /// A new run holding this run's entries and `more`. Entries with equal keys keep their
-    /// order: this run's first, then `more`'s in the order given.
-    pub fn merged_with(&self, mut more: Vec<(K, V)>) -> Self {
-        more.sort_by_key(|(k, _)| *k);
-        let total = self.len() + more.len();
-        let (mut keys, mut values) = (Vec::with_capacity(total), Vec::with_capacity(total));
-        for (k, v) in merge_by_key(self.entries(), more.into_iter()) {
-            keys.push(k);
-            values.push(v);
-        }
-        Self::from_sorted(keys, values)
+    /// Puts `new` in place of part `part` and hands back the part it replaced, so that the
+    /// caller can free it after releasing a lock.
+    pub fn replace_part(&mut self, part: usize, new: Part<K, V>) -> Arc<Part<K, V>> {
+        self.len = self.len - self.parts[part].len() + new.len();
+        std::mem::replace(&mut self.parts[part], Arc::new(new))
+    }
+
+    /// Bytes of the parts' arrays and tables.
+    #[cfg(test)]
+    pub fn bytes(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|p| p.array_bytes() + std::mem::size_of::<Part<K, V>>())
+            .sum()
     }
 }
 
-/// A [`SortedRun`] built from its keys as they come (in order), storing each in its
-/// short form at once: a snapshot's 8-byte id keys are never all held.
-pub struct RunBuilder<K: SortKey> {
-    lows: Vec<K::Low>,
-    radix: Vec<u32>,
+/// A [`SortedRun`] built from its keys as they come (in order), then their values (in the
+/// same order), straight into its parts: a snapshot's 8-byte id keys are never all held,
+/// nor a whole array of values beside the parts' arrays.
+pub struct RunBuilder<K: SortKey, V> {
+    /// Parts whose keys are all in; once values come, the parts still to fill, the next
+    /// one last.
+    keyed: Vec<(Arc<[K::Low]>, RadixTable)>,
+    current: PartKeys<K>,
     last: Option<K>,
+    keys: usize,
     sorted: bool,
+    /// The parts with all their values, in order.
+    parts: Vec<Arc<Part<K, V>>>,
+    /// The values of the next part to fill, and how many values came in all.
+    values: Vec<V>,
+    values_in: usize,
+    keys_done: bool,
 }
 
-impl<K: SortKey> RunBuilder<K> {
+impl<K: SortKey, V: Copy> RunBuilder<K, V> {
+    /// For `n` keys, spread evenly over the parts (fingerprints and BLAKE3 keys are).
     pub fn with_capacity(n: usize) -> Self {
+        let mean = n / PARTS;
+        // The array a part's keys are gathered in (then copied out, exactly sized): four
+        // standard deviations over the mean, so that it rarely has to grow.
+        let per_part = mean + 4 * (mean as f64).sqrt() as usize + 16;
         RunBuilder {
-            lows: Vec::with_capacity(n),
-            radix: Vec::with_capacity((1 << 16) + 1),
+            keyed: Vec::with_capacity(PARTS),
+            current: PartKeys::with_capacity(per_part.min(n)),
             last: None,
+            keys: 0,
             sorted: true,
+            parts: Vec::with_capacity(PARTS),
+            values: Vec::new(),
+            values_in: 0,
+            keys_done: false,
         }
     }
 
+    /// The next key; all keys come before the values.
     pub fn push(&mut self, key: K) {
+        assert!(!self.keys_done, "keys come before values");
         self.sorted &= self.last.is_none_or(|last| last <= key);
         self.last = Some(key);
-        // radix[b]: the first position whose key's bucket is b or more.
-        while self.radix.len() <= key.top16() {
-            self.radix.push(self.lows.len() as u32);
+        self.keys += 1;
+        if !self.sorted {
+            return;
         }
-        self.lows.push(key.low());
+        while self.keyed.len() < part_of(key) {
+            self.close_part();
+        }
+        self.current.push(key);
     }
 
-    /// The run, if the keys came sorted and as many as `values`.
-    pub fn finish<V: Copy>(mut self, values: Vec<V>) -> Option<SortedRun<K, V>> {
-        if !self.sorted || values.len() != self.lows.len() {
+    /// Ends the current part's keys (copied into their shared array, exactly sized) and
+    /// starts the next part's in the same gathering array.
+    fn close_part(&mut self) {
+        let current = &mut self.current;
+        let radix = std::mem::replace(&mut current.radix, Radix::new()).finish(current.lows.len());
+        let lows: Arc<[K::Low]> = current.lows.as_slice().into();
+        current.lows.clear();
+        if self.keyed.len() + 1 == PARTS {
+            current.lows = Vec::new();
+        }
+        self.keyed.push((lows, radix));
+    }
+
+    fn end_keys(&mut self) {
+        if !self.keys_done {
+            self.keys_done = true;
+            while self.keyed.len() < PARTS {
+                self.close_part();
+            }
+            self.keyed.reverse();
+        }
+    }
+
+    /// The next value, in the order of the keys.
+    pub fn push_value(&mut self, value: V) {
+        self.end_keys();
+        self.values_in += 1;
+        if !self.sorted || self.values_in > self.keys {
+            return;
+        }
+        // The next part with room; parts before it (and empty ones) are complete.
+        while self.values.len() == self.keyed.last().map_or(0, |(lows, _)| lows.len()) {
+            self.finish_part();
+        }
+        if self.values.capacity() == 0 {
+            let wanted = self.keyed.last().map_or(0, |(lows, _)| lows.len());
+            self.values.reserve_exact(wanted);
+        }
+        self.values.push(value);
+    }
+
+    /// Moves the next part's keys, with its values, into `parts`.
+    fn finish_part(&mut self) {
+        let (lows, radix) = self
+            .keyed
+            .pop()
+            .expect("values beyond the keys are not stored");
+        let values = std::mem::take(&mut self.values);
+        self.parts.push(Arc::new(Part {
+            lows,
+            values,
+            radix,
+        }));
+    }
+
+    /// The run, if the keys came sorted and as many as the values.
+    pub fn finish(mut self) -> Option<SortedRun<K, V>> {
+        self.end_keys();
+        if !self.sorted || self.values_in != self.keys {
             return None;
         }
-        while self.radix.len() < (1 << 16) + 1 {
-            self.radix.push(self.lows.len() as u32);
+        while !self.keyed.is_empty() {
+            self.finish_part();
         }
         Some(SortedRun {
-            lows: self.lows,
-            values,
-            radix: self.radix,
+            parts: self.parts,
+            len: self.keys,
         })
     }
 }
@@ -285,115 +556,192 @@ pub fn merge_by_key<K: Ord + Copy, V>(
     })
 }
 
-/// When the recent entries are merged into the sorted run: at a sixteenth of the run. A
-/// recent entry costs 16 to 32 bytes in its hash map against 8 in the run, so at a quarter
-/// (the first choice) the map held as much memory as half the run (~70 MB at 13 million
-/// events); a sixteenth costs each entry ~16 copies over its life (a merge is a linear
-/// pass, ~0.1 s at 10 million events, every ~600,000 appends there).
-fn should_merge(recent: usize, run: usize) -> bool {
-    recent >= (run / 16).max(1 << 16)
+/// When a part's recent entries are merged into it: at a sixteenth of the part. A recent
+/// entry costs 16 to 32 bytes in its hash map against 8 in the run, so at a quarter (the
+/// first choice) the maps held as much memory as half the run (~70 MB at 13 million
+/// events); a sixteenth costs each entry ~16 copies over its life (a part's merge is a
+/// linear pass over 1/256 of the run). Below 256 recent entries a part is not merged: a
+/// small log keeps up to 65,536 entries in its maps, as before the run had parts.
+fn should_merge(recent: usize, part: usize) -> bool {
+    recent >= (part / 16).max((1 << 16) / PARTS)
+}
+
+/// Entries not merged yet, in one hash map per part (so that a part's merge takes its
+/// entries alone, and no map ever doubles more than 1/256 of them at once), and the parts
+/// due to be merged.
+struct Recent<K, V> {
+    maps: Vec<FastMap<K, V>>,
+    len: usize,
+    /// Parts whose map reached [`should_merge`], in the order they did.
+    due: Vec<usize>,
+}
+
+impl<K: std::hash::Hash + Eq + Copy, V: Copy> Recent<K, V> {
+    fn new() -> Self {
+        Recent {
+            maps: (0..PARTS).map(|_| FastMap::default()).collect(),
+            len: 0,
+            due: Vec::new(),
+        }
+    }
+
+    /// Notes an entry just added to map `part`, whose run part holds `in_run` entries.
+    fn added(&mut self, part: usize, in_run: usize) {
+        self.len += 1;
+        // Exactly once per part between merges: the map grows by one at a time and only
+        // a merge of the part changes `in_run` (and empties the map).
+        let n = self.maps[part].len();
+        if should_merge(n, in_run) && !should_merge(n - 1, in_run) {
+            self.due.push(part);
+        }
+    }
+
+    /// Takes map `part` out (its entries are now in the run).
+    fn take(&mut self, part: usize) -> FastMap<K, V> {
+        let map = std::mem::take(&mut self.maps[part]);
+        self.len -= map.len();
+        self.due.retain(|&p| p != part);
+        map
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (K, V)> + '_ {
+        self.maps
+            .iter()
+            .flat_map(|m| m.iter().map(|(&k, &v)| (k, v)))
+    }
+}
+
+/// What installing a merged part replaced: freed by the caller, after any lock.
+pub struct Replaced<K: SortKey, V> {
+    _part: Arc<Part<K, V>>,
+    _recent: FastMap<K, V>,
 }
 
 /// Event id fingerprint → sequence numbers.
 pub struct IdIndex {
-    /// Shared so that a snapshot can be written from it on another thread; a merge
-    /// replaces it rather than changing it.
-    run: Arc<SortedRun<u64, u32>>,
-    recent: FastMap<u64, u32>,
+    /// Parts shared with snapshot captures; a merge replaces a part rather than changing it.
+    run: SortedRun<u64, u32>,
+    recent: Recent<u64, u32>,
     /// Recent entries whose fingerprint was already in `recent` (rare).
     recent_shared: Vec<(u64, u32)>,
 }
 
 impl Default for IdIndex {
     fn default() -> Self {
-        IdIndex {
-            run: Arc::new(SortedRun::empty()),
-            recent: FastMap::default(),
-            recent_shared: Vec::new(),
-        }
+        Self::from_run(SortedRun::empty())
     }
 }
 
 impl IdIndex {
     pub fn from_run(run: SortedRun<u64, u32>) -> Self {
         IdIndex {
-            run: Arc::new(run),
-            ..Default::default()
+            run,
+            recent: Recent::new(),
+            recent_shared: Vec::new(),
         }
     }
 
     /// Every sequence number whose id has this fingerprint, at most a few.
     pub fn candidates(&self, key: u64) -> impl Iterator<Item = u64> + '_ {
-        let old = self.positions_in_run(key);
-        old.chain(self.recent.get(&key).map(|&s| s as u64)).chain(
-            self.recent_shared
-                .iter()
-                .filter(move |(k, _)| *k == key)
-                .map(|&(_, s)| s as u64),
-        )
-    }
-
-    fn positions_in_run(&self, key: u64) -> impl Iterator<Item = u64> + '_ {
+        let recent = self.recent.maps[part_of(key)].get(&key);
         self.run
-            .positions(key)
-            .map(move |i| self.run.value(i) as u64)
+            .values_of(key)
+            .chain(recent.copied())
+            .chain(
+                self.recent_shared
+                    .iter()
+                    .filter(move |(k, _)| *k == key)
+                    .map(|&(_, s)| s),
+            )
+            .map(u64::from)
     }
 
     pub fn insert(&mut self, key: u64, seq: u32) {
-        if let Some(&already) = self.recent.get(&key) {
-            if already != seq {
-                self.recent_shared.push((key, seq));
+        let part = part_of(key);
+        match self.recent.maps[part].entry(key) {
+            std::collections::hash_map::Entry::Occupied(already) => {
+                if *already.get() != seq {
+                    self.recent_shared.push((key, seq));
+                }
             }
-            return;
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(seq);
+                self.recent.added(part, self.run.part(part).len());
+            }
         }
-        self.recent.insert(key, seq);
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.run.len() + self.recent.len() + self.recent_shared.len()
+        self.run.len() + self.recent.len + self.recent_shared.len()
     }
 
-    pub fn needs_merge(&self) -> bool {
-        should_merge(self.recent.len(), self.run.len())
+    /// The parts due to be merged, for [`Self::merged_part`] and [`Self::install_part`].
+    pub fn due_parts(&self) -> Vec<usize> {
+        self.recent.due.clone()
     }
 
-    /// The run with the recent entries merged in (built without changing `self`, so that a
-    /// writer can build it under a read lock and install it under a short write lock).
-    pub fn merged_run(&self) -> SortedRun<u64, u32> {
-        self.run.merged_with(self.recent_sorted())
+    /// Part `part` with its recent entries merged in, built without changing `self`, so
+    /// that the writer can build it under a read lock and install it under a short write
+    /// lock. Equal fingerprints keep sequence order: the run's are older than the recent.
+    pub fn merged_part(&self, part: usize) -> Part<u64, u32> {
+        let mut more: Vec<(u64, u32)> = self.recent.maps[part]
+            .iter()
+            .map(|(&k, &s)| (k, s))
+            .chain(
+                self.recent_shared
+                    .iter()
+                    .filter(|(k, _)| part_of(*k) == part)
+                    .copied(),
+            )
+            .collect();
+        more.sort_unstable();
+        self.run.merged_part(part, &more)
+    }
+
+    /// Installs a part built by [`Self::merged_part`] and drops the recent entries it
+    /// took in, at once: no lookup finds an entry twice or misses it. The caller must not
+    /// insert in between (the log's single writer builds and installs).
+    pub fn install_part(&mut self, part: usize, new: Part<u64, u32>) -> Replaced<u64, u32> {
+        let old = self.run.replace_part(part, new);
+        self.recent_shared.retain(|(k, _)| part_of(*k) != part);
+        Replaced {
+            _part: old,
+            _recent: self.recent.take(part),
+        }
+    }
+
+    /// Merges the parts that are due, one at a time, in place (a scan that owns the index;
+    /// the live log builds under a read lock instead, see `Inner::merge_indexes`).
+    pub fn merge_if_due(&mut self) {
+        for part in self.due_parts() {
+            let new = self.merged_part(part);
+            self.install_part(part, new);
+        }
+    }
+
+    /// Merges every part that has recent entries, due or not.
+    #[cfg(test)]
+    pub fn merge_all(&mut self) {
+        for part in 0..PARTS {
+            if !self.recent.maps[part].is_empty() {
+                let new = self.merged_part(part);
+                self.install_part(part, new);
+            }
+        }
     }
 
     /// The recent entries by fingerprint, then sequence: so that a snapshot is
-    /// byte-for-byte the same whatever the hash map's iteration order was.
+    /// byte-for-byte the same whatever the hash maps' iteration order was.
     pub fn recent_sorted(&self) -> Vec<(u64, u32)> {
-        let mut recent: Vec<(u64, u32)> = self
-            .recent
-            .iter()
-            .map(|(&k, &s)| (k, s))
-            .chain(self.recent_shared.iter().copied())
-            .collect();
+        let mut recent = Vec::with_capacity(self.recent.len + self.recent_shared.len());
+        recent.extend(self.recent.iter());
+        recent.extend_from_slice(&self.recent_shared);
         recent.sort_unstable();
         recent
     }
 
-    /// Merges in place when due (a scan that owns the index; the live log builds under a
-    /// read lock instead, see `Inner::merge_indexes`).
-    pub fn merge_if_due(&mut self) {
-        if self.needs_merge() {
-            let run = self.merged_run();
-            self.install(run);
-        }
-    }
-
-    pub fn install(&mut self, run: SortedRun<u64, u32>) {
-        self.run = Arc::new(run);
-        self.recent.clear();
-        self.recent.shrink_to(1 << 16);
-        self.recent_shared.clear();
-    }
-
-    pub fn run(&self) -> &Arc<SortedRun<u64, u32>> {
+    pub fn run(&self) -> &SortedRun<u64, u32> {
         &self.run
     }
 }
@@ -453,8 +801,9 @@ pub struct StreamHead {
 /// Complaint key → stream head, the back-pointers that chain each complaint's events, the
 /// interned regions and the number of complaints in each status.
 pub struct StreamIndex {
+    /// Heads change in place; a part a snapshot capture shares is copied first.
     run: SortedRun<u128, StreamHead>,
-    recent: FastMap<u128, StreamHead>,
+    recent: Recent<u128, StreamHead>,
     /// `previous[seq - 1]`: the sequence number of the complaint's event before `seq`, 0
     /// for its first.
     previous: BackPointers,
@@ -465,14 +814,7 @@ pub struct StreamIndex {
 
 impl Default for StreamIndex {
     fn default() -> Self {
-        StreamIndex {
-            run: SortedRun::empty(),
-            recent: FastMap::default(),
-            previous: BackPointers::default(),
-            regions: Vec::new(),
-            region_ids: HashMap::new(),
-            status_counts: [0; 5],
-        }
+        Self::from_parts(SortedRun::empty(), BackPointers::default(), Vec::new())
     }
 }
 
@@ -493,7 +835,7 @@ impl StreamIndex {
         }
         StreamIndex {
             run,
-            recent: FastMap::default(),
+            recent: Recent::new(),
             previous,
             regions,
             region_ids,
@@ -502,11 +844,10 @@ impl StreamIndex {
     }
 
     pub fn get(&self, key: u128) -> Option<StreamHead> {
-        if let Some(head) = self.recent.get(&key) {
+        if let Some(head) = self.recent.maps[part_of(key)].get(&key) {
             return Some(*head);
         }
-        let at = self.run.positions(key);
-        (!at.is_empty()).then(|| self.run.value(at.start))
+        self.run.first(key)
     }
 
     /// The sequence numbers of the stream ending at `head`, oldest first.
@@ -563,53 +904,78 @@ impl StreamIndex {
             self.status_counts[old.status as usize] -= 1;
         }
         self.status_counts[head.status as usize] += 1;
-        let at = self.run.positions(key);
-        if at.is_empty() {
-            self.recent.insert(key, head);
-        } else {
-            *self.run.value_mut(at.start) = head;
+        if let Some(in_run) = self.run.value_mut(key) {
+            *in_run = head;
+            return;
+        }
+        let part = part_of(key);
+        if self.recent.maps[part].insert(key, head).is_none() {
+            self.recent.added(part, self.run.part(part).len());
         }
     }
 
     pub fn len(&self) -> usize {
-        self.run.len() + self.recent.len()
+        self.run.len() + self.recent.len
     }
 
     pub fn count(&self, status: StreamStatus) -> u64 {
         self.status_counts[status as usize]
     }
 
-    pub fn needs_merge(&self) -> bool {
-        should_merge(self.recent.len(), self.run.len())
+    /// See [`IdIndex::due_parts`].
+    pub fn due_parts(&self) -> Vec<usize> {
+        self.recent.due.clone()
     }
 
-    pub fn merged_run(&self) -> SortedRun<u128, StreamHead> {
-        self.run.merged_with(self.recent_sorted())
+    /// See [`IdIndex::merged_part`]; keys are unique, so the maps' order does not matter.
+    pub fn merged_part(&self, part: usize) -> Part<u128, StreamHead> {
+        let mut more: Vec<(u128, StreamHead)> = self.recent.maps[part]
+            .iter()
+            .map(|(&k, &h)| (k, h))
+            .collect();
+        more.sort_unstable_by_key(|(k, _)| *k);
+        self.run.merged_part(part, &more)
     }
 
-    /// Keys are unique, so the hash map's order does not matter once sorted.
-    pub fn recent_sorted(&self) -> Vec<(u128, StreamHead)> {
-        let mut recent: Vec<(u128, StreamHead)> =
-            self.recent.iter().map(|(&k, &h)| (k, h)).collect();
-        recent.sort_unstable_by_key(|(k, _)| *k);
-        recent
-    }
-
-    /// Merges in place when due (see [`IdIndex::merge_if_due`]).
-    pub fn merge_if_due(&mut self) {
-        if self.needs_merge() {
-            let run = self.merged_run();
-            self.install(run);
+    /// See [`IdIndex::install_part`]: heads recorded between building and installing
+    /// would be lost, so the caller must not record in between.
+    pub fn install_part(
+        &mut self,
+        part: usize,
+        new: Part<u128, StreamHead>,
+    ) -> Replaced<u128, StreamHead> {
+        let old = self.run.replace_part(part, new);
+        Replaced {
+            _part: old,
+            _recent: self.recent.take(part),
         }
     }
 
-    /// Installs a run built by [`Self::merged_run`]. Heads changed since it was built would
-    /// be lost, so the caller must not record in between (the log's single writer builds
-    /// and installs).
-    pub fn install(&mut self, run: SortedRun<u128, StreamHead>) {
-        self.run = run;
-        self.recent.clear();
-        self.recent.shrink_to(1 << 16);
+    /// Merges the parts that are due, in place (see [`IdIndex::merge_if_due`]).
+    pub fn merge_if_due(&mut self) {
+        for part in self.due_parts() {
+            let new = self.merged_part(part);
+            self.install_part(part, new);
+        }
+    }
+
+    /// Merges every part that has recent entries, due or not.
+    #[cfg(test)]
+    pub fn merge_all(&mut self) {
+        for part in 0..PARTS {
+            if !self.recent.maps[part].is_empty() {
+                let new = self.merged_part(part);
+                self.install_part(part, new);
+            }
+        }
+    }
+
+    /// Keys are unique, so the hash maps' order does not matter once sorted.
+    pub fn recent_sorted(&self) -> Vec<(u128, StreamHead)> {
+        let mut recent = Vec::with_capacity(self.recent.len);
+        recent.extend(self.recent.iter());
+        recent.sort_unstable_by_key(|(k, _)| *k);
+        recent
     }
 
     pub fn run(&self) -> &SortedRun<u128, StreamHead> {
@@ -629,6 +995,93 @@ impl StreamIndex {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// Counts the heap bytes each thread allocates (and the most it has held since
+    /// [`alloc_count::reset_peak`]), so that a test can see what a merge holds without
+    /// the other tests running beside it.
+    // The counting allocator is the one use of `unsafe` here: it forwards to `System`.
+    #[allow(unsafe_code)]
+    mod alloc_count {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        thread_local! {
+            // `const` and no destructor: usable from the allocator at any point of a
+            // thread's life, never allocating itself.
+            static LIVE: Cell<isize> = const { Cell::new(0) };
+            static PEAK: Cell<isize> = const { Cell::new(0) };
+        }
+
+        fn note(delta: isize) {
+            let _ = LIVE.try_with(|live| {
+                let now = live.get() + delta;
+                live.set(now);
+                let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+            });
+        }
+
+        /// Bytes this thread has allocated and not freed.
+        pub fn live() -> isize {
+            LIVE.with(Cell::get)
+        }
+
+        /// Starts a new peak from now; returns the bytes live now.
+        pub fn reset_peak() -> isize {
+            let now = live();
+            PEAK.with(|p| p.set(now));
+            now
+        }
+
+        pub fn peak() -> isize {
+            PEAK.with(Cell::get)
+        }
+
+        struct Counting;
+
+        // SAFETY: every call is forwarded to `System` with the same arguments; the
+        // counters are only arithmetic on the sizes.
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                let ptr = System.alloc(layout);
+                if !ptr.is_null() {
+                    note(layout.size() as isize);
+                }
+                ptr
+            }
+
+            unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+                let ptr = System.alloc_zeroed(layout);
+                if !ptr.is_null() {
+                    note(layout.size() as isize);
+                }
+                ptr
+            }
+
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                System.dealloc(ptr, layout);
+                note(-(layout.size() as isize));
+            }
+
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                let new = System.realloc(ptr, layout, new_size);
+                if !new.is_null() {
+                    // Both blocks may be held for a moment: counted as such.
+                    note(new_size as isize);
+                    note(-(layout.size() as isize));
+                }
+                new
+            }
+        }
+
+        #[global_allocator]
+        static GLOBAL: Counting = Counting;
+    }
+
+    /// A 48-bit fingerprint for `i`, spread over the parts and buckets.
+    fn spread(i: u64) -> u64 {
+        fingerprint_bits(id_hash(&Uuid::from_u128(u128::from(i) * 0x9E37_79B9)))
+    }
 
     #[test]
     fn fingerprints_spread_over_the_radix_buckets() {
@@ -670,30 +1123,54 @@ mod tests {
     }
 
     #[test]
-    fn a_run_built_key_by_key_equals_one_built_from_all_keys_and_refuses_disorder() {
-        let mut keys: Vec<u64> = (0..20_000u64)
-            .map(|i| fingerprint_bits(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
-            .collect();
+    fn a_run_built_key_by_key_equals_one_merged_part_by_part_and_refuses_disorder() {
+        let mut keys: Vec<u64> = (0..20_000u64).map(spread).collect();
+        // Shared fingerprints, and parts with no key at all.
+        keys.extend_from_within(..50);
+        keys.retain(|&k| part_of(k) % 7 != 3);
         keys.sort_unstable();
         let values: Vec<u32> = (1..=keys.len() as u32).collect();
         let mut builder = RunBuilder::with_capacity(keys.len());
         keys.iter().for_each(|&k| builder.push(k));
-        let built = builder.finish(values.clone()).unwrap();
-        let whole = SortedRun::from_sorted(keys.clone(), values.clone());
-        assert!(built.entries().eq(whole.entries()));
-        for &key in keys.iter().step_by(97) {
-            assert_eq!(built.positions(key), whole.positions(key));
+        values.iter().for_each(|&v| builder.push_value(v));
+        let built = builder.finish().unwrap();
+        assert_eq!(built.len(), keys.len());
+        assert!(built.is_sorted());
+        assert!(built
+            .entries()
+            .eq(keys.iter().copied().zip(values.iter().copied())));
+        // No slack left in the arrays: they are what the index holds from then on.
+        for part in 0..PARTS {
+            let p = built.part(part);
+            assert_eq!(p.array_bytes(), p.len() * 8, "part {part}");
         }
+        let mut index = IdIndex::default();
+        for (&k, &v) in keys.iter().zip(&values) {
+            index.insert(k, v);
+        }
+        index.merge_all();
+        assert!(index.run().entries().eq(built.entries()));
+        for &key in keys.iter().step_by(97) {
+            assert!(built.values_of(key).eq(index.run().values_of(key)));
+        }
+        assert_eq!(built.values_of(keys[0]).count(), 2);
+
+        let (a, b) = (keys[0], keys[keys.len() - 1]);
         let mut builder = RunBuilder::with_capacity(2);
-        builder.push(keys[1]);
-        builder.push(keys[0]);
-        assert!(builder.finish(vec![1u32, 2]).is_none());
-        let mut builder = RunBuilder::with_capacity(1);
-        builder.push(keys[0]);
-        assert!(
-            builder.finish(vec![1u32, 2]).is_none(),
-            "as many values as keys"
-        );
+        builder.push(b);
+        builder.push(a);
+        builder.push_value(1u32);
+        builder.push_value(2);
+        assert!(builder.finish().is_none());
+        for values in [&[1u32][..], &[1, 2, 3]] {
+            let mut builder = RunBuilder::with_capacity(2);
+            builder.push(a);
+            builder.push(b);
+            values.iter().for_each(|&v| builder.push_value(v));
+            assert!(builder.finish().is_none(), "as many values as keys");
+        }
+        let empty = RunBuilder::<u64, u32>::with_capacity(0).finish().unwrap();
+        assert_eq!((empty.len(), empty.entries().count()), (0, 0));
     }
 
     #[test]
@@ -710,68 +1187,279 @@ mod tests {
         assert_eq!(streams.seqs(head), vec![1, 3]);
         assert_eq!(streams.count(StreamStatus::Open), 1);
         assert_eq!(streams.count(StreamStatus::Resolved), 1);
-        let run = streams.merged_run();
-        streams.install(run);
+        streams.merge_all();
+        assert_eq!(streams.run().len(), 2);
         streams.record(b, "us", EventType::Withdrawn, 4);
         assert_eq!(streams.seqs(streams.get(b).unwrap()), vec![2, 4]);
         assert_eq!(streams.count(StreamStatus::Open), 0);
         assert!(streams.get(complaint_key("C-c")).is_none());
     }
 
+    #[test]
+    fn parts_are_merged_as_they_fill_and_every_entry_stays_found() {
+        let n = 300_000u64;
+        let mut ids = IdIndex::default();
+        let mut streams = StreamIndex::default();
+        for i in 0..n {
+            let seq = i as u32 + 1;
+            ids.insert(spread(i), seq);
+            ids.merge_if_due();
+            let complaint = complaint_key(&format!("C-{}", i / 3));
+            let event_type = if i.is_multiple_of(3) {
+                EventType::Filed
+            } else {
+                EventType::Acknowledged
+            };
+            streams.record(complaint, "eu", event_type, seq);
+            streams.merge_if_due();
+        }
+        // Each part merges on its own once it has a sixteenth of its entries recent.
+        assert!(ids.due_parts().is_empty() && streams.due_parts().is_empty());
+        assert!(ids.run().len() > n as usize * 3 / 4, "{}", ids.run().len());
+        for part in 0..PARTS {
+            let in_run = ids.run().part(part).len();
+            assert!(!should_merge(ids.recent.maps[part].len(), in_run));
+        }
+        assert_eq!(ids.len(), n as usize);
+        assert_eq!(streams.len(), n as usize / 3);
+        for i in (0..n).step_by(7) {
+            assert!(ids.candidates(spread(i)).any(|s| s == i + 1));
+        }
+        for c in (0..n / 3).step_by(5) {
+            let head = streams.get(complaint_key(&format!("C-{c}"))).unwrap();
+            assert_eq!((head.version, head.last_seq as u64), (3, c * 3 + 3));
+        }
+    }
+
+    /// What a merge allocates beyond the live index while it runs: one part's new arrays
+    /// (and that part's recent entries, sorted), never a second part's nor a whole run's.
+    /// Measured by the test allocator, so a merge that built two parts before installing
+    /// them, or kept the old ones, fails here.
+    #[test]
+    fn a_merge_holds_at_most_one_new_part_beyond_the_live_index() {
+        let n = 1u64 << 19;
+        let mut ids = IdIndex::default();
+        (0..n).for_each(|i| ids.insert(spread(i), i as u32 + 1));
+        ids.merge_all();
+        // 256 (the least merged) and a bit more in every part: nearly all parts are due.
+        for i in n..n + n / 8 + n / 32 {
+            ids.insert(spread(i), i as u32 + 1);
+        }
+        let due = ids.due_parts();
+        assert!(due.len() > PARTS * 9 / 10, "{} parts due", due.len());
+        let entry = std::mem::size_of::<(u64, u32)>();
+        let largest = |recent: &Recent<u64, u32>, run: &SortedRun<u64, u32>| {
+            let new = |p: usize| (run.part(p).len() + recent.maps[p].len()) * 8;
+            let sorted = |p: usize| recent.maps[p].len() * entry;
+            let most = due.iter().map(|&p| new(p) + sorted(p)).max().unwrap();
+            // The part's `Arc` and header, and the list of due parts.
+            most + std::mem::size_of::<Part<u64, u32>>() + 64 + PARTS * 8
+        };
+        let bound = largest(&ids.recent, ids.run()) as isize;
+        let run_bytes = ids.run().bytes() as isize;
+        let before = alloc_count::reset_peak();
+        ids.merge_if_due();
+        let extra = alloc_count::peak() - before;
+        assert!(ids.due_parts().is_empty());
+        assert!(
+            extra <= bound,
+            "a merge held {extra} bytes more, one part is {bound}"
+        );
+        assert!(extra * 100 < run_bytes, "{extra} of a {run_bytes}-byte run");
+        // And the recent maps it emptied were freed: the index is smaller than before.
+        assert!(alloc_count::live() < before);
+
+        // The same for the stream heads (16 + 16 bytes per complaint); keys as BLAKE3's,
+        // spread over every bit, without hashing a million strings.
+        let complaints = 1u64 << 18;
+        let mut streams = StreamIndex::default();
+        let key = |c: u64| u128::from(spread(c)) << 64 | u128::from(c);
+        for c in 0..complaints {
+            streams.record(key(c), "eu", EventType::Filed, c as u32 + 1);
+        }
+        streams.merge_all();
+        for c in complaints..complaints + complaints / 4 + complaints / 16 {
+            streams.record(key(c), "eu", EventType::Filed, c as u32 + 1);
+        }
+        let due = streams.due_parts();
+        assert!(due.len() > PARTS * 9 / 10, "{} parts due", due.len());
+        let head = std::mem::size_of::<(u128, StreamHead)>();
+        let most = due
+            .iter()
+            .map(|&p| {
+                let recent = streams.recent.maps[p].len();
+                (streams.run().part(p).len() + recent) * 32 + recent * head
+            })
+            .max()
+            .unwrap();
+        let bound =
+            (most + std::mem::size_of::<Part<u128, StreamHead>>() + 64 + PARTS * 8) as isize;
+        let run_bytes = streams.run().bytes() as isize;
+        let before = alloc_count::reset_peak();
+        streams.merge_if_due();
+        let extra = alloc_count::peak() - before;
+        assert!(
+            extra <= bound,
+            "a merge held {extra} bytes more, one part is {bound}"
+        );
+        assert!(extra * 100 < run_bytes, "{extra} of a {run_bytes}-byte run");
+    }
+
+    /// One step of the model test: an id, a complaint, and sometimes a merge.
+    #[derive(Debug, Clone)]
+    enum Merge {
+        None,
+        /// Whatever is due, as the log does after each batch.
+        Due,
+        /// Every part, due or not.
+        All,
+        /// A few parts, due or not: so that merged and unmerged parts mix.
+        Some(Vec<usize>),
+    }
+
+    fn merge_strategy() -> impl Strategy<Value = Merge> {
+        prop_oneof![
+            8 => Just(Merge::None),
+            2 => Just(Merge::Due),
+            1 => Just(Merge::All),
+            2 => proptest::collection::vec(0..PARTS, 1..8).prop_map(Merge::Some),
+        ]
+    }
+
+    /// A small key space with collisions: ids 0..40 spread over the parts, 40..64 all in
+    /// part 5 (a few buckets); complaints likewise few, so heads change often.
+    fn id_of(k: u64) -> u64 {
+        if k < 40 {
+            spread(k)
+        } else {
+            fingerprint_bits((5u64 << 56) | ((k % 3) << 48) | (k * 0x9E37_79B9))
+        }
+    }
+
     proptest! {
-        /// Whatever the interleaving of inserts and merges, every id finds exactly its
-        /// sequence numbers (fingerprints forced to collide often by a small key space).
+        /// Whatever the interleaving of inserts and part merges, every id finds exactly
+        /// its sequence numbers (fingerprints forced to collide often by a small key
+        /// space), and every complaint its head, as naive maps say; the run stays sorted
+        /// and the snapshot order (run, then recent) gives every entry once.
         #[test]
-        fn id_index_finds_every_entry_across_merges(
-            keys in proptest::collection::vec(0u64..64, 1..300),
-            merge_every in 1usize..50,
+        fn a_partitioned_index_answers_as_naive_maps_across_merges(
+            steps in proptest::collection::vec(
+                (0u64..64, 0u8..12, 0usize..4, merge_strategy()),
+                1..400,
+            ),
         ) {
-            let mut index = IdIndex::default();
-            let mut model: HashMap<u64, Vec<u64>> = HashMap::new();
-            for (i, key) in keys.iter().enumerate() {
-                // Spread the small keys over the radix buckets too.
-                let key = fingerprint_bits(key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut ids = IdIndex::default();
+            let mut streams = StreamIndex::default();
+            let mut id_model: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+            let mut head_model: HashMap<u128, (StreamHead, &str)> = HashMap::new();
+            let regions = ["eu", "us", "apac", "latam"];
+            let types = [
+                EventType::Acknowledged,
+                EventType::Resolved,
+                EventType::Reopened,
+                EventType::Closed,
+                EventType::Withdrawn,
+            ];
+            for (i, (k, complaint, region, merge)) in steps.iter().enumerate() {
                 let seq = i as u32 + 1;
-                index.insert(key, seq);
-                model.entry(key).or_default().push(seq as u64);
-                if i % merge_every == 0 {
-                    let run = index.merged_run();
-                    prop_assert!(run.is_sorted());
-                    index.install(run);
+                let key = id_of(*k);
+                ids.insert(key, seq);
+                id_model.entry(key).or_default().push(u64::from(seq));
+
+                let ckey = complaint_key(&format!("C-{complaint}"));
+                let event_type = match head_model.get(&ckey) {
+                    None => EventType::Filed,
+                    Some(_) => types[(*k as usize + i) % types.len()],
+                };
+                streams.record(ckey, regions[*region], event_type, seq);
+                let head = match head_model.get(&ckey) {
+                    None => (
+                        StreamHead {
+                            last_seq: seq,
+                            version: 1,
+                            region: 0,
+                            status: StreamStatus::Open,
+                        },
+                        regions[*region],
+                    ),
+                    Some((h, region)) => (
+                        StreamHead {
+                            last_seq: seq,
+                            version: h.version + 1,
+                            region: 0,
+                            status: lifecycle::next(h.status, event_type),
+                        },
+                        *region,
+                    ),
+                };
+                head_model.insert(ckey, head);
+
+                match merge {
+                    Merge::None => {}
+                    Merge::Due => {
+                        ids.merge_if_due();
+                        streams.merge_if_due();
+                    }
+                    Merge::All => {
+                        ids.merge_all();
+                        streams.merge_all();
+                        prop_assert_eq!(ids.run().len(), ids.len());
+                    }
+                    Merge::Some(parts) => {
+                        for &p in parts {
+                            let new = ids.merged_part(p);
+                            ids.install_part(p, new);
+                            let new = streams.merged_part(p);
+                            streams.install_part(p, new);
+                        }
+                    }
                 }
             }
-            for (key, seqs) in &model {
-                let mut found: Vec<u64> = index.candidates(*key).collect();
+            prop_assert!(ids.run().is_sorted());
+            prop_assert!(streams.run().is_sorted());
+            for (key, seqs) in &id_model {
+                let mut found: Vec<u64> = ids.candidates(*key).collect();
                 found.sort_unstable();
                 prop_assert_eq!(&found, seqs);
             }
-            prop_assert_eq!(index.len(), keys.len());
-        }
+            for k in 64..80 {
+                prop_assert_eq!(ids.candidates(id_of(k)).count(), 0);
+            }
+            prop_assert_eq!(ids.len(), steps.len());
+            // Run, then recent, in key order: the model's entries, each once.
+            let written: Vec<(u64, u64)> =
+                merge_by_key(ids.run().entries(), ids.recent_sorted().into_iter())
+                    .map(|(k, s)| (k, u64::from(s)))
+                    .collect();
+            let expected: Vec<(u64, u64)> = id_model
+                .iter()
+                .flat_map(|(&k, seqs)| seqs.iter().map(move |&s| (k, s)))
+                .collect();
+            prop_assert_eq!(written, expected);
 
-        #[test]
-        fn stream_heads_survive_merges(
-            complaints in proptest::collection::vec(0u8..20, 1..200),
-            merge_every in 1usize..40,
-        ) {
-            let mut index = StreamIndex::default();
-            let mut model: HashMap<u8, Vec<u64>> = HashMap::new();
-            for (i, c) in complaints.iter().enumerate() {
-                let seq = i as u32 + 1;
-                let event_type = if model.contains_key(c) { EventType::Acknowledged } else { EventType::Filed };
-                index.record(complaint_key(&format!("C-{c}")), "eu", event_type, seq);
-                model.entry(*c).or_default().push(seq as u64);
-                if i % merge_every == 0 {
-                    let run = index.merged_run();
-                    index.install(run);
-                }
+            prop_assert_eq!(streams.len(), head_model.len());
+            for (key, (expected, region)) in &head_model {
+                let head = streams.get(*key).unwrap();
+                prop_assert_eq!(
+                    (head.last_seq, head.version, head.status),
+                    (expected.last_seq, expected.version, expected.status)
+                );
+                prop_assert_eq!(streams.region_name(head.region), *region);
+                prop_assert_eq!(streams.seqs(head).len(), head.version as usize);
             }
-            for (c, seqs) in &model {
-                let head = index.get(complaint_key(&format!("C-{c}"))).unwrap();
-                prop_assert_eq!(head.version as usize, seqs.len());
-                prop_assert_eq!(&index.seqs(head), seqs);
+            for status in [StreamStatus::Open, StreamStatus::Resolved, StreamStatus::Closed] {
+                let n = head_model.values().filter(|(h, _)| h.status == status).count();
+                prop_assert_eq!(streams.count(status), n as u64);
             }
-            prop_assert_eq!(index.len(), model.len());
-            prop_assert_eq!(index.count(StreamStatus::Open), model.len() as u64);
+            let keys: Vec<u128> = merge_by_key(
+                streams.run().entries(),
+                streams.recent_sorted().into_iter(),
+            )
+            .map(|(k, _)| k)
+            .collect();
+            let mut expected: Vec<u128> = head_model.keys().copied().collect();
+            expected.sort_unstable();
+            prop_assert_eq!(keys, expected);
         }
     }
 }

@@ -28,8 +28,6 @@ use std::path::{Path, PathBuf};
 
 use plaint_events::lifecycle::StreamStatus;
 
-use std::sync::Arc;
-
 use crate::index::{
     fingerprint_bits, merge_by_key, BackPointers, IdIndex, RunBuilder, SortedRun, StreamHead,
     StreamIndex,
@@ -80,13 +78,16 @@ impl<R: Read> Read for Hashing<R> {
 }
 
 /// A consistent copy of the indexes, taken on the writer and written on another thread.
-/// Cheap to take: the id run (the biggest part) is shared, not copied.
+/// Cheap to take: the runs' parts and the back-pointers' sealed chunks are shared, not
+/// copied; only the recent entries (at most a sixteenth of the runs) are. While it is held,
+/// a merge that replaces a part, or a stream head changed in a part it shares (copied on
+/// write), keeps that old part alive until the capture is dropped.
 pub struct Capture {
     last_seq: u64,
     chain: [u8; 32],
-    id_run: Arc<SortedRun<u64, u32>>,
+    id_run: SortedRun<u64, u32>,
     id_recent: Vec<(u64, u32)>,
-    stream_run: Vec<(u128, StreamHead)>,
+    stream_run: SortedRun<u128, StreamHead>,
     stream_recent: Vec<(u128, StreamHead)>,
     previous: BackPointers,
     regions: Vec<Box<str>>,
@@ -99,13 +100,7 @@ impl Capture {
             chain,
             id_run: ids.run().clone(),
             id_recent: ids.recent_sorted(),
-            // Sized up front: collected from the radix walk (no exact size), the vector
-            // doubled its way up, and at 16 million events this copy peaked at 78 MB.
-            stream_run: {
-                let mut run = Vec::with_capacity(streams.run().len());
-                run.extend(streams.run().entries());
-                run
-            },
+            stream_run: streams.run().clone(),
             stream_recent: streams.recent_sorted(),
             previous: streams.previous().clone(),
             regions: streams.regions().to_vec(),
@@ -134,7 +129,7 @@ pub fn write(dir: &Path, capture: &Capture) -> io::Result<()> {
     let ids = || merge_by_key(capture.id_run.entries(), capture.id_recent.iter().copied());
     let streams = || {
         merge_by_key(
-            capture.stream_run.iter().copied(),
+            capture.stream_run.entries(),
             capture.stream_recent.iter().copied(),
         )
     };
@@ -271,23 +266,36 @@ pub fn read(dir: &Path) -> io::Result<Option<Snapshot>> {
     }
     let n_ids = n_ids as usize;
     let n_streams = n_streams as usize;
+    // The checksum catches damage; the range checks catch a snapshot that was written
+    // wrong.
+    let in_range = |seq: u32| seq >= 1 && seq as u64 <= last_seq;
+    let mut plausible = true;
+    let unsorted = || invalid("the snapshot's keys are not sorted");
     let id_run = if format == FORMAT_64_BIT_IDS {
         let keys = read_array(&mut input, n_ids, u64::from_le_bytes)?;
         let seqs = read_array(&mut input, n_ids, u32::from_le_bytes)?;
+        plausible &= seqs.iter().all(|&s| in_range(s));
         let (keys, seqs) = cut_to_48_bits(keys, seqs);
         SortedRun::from_sorted(keys, seqs)
     } else {
-        // Straight into the run's 4-byte form: never all 8-byte keys at once.
-        let mut keys = RunBuilder::with_capacity(n_ids);
+        // Straight into the run's parts in their 4-byte form: never all 8-byte keys, nor
+        // a whole array of sequence numbers beside the parts'.
+        let mut run = RunBuilder::with_capacity(n_ids);
         read_each(&mut input, n_ids, |bytes| {
-            keys.push(u64::from_le_bytes(bytes))
+            run.push(u64::from_le_bytes(bytes))
         })?;
-        let seqs = read_array(&mut input, n_ids, u32::from_le_bytes)?;
-        keys.finish(seqs)
-            .ok_or_else(|| invalid("the snapshot's keys are not sorted"))?
+        read_each(&mut input, n_ids, |bytes| {
+            let seq = u32::from_le_bytes(bytes);
+            plausible &= in_range(seq);
+            run.push_value(seq);
+        })?;
+        run.finish().ok_or_else(unsorted)?
     };
-    let stream_keys = read_array(&mut input, n_streams, u128::from_le_bytes)?;
-    let heads = read_array(&mut input, n_streams, |b: [u8; 13]| {
+    let mut run = RunBuilder::with_capacity(n_streams);
+    read_each(&mut input, n_streams, |bytes| {
+        run.push(u128::from_le_bytes(bytes))
+    })?;
+    read_each(&mut input, n_streams, |b: [u8; 13]| {
         let status = match b[12] {
             1 => Some(StreamStatus::Open),
             2 => Some(StreamStatus::Resolved),
@@ -295,16 +303,16 @@ pub fn read(dir: &Path) -> io::Result<Option<Snapshot>> {
             4 => Some(StreamStatus::Withdrawn),
             _ => None,
         };
-        (
-            StreamHead {
-                last_seq: u32_at(&b, 0),
-                version: u32_at(&b, 4),
-                region: u32_at(&b, 8),
-                status: status.unwrap_or(StreamStatus::Open),
-            },
-            status.is_some(),
-        )
+        let head = StreamHead {
+            last_seq: u32_at(&b, 0),
+            version: u32_at(&b, 4),
+            region: u32_at(&b, 8),
+            status: status.unwrap_or(StreamStatus::Open),
+        };
+        plausible &= status.is_some() && in_range(head.last_seq) && head.region < n_regions;
+        run.push_value(head);
     })?;
+    let stream_run = run.finish().ok_or_else(unsorted)?;
     let mut previous = BackPointers::default();
     let mut previous_in_range = true;
     read_each(&mut input, last_seq as usize, |bytes| {
@@ -320,20 +328,8 @@ pub fn read(dir: &Path) -> io::Result<Option<Snapshot>> {
     if hasher.finalize().as_bytes() != &expected_hash {
         return Err(invalid("the snapshot's checksum does not match"));
     }
-    // The checksum catches damage; these catch a snapshot that was written wrong.
-    let in_range = |seq: u32| seq as u64 <= last_seq;
-    let plausible = id_run.values().iter().all(|&s| s >= 1 && in_range(s))
-        && heads.iter().all(|(h, status_ok)| {
-            *status_ok && h.last_seq >= 1 && in_range(h.last_seq) && h.region < n_regions
-        })
-        && previous_in_range;
-    if !plausible {
+    if !(plausible && previous_in_range) {
         return Err(invalid("the snapshot's entries are out of range"));
-    }
-    let heads: Vec<StreamHead> = heads.into_iter().map(|(h, _)| h).collect();
-    let stream_run = SortedRun::from_sorted(stream_keys, heads);
-    if !id_run.is_sorted() || !stream_run.is_sorted() {
-        return Err(invalid("the snapshot's keys are not sorted"));
     }
     Ok(Some(Snapshot {
         last_seq,
@@ -362,7 +358,8 @@ pub fn remove(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{id_hash, id_key};
+    use crate::index::{id_hash, id_key, part_of, PARTS};
+    use std::collections::HashMap;
     use uuid::Uuid;
 
     fn ids(n: u32) -> Vec<Uuid> {
@@ -423,6 +420,117 @@ mod tests {
         for (i, id) in ids.iter().enumerate() {
             let found: Vec<u64> = snapshot.ids.candidates(id_key(id)).collect();
             assert_eq!(found, vec![i as u64 + 1]);
+        }
+    }
+
+    /// The events of the capture test: ids, complaints (some updated many times, so that
+    /// their heads sit in the run's parts when the capture is taken) and types.
+    fn event(i: u32) -> (Uuid, u128, &'static str, plaint_events::EventType) {
+        let complaint = if i.is_multiple_of(4) {
+            i / 4
+        } else {
+            (i * 7919) % (i / 4 + 1)
+        };
+        let event_type = if i.is_multiple_of(4) {
+            plaint_events::EventType::Filed
+        } else if i.is_multiple_of(5) {
+            plaint_events::EventType::Resolved
+        } else {
+            plaint_events::EventType::Acknowledged
+        };
+        let region = ["eu", "us", "apac"][complaint as usize % 3];
+        let id = Uuid::new_v5(&Uuid::NAMESPACE_OID, &i.to_le_bytes());
+        (
+            id,
+            crate::index::complaint_key(&format!("C-{complaint}")),
+            region,
+            event_type,
+        )
+    }
+
+    fn record(ids: &mut IdIndex, streams: &mut StreamIndex, seq: u32) {
+        let (id, complaint, region, event_type) = event(seq - 1);
+        ids.insert(id_key(&id), seq);
+        streams.record(complaint, region, event_type, seq);
+    }
+
+    /// A capture shares the runs' parts; heads changed after it (in place, in parts it
+    /// shares) and parts merged after it must not reach it: it still reads the heads it
+    /// saw, only the parts written to were copied, and the snapshot written from it is
+    /// the same file, byte for byte, as one from an index that never saw the later events.
+    #[test]
+    fn a_capture_keeps_the_heads_it_saw_while_the_index_changes_them_copy_on_write() {
+        let (at, more) = (40_000u32, 200u32);
+        let (mut ids, mut streams) = (IdIndex::default(), StreamIndex::default());
+        for seq in 1..=at {
+            record(&mut ids, &mut streams, seq);
+            if seq % 9_000 == 0 {
+                ids.merge_all();
+                streams.merge_all();
+            }
+        }
+        // Some entries in the runs, some recent.
+        assert!(streams.run().len() > 0 && streams.len() > streams.run().len());
+        let capture = Capture::of(u64::from(at), [9; 32], &ids, &streams);
+        let (mut fresh_ids, mut fresh_streams) = (IdIndex::default(), StreamIndex::default());
+        (1..=at).for_each(|seq| record(&mut fresh_ids, &mut fresh_streams, seq));
+        let seen: HashMap<u128, StreamHead> = (0..at)
+            .map(|i| event(i).1)
+            .map(|key| (key, fresh_streams.get(key).unwrap()))
+            .collect();
+
+        let mut touched = std::collections::HashSet::new();
+        for seq in at + 1..=at + more {
+            let key = event(seq - 1).1;
+            if streams.run().first(key).is_some() {
+                touched.insert(part_of(key));
+            }
+            record(&mut ids, &mut streams, seq);
+        }
+        // Only the parts whose heads changed were copied; the others are still shared.
+        let shared = (0..PARTS)
+            .filter(|&p| std::ptr::eq(streams.run().part(p), capture.stream_run.part(p)))
+            .count();
+        assert!(
+            !touched.is_empty() && touched.len() < PARTS,
+            "{}",
+            touched.len()
+        );
+        assert_eq!(shared, PARTS - touched.len());
+        ids.merge_all();
+        streams.merge_all();
+        let mut changed = 0;
+        for (&key, &then) in &seen {
+            let captured = capture
+                .stream_run
+                .first(key)
+                .or_else(|| {
+                    let at = capture
+                        .stream_recent
+                        .binary_search_by_key(&key, |(k, _)| *k);
+                    at.ok().map(|i| capture.stream_recent[i].1)
+                })
+                .unwrap();
+            assert_eq!(captured, then);
+            changed += usize::from(streams.get(key).unwrap() != then);
+        }
+        assert!(changed > 100, "{changed} heads changed after the capture");
+
+        let (dir, fresh_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write(dir.path(), &capture).unwrap();
+        let fresh = Capture::of(u64::from(at), [9; 32], &fresh_ids, &fresh_streams);
+        write(fresh_dir.path(), &fresh).unwrap();
+        let bytes = std::fs::read(path(dir.path())).unwrap();
+        assert!(bytes == std::fs::read(path(fresh_dir.path())).unwrap());
+
+        let read = read(dir.path()).unwrap().expect("a snapshot");
+        assert_eq!(read.streams.len(), seen.len());
+        for (&key, &then) in &seen {
+            assert_eq!(read.streams.get(key), Some(then));
+        }
+        for seq in (1..=at).step_by(13) {
+            let found: Vec<u64> = read.ids.candidates(id_key(&event(seq - 1).0)).collect();
+            assert!(found.contains(&u64::from(seq)));
         }
     }
 }
