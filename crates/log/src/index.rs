@@ -7,10 +7,11 @@
 //! complete; [`crate::snapshot`] saves them so that opening a big log does not rescan it.
 //!
 //! Why this shape: at 10 million events a `HashMap<Uuid, u64>` plus a map of complaint id
-//! strings to `Vec<u64>` took ~80 bytes per event. Here an event costs 12 bytes (a 48-bit
-//! id fingerprint, of which the sorted array stores the 32 bits under its part's and radix
-//! bucket's 16, a 32-bit sequence, and a 32-bit back-pointer to the previous event of its
-//! complaint) and a complaint 32 bytes (a 128-bit key and its 16-byte head).
+//! strings to `Vec<u64>` took ~80 bytes per event. Here an event costs 8 bytes of memory (a
+//! 48-bit id fingerprint, of which the sorted array stores the 32 bits under its part's and
+//! radix bucket's 16, and a 32-bit sequence) and 4 bytes of a scratch file (a 32-bit
+//! back-pointer to the previous event of its complaint; [`BackPointers`] keeps the last
+//! million in memory), and a complaint 32 bytes (a 128-bit key and its 16-byte head).
 //! New entries go to small hash maps and are merged into the sorted arrays when those grow
 //! past a sixteenth of the arrays, so the merge cost is amortised and lookups stay two cache
 //! misses deep (a radix table on the top 16 bits, then a short binary search).
@@ -746,29 +747,71 @@ impl IdIndex {
     }
 }
 
-/// Back-pointers per event, in sealed chunks shared with snapshot captures (a capture
-/// clones the chunks' `Arc`s instead of copying 4 bytes per event: 40 MB at 10 million
-/// events, every 2 million events) and an open tail.
+/// Back-pointers per event: sealed chunks of [`BackPointers::CHUNK`] entries and an open
+/// tail. A sealed chunk is in memory, shared with snapshot captures (a capture clones the
+/// chunks' `Arc`s instead of copying 4 bytes per event), or, once a [`SpillFile`] is
+/// attached, written to that file and dropped from memory: back-pointers are the one index
+/// that grows with every event and is read only to list one complaint's events (a few
+/// 4-byte reads from the page cache), so the log keeps them out of its resident memory
+/// (46 MB at 11 million events).
 #[derive(Debug, Clone, Default)]
 pub struct BackPointers {
-    /// Full chunks of [`BackPointers::CHUNK`] entries, each sealed as it fills (moved, not
-    /// copied).
-    sealed: Vec<Arc<Vec<u32>>>,
+    /// `None`: the chunk is in the spill file, at its index times the chunk's bytes.
+    sealed: Vec<Option<Arc<Vec<u32>>>>,
     tail: Vec<u32>,
+    spill: Option<Arc<SpillFile>>,
+}
+
+/// A scratch file holding sealed back-pointer chunks. It is derived state, written again
+/// from the snapshot or the rescan at every open (never trusted across runs, so it needs
+/// no fsync), and unlinked as soon as it is created: it lives as long as the last holder
+/// (the log or a capture) keeps it open, and a crash leaves nothing behind.
+#[derive(Debug)]
+pub struct SpillFile {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl SpillFile {
+    /// Creates the file at `path` and unlinks it at once.
+    pub fn create(path: std::path::PathBuf) -> std::io::Result<SpillFile> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        std::fs::remove_file(&path)?;
+        Ok(SpillFile { file, path })
+    }
 }
 
 impl BackPointers {
     /// Entries per sealed chunk.
     const CHUNK: usize = 1 << 20;
+    const CHUNK_BYTES: u64 = (Self::CHUNK * 4) as u64;
 
     pub fn len(&self) -> usize {
         self.sealed.len() * Self::CHUNK + self.tail.len()
     }
 
-    pub fn get(&self, i: usize) -> u32 {
+    /// Sealed chunks held in memory (the rest are in the spill file).
+    #[cfg(test)]
+    pub fn chunks_in_memory(&self) -> usize {
+        self.sealed.iter().flatten().count()
+    }
+
+    pub fn get(&self, i: usize) -> std::io::Result<u32> {
+        use std::os::unix::fs::FileExt;
         match self.sealed.get(i / Self::CHUNK) {
-            Some(chunk) => chunk[i % Self::CHUNK],
-            None => self.tail[i - self.sealed.len() * Self::CHUNK],
+            Some(Some(chunk)) => Ok(chunk[i % Self::CHUNK]),
+            Some(None) => {
+                let spill = self.spill.as_ref().expect("spilled chunks have a file");
+                let mut bytes = [0u8; 4];
+                spill.file.read_exact_at(&mut bytes, i as u64 * 4)?;
+                Ok(u32::from_le_bytes(bytes))
+            }
+            None => Ok(self.tail[i - self.sealed.len() * Self::CHUNK]),
         }
     }
 
@@ -776,15 +819,66 @@ impl BackPointers {
         self.tail.push(pointer);
         if self.tail.len() == Self::CHUNK {
             let full = std::mem::replace(&mut self.tail, Vec::with_capacity(Self::CHUNK));
-            self.sealed.push(Arc::new(full));
+            self.sealed.push(Some(Arc::new(full)));
+            self.spill_sealed();
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.sealed
-            .iter()
-            .flat_map(|chunk| chunk.iter().copied())
-            .chain(self.tail.iter().copied())
+    /// From now on sealed chunks go to `spill`; those sealed so far go there at once.
+    pub fn attach_spill(&mut self, spill: SpillFile) {
+        self.spill = Some(Arc::new(spill));
+        self.spill_sealed();
+    }
+
+    /// Writes the sealed chunks still in memory to the spill file, if there is one. A
+    /// chunk that cannot be written stays in memory (the log goes on; only memory is lost).
+    fn spill_sealed(&mut self) {
+        use std::os::unix::fs::FileExt;
+        let Some(spill) = &self.spill else { return };
+        for (i, slot) in self.sealed.iter_mut().enumerate() {
+            let Some(chunk) = slot else { continue };
+            let bytes: Vec<u8> = chunk.iter().flat_map(|p| p.to_le_bytes()).collect();
+            match spill
+                .file
+                .write_all_at(&bytes, i as u64 * Self::CHUNK_BYTES)
+            {
+                Ok(()) => *slot = None,
+                Err(error) => {
+                    tracing::warn!(%error, path = %spill.path.display(), "could not write back-pointers to their spill file; they stay in memory");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Every entry in order, a chunk at a time (spilled chunks are read back one by one).
+    pub fn for_each_chunk(
+        &self,
+        mut f: impl FnMut(&[u32]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut bytes = Vec::new();
+        let mut read = Vec::new();
+        for (i, slot) in self.sealed.iter().enumerate() {
+            match slot {
+                Some(chunk) => f(chunk)?,
+                None => {
+                    let spill = self.spill.as_ref().expect("spilled chunks have a file");
+                    bytes.resize(Self::CHUNK_BYTES as usize, 0);
+                    spill
+                        .file
+                        .read_exact_at(&mut bytes, i as u64 * Self::CHUNK_BYTES)?;
+                    read.clear();
+                    read.extend(
+                        bytes
+                            .chunks_exact(4)
+                            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))),
+                    );
+                    f(&read)?;
+                }
+            }
+        }
+        f(&self.tail)
     }
 }
 
@@ -850,16 +944,22 @@ impl StreamIndex {
         self.run.first(key)
     }
 
-    /// The sequence numbers of the stream ending at `head`, oldest first.
-    pub fn seqs(&self, head: StreamHead) -> Vec<u64> {
+    /// The sequence numbers of the stream ending at `head`, oldest first (an error only
+    /// if the back-pointers' spill file cannot be read).
+    pub fn seqs(&self, head: StreamHead) -> std::io::Result<Vec<u64>> {
         let mut seqs = Vec::with_capacity(head.version as usize);
         let mut seq = head.last_seq;
         while seq != 0 {
             seqs.push(seq as u64);
-            seq = self.previous.get(seq as usize - 1);
+            seq = self.previous.get(seq as usize - 1)?;
         }
         seqs.reverse();
-        seqs
+        Ok(seqs)
+    }
+
+    /// Sends sealed back-pointer chunks to `spill` (see [`BackPointers`]).
+    pub fn spill_back_pointers(&mut self, spill: SpillFile) {
+        self.previous.attach_spill(spill);
     }
 
     pub fn region_name(&self, id: u32) -> &str {
@@ -1095,31 +1195,62 @@ mod tests {
 
     #[test]
     fn back_pointers_read_alike_across_sealed_chunks_and_a_capture_keeps_its_copy() {
-        let n = BackPointers::CHUNK * 2 + 5;
-        let mut pointers = BackPointers::default();
-        for i in 0..n {
-            pointers.push(i as u32 ^ 0x5a5a);
+        let dir = tempfile::tempdir().unwrap();
+        for spilled in [false, true] {
+            let n = BackPointers::CHUNK * 2 + 5;
+            let mut pointers = BackPointers::default();
+            for i in 0..BackPointers::CHUNK + 3 {
+                pointers.push(i as u32 ^ 0x5a5a);
+            }
+            let spill_path = dir.path().join("back-pointers");
+            if spilled {
+                pointers.attach_spill(SpillFile::create(spill_path.clone()).unwrap());
+            }
+            // Captured with one chunk spilled (or not): chunks spilled later stay readable.
+            let early = pointers.clone();
+            for i in BackPointers::CHUNK + 3..n {
+                pointers.push(i as u32 ^ 0x5a5a);
+            }
+            let captured = pointers.clone();
+            pointers.push(7);
+            assert_eq!(captured.len(), n);
+            assert_eq!(pointers.len(), n + 1);
+            assert_eq!(pointers.chunks_in_memory(), if spilled { 0 } else { 2 });
+            for i in [
+                0,
+                BackPointers::CHUNK - 1,
+                BackPointers::CHUNK,
+                2 * BackPointers::CHUNK,
+                n - 1,
+            ] {
+                assert_eq!(pointers.get(i).unwrap(), i as u32 ^ 0x5a5a);
+                assert_eq!(captured.get(i).unwrap(), i as u32 ^ 0x5a5a);
+            }
+            assert_eq!(
+                early.get(BackPointers::CHUNK + 2).unwrap(),
+                (BackPointers::CHUNK as u32 + 2) ^ 0x5a5a
+            );
+            assert_eq!(pointers.get(n).unwrap(), 7);
+            let all = collect(&captured);
+            assert_eq!(all.len(), n);
+            assert!(all.iter().enumerate().all(|(i, &p)| p == i as u32 ^ 0x5a5a));
+            let mut rebuilt = BackPointers::default();
+            all.iter().for_each(|&p| rebuilt.push(p));
+            assert_eq!(collect(&rebuilt), all);
+            assert_eq!(collect(&early), all[..BackPointers::CHUNK + 3]);
+            assert!(!spill_path.exists(), "the spill file is unlinked once open");
         }
-        let captured = pointers.clone();
-        pointers.push(7);
-        assert_eq!(captured.len(), n);
-        assert_eq!(pointers.len(), n + 1);
-        for i in [
-            0,
-            BackPointers::CHUNK - 1,
-            BackPointers::CHUNK,
-            2 * BackPointers::CHUNK,
-            n - 1,
-        ] {
-            assert_eq!(pointers.get(i), i as u32 ^ 0x5a5a);
-        }
-        assert_eq!(pointers.get(n), 7);
-        let all: Vec<u32> = captured.iter().collect();
-        assert_eq!(all.len(), n);
-        let mut rebuilt = BackPointers::default();
-        all.iter().for_each(|&p| rebuilt.push(p));
-        assert!(rebuilt.iter().eq(all.iter().copied()));
-        assert_eq!(rebuilt.len(), n);
+    }
+
+    fn collect(pointers: &BackPointers) -> Vec<u32> {
+        let mut all = Vec::new();
+        pointers
+            .for_each_chunk(|chunk| {
+                all.extend_from_slice(chunk);
+                Ok(())
+            })
+            .unwrap();
+        all
     }
 
     #[test]
@@ -1184,13 +1315,13 @@ mod tests {
         assert_eq!(head.version, 2);
         assert_eq!(head.status, StreamStatus::Resolved);
         assert_eq!(streams.region_name(head.region), "eu");
-        assert_eq!(streams.seqs(head), vec![1, 3]);
+        assert_eq!(streams.seqs(head).unwrap(), vec![1, 3]);
         assert_eq!(streams.count(StreamStatus::Open), 1);
         assert_eq!(streams.count(StreamStatus::Resolved), 1);
         streams.merge_all();
         assert_eq!(streams.run().len(), 2);
         streams.record(b, "us", EventType::Withdrawn, 4);
-        assert_eq!(streams.seqs(streams.get(b).unwrap()), vec![2, 4]);
+        assert_eq!(streams.seqs(streams.get(b).unwrap()).unwrap(), vec![2, 4]);
         assert_eq!(streams.count(StreamStatus::Open), 0);
         assert!(streams.get(complaint_key("C-c")).is_none());
     }
@@ -1445,7 +1576,7 @@ mod tests {
                     (expected.last_seq, expected.version, expected.status)
                 );
                 prop_assert_eq!(streams.region_name(head.region), *region);
-                prop_assert_eq!(streams.seqs(head).len(), head.version as usize);
+                prop_assert_eq!(streams.seqs(head).unwrap().len(), head.version as usize);
             }
             for status in [StreamStatus::Open, StreamStatus::Resolved, StreamStatus::Closed] {
                 let n = head_model.values().filter(|(h, _)| h.status == status).count();

@@ -53,6 +53,10 @@ pub fn index_snapshot_path(dir: &Path) -> PathBuf {
     snapshot::path(dir)
 }
 
+/// The scratch file, inside the log's directory, that holds the sealed chunks of
+/// back-pointers (see `index::BackPointers`): written again at every open, removed at close.
+const BACK_POINTERS_FILE: &str = "plaint-back-pointers";
+
 /// Opening a log whose snapshot is this many events behind (or missing) rewrites the
 /// snapshot straight away, so that the next start is fast even if this process crashes.
 const SNAPSHOT_AFTER_SCANNING: u64 = 1_000_000;
@@ -603,7 +607,13 @@ impl Log {
             .trim_after(last.as_ref().map(|(_, l)| l))
             .map_err(LogError::Files)?;
         let started = std::time::Instant::now();
-        let (state, snapshot_seq) = Self::load_indexes(&store, head)?;
+        let (mut state, snapshot_seq) = Self::load_indexes(&store, head)?;
+        match index::SpillFile::create(store.path.join(BACK_POINTERS_FILE)) {
+            Ok(spill) => state.streams.spill_back_pointers(spill),
+            Err(error) => {
+                tracing::warn!(%error, path = %store.path.display(), "cannot create the back-pointers' spill file; they stay in memory (4 bytes per event)")
+            }
+        }
         let (tail, _) = watch::channel(head.last_seq);
         tracing::info!(
             path = %store.path.display(),
@@ -828,14 +838,16 @@ impl Log {
     }
 
     /// The complaint's stream: its events' sequence numbers, region and lifecycle status.
-    pub fn stream(&self, complaint_id: &str) -> Option<StreamInfo> {
+    pub fn stream(&self, complaint_id: &str) -> Result<Option<StreamInfo>, LogError> {
         let state = self.read_state();
-        let head = state.stream_head(complaint_id)?;
-        Some(StreamInfo {
-            seqs: state.streams.seqs(head),
+        let Some(head) = state.stream_head(complaint_id) else {
+            return Ok(None);
+        };
+        Ok(Some(StreamInfo {
+            seqs: state.streams.seqs(head).map_err(LogError::Files)?,
             region: state.streams.region_name(head.region).to_owned(),
             status: head.status,
-        })
+        }))
     }
 
     fn stream_head(&self, complaint_id: &str) -> Option<PendingStream> {

@@ -162,9 +162,11 @@ pub fn write(dir: &Path, capture: &Capture) -> io::Result<()> {
         out.write_all(&head.region.to_le_bytes())?;
         out.write_all(&[head.status as u8])?;
     }
-    for previous in capture.previous.iter() {
-        out.write_all(&previous.to_le_bytes())?;
-    }
+    capture.previous.for_each_chunk(|chunk| {
+        chunk
+            .iter()
+            .try_for_each(|previous| out.write_all(&previous.to_le_bytes()))
+    })?;
     let Hashing { mut inner, hasher } = out.into_inner().map_err(|e| e.into_error())?;
     inner.write_all(hasher.finalize().as_bytes())?;
     inner.sync_all()?;

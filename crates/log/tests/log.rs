@@ -92,7 +92,7 @@ fn appends_are_gapless_ordered_and_survive_reopen() {
     let log = open(dir.path());
     assert_eq!(log.status().last_seq, 200);
     assert_eq!(log.status().chain_head, head.chain_head);
-    assert_eq!(log.stream("C-3-7").unwrap().seqs, vec![128]);
+    assert_eq!(log.stream("C-3-7").unwrap().unwrap().seqs, vec![128]);
     assert!(log.verify(|_| {}).unwrap().problem.is_none());
 }
 
@@ -168,7 +168,7 @@ fn lifecycle_rules_are_enforced_with_the_batch_so_far() {
             None
         ]
     );
-    assert_eq!(log.stream("C-1").unwrap().version(), 5);
+    assert_eq!(log.stream("C-1").unwrap().unwrap().version(), 5);
 }
 
 #[test]
@@ -195,7 +195,7 @@ fn racing_expected_version_appends_have_one_winner() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     append(&log, &[fixtures::filed("C-1", "eu", "billing", at(0))]);
-    let version = log.stream("C-1").unwrap().version();
+    let version = log.stream("C-1").unwrap().unwrap().version();
     let handles: Vec<_> = (0..2)
         .map(|_| {
             let log = log.clone();
@@ -567,7 +567,7 @@ fn index_answers(log: &Log, events: &[Value]) -> Vec<String> {
     counts.sort();
     answers.push(format!("{counts:?}"));
     for i in 0..12 {
-        answers.push(format!("{:?}", log.stream(&format!("C-{i}"))));
+        answers.push(format!("{:?}", log.stream(&format!("C-{i}")).unwrap()));
     }
     for event in events {
         let id: uuid::Uuid = event["id"].as_str().unwrap().parse().unwrap();
@@ -762,7 +762,7 @@ proptest! {
                 let id: uuid::Uuid = event["id"].as_str().unwrap().parse().unwrap();
                 let want = expected.iter().position(|&e| e == i).map(|p| p as u64 + 1);
                 prop_assert_eq!(log.seq_of_id(&id).unwrap(), want);
-                let stream = log.stream(&format!("C-{i}")).map(|s| s.seqs);
+                let stream = log.stream(&format!("C-{i}")).unwrap().map(|s| s.seqs);
                 prop_assert_eq!(stream, want.map(|seq| vec![seq]));
             }
         }

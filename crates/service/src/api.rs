@@ -420,7 +420,7 @@ impl Api {
     pub fn complaint(&self, id: &str) -> Result<ComplaintReport, ApiError> {
         let stream = self
             .log
-            .stream(id)
+            .stream(id)?
             .ok_or_else(|| ApiError::not_found(format!("no complaint {id:?} in the log")))?;
         let mut history = Vec::with_capacity(stream.seqs.len());
         for &seq in &stream.seqs {

@@ -97,7 +97,7 @@ pub fn page(
     }
     if let Some(complaint) = &filter.complaint {
         // The stream index lists the complaint's entries: no scan.
-        let seqs = log.stream(complaint).map(|s| s.seqs).unwrap_or_default();
+        let seqs = log.stream(complaint)?.map(|s| s.seqs).unwrap_or_default();
         for seq in seqs.into_iter().filter(|s| *s >= start && *s <= to) {
             if page.lines.len() >= max_bytes && page.events > 0 {
                 page.next_seq = Some(seq);

@@ -225,7 +225,7 @@ impl Api {
             self.wait_for_escalation_view(Duration::from_secs(5));
             let version = self
                 .log
-                .stream(complaint_id)
+                .stream(complaint_id)?
                 .map(|s| s.version())
                 .ok_or_else(|| {
                     ApiError::not_found(format!("no complaint {complaint_id:?} in the log"))
