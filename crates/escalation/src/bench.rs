@@ -143,17 +143,13 @@ fn synthetic_upstream(options: &BenchOptions, start: Timestamp) -> Vec<Event> {
             source: "bench".into(),
             complaint_id: complaint_id.clone(),
             time: filed_at,
-            body: EventBody::Filed(ComplaintFiled {
-                customer_id: format!("cust-{}", random.below(options.complaints as u64 / 2 + 1)),
-                region: region.clone(),
-                category: "billing".into(),
-                channel: Channel::Web,
+            body: billing_filing(
+                format!("cust-{}", random.below(options.complaints as u64 / 2 + 1)),
+                region.clone(),
                 severity,
-                amount_at_stake: amount,
-                summary: None,
-                tags: Vec::new(),
+                amount,
                 vip,
-            }),
+            ),
         });
         if random.chance(30) {
             events.push(Event {
@@ -506,6 +502,27 @@ pub struct QueuedReport {
     pub queue_entries_heap_bytes: Option<usize>,
 }
 
+/// A web filing in the `billing` category: what both generated workloads file.
+fn billing_filing(
+    customer_id: String,
+    region: String,
+    severity: Severity,
+    amount_at_stake: Option<AmountAtStake>,
+    vip: bool,
+) -> EventBody {
+    EventBody::Filed(ComplaintFiled {
+        customer_id,
+        region,
+        category: "billing".into(),
+        channel: Channel::Web,
+        severity,
+        amount_at_stake,
+        summary: None,
+        tags: Vec::new(),
+        vip,
+    })
+}
+
 fn queued_upstream(options: &QueuedOptions, start: Timestamp) -> Vec<Event> {
     let mut random = Seeded(options.seed);
     let mut events = Vec::with_capacity(options.complaints * 3);
@@ -534,17 +551,13 @@ fn queued_upstream(options: &QueuedOptions, start: Timestamp) -> Vec<Event> {
         events.push(event(
             0,
             at(0),
-            EventBody::Filed(ComplaintFiled {
-                customer_id: format!("cust-{}", random.below(options.complaints as u64 / 3 + 1)),
-                region: region.clone(),
-                category: "billing".into(),
-                channel: Channel::Web,
+            billing_filing(
+                format!("cust-{}", random.below(options.complaints as u64 / 3 + 1)),
+                region.clone(),
                 severity,
-                amount_at_stake: amount,
-                summary: None,
-                tags: Vec::new(),
-                vip: random.chance(5),
-            }),
+                amount,
+                random.chance(5),
+            ),
         ));
         if i % 4 == 0 {
             events.push(event(
