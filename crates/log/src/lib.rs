@@ -54,7 +54,8 @@ pub fn index_snapshot_path(dir: &Path) -> PathBuf {
 }
 
 /// The scratch file, inside the log's directory, that holds the sealed chunks of
-/// back-pointers (see `index::BackPointers`): written again at every open, removed at close.
+/// back-pointers (see `index::BackPointers`): written again at every open and unlinked as
+/// soon as it is created, so it never outlives the process.
 const BACK_POINTERS_FILE: &str = "plaint-back-pointers";
 
 /// Opening a log whose snapshot is this many events behind (or missing) rewrites the
