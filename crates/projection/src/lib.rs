@@ -92,6 +92,12 @@ pub enum ProjectionError {
         #[source]
         source: RowError,
     },
+    /// Memory refers to an item paged out under `key`, and the rows do not hold it.
+    #[error("view row {key:?} of projector {projector} is missing, though the projector paged it out; run `plaint rebuild {projector}`")]
+    MissingRow {
+        projector: &'static str,
+        key: String,
+    },
 }
 
 /// A projector's pure core.

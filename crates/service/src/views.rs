@@ -92,7 +92,13 @@ impl Api {
         match command {
             "sla.at_risk" => {
                 let req: FilterRequest = parse(request)?;
-                ApiReply::json(&self.views.sla.lock().at_risk(&req.filter, now))
+                let items = self
+                    .views
+                    .sla
+                    .lock()
+                    .at_risk(&req.filter, self.views.sla.rows(), now)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                ApiReply::json(&items)
             }
             "sla.breaches" => {
                 let req: FilterRequest = parse(request)?;

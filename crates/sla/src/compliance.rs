@@ -22,7 +22,7 @@ use plaint_projection::{ProjectionError, RowSource};
 
 use crate::config::CLOCK_METRICS;
 use crate::projector::{
-    complaint_from_row, decode_complaint_row, Names, SlaProjector, ARCHIVE_PREFIX,
+    complaint_from_row, decode_complaint_row, Names, SlaProjector, ARCHIVE_PREFIX, ROW_PREFIX,
 };
 use crate::query::SlaFilter;
 use crate::state::*;
@@ -286,6 +286,27 @@ impl SlaProjector {
                 no_id.clone(),
                 &row,
             ));
+        }
+        // Armed complaints paged out: their live rows are what memory would hold.
+        if self.complaints.paged_out() > 0 {
+            for row in rows.rows_with_prefix(ROW_PREFIX.as_bytes()) {
+                let (key, value) = row?;
+                let id = String::from_utf8_lossy(&key[ROW_PREFIX.len()..]);
+                let paged_out = self
+                    .by_id
+                    .get(&*id)
+                    .is_some_and(|&slot| self.complaints.get(slot).is_none());
+                if !paged_out {
+                    continue;
+                }
+                let row = decode_complaint_row(&key, &value)?;
+                tallies.add(&complaint_from_row(
+                    &self.config,
+                    &mut names,
+                    no_id.clone(),
+                    &row,
+                ));
+            }
         }
         let Tallies { groups, total, .. } = tallies;
         Ok(self.report_of(query, &names, groups, total))

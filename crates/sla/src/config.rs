@@ -62,6 +62,9 @@ pub struct SlaConfig {
     pub subject_prefix: String,
     /// Fraction of a target used at which an at-risk alert is published (0 < f ≤ 1).
     pub at_risk_fraction: f64,
+    /// Armed complaints kept whole in memory once their rows are committed (see
+    /// `SlaProjector::set_armed_cache`).
+    pub armed_in_memory: usize,
     /// Business-hours calendars by region; `default` serves regions without their own.
     pub business_hours: BTreeMap<String, BusinessHoursConfig>,
     /// Policies in priority order: the first whose `match` fits a complaint wins.
@@ -75,6 +78,7 @@ impl Default for SlaConfig {
         SlaConfig {
             subject_prefix: "complaints".into(),
             at_risk_fraction: 0.75,
+            armed_in_memory: 20_000,
             business_hours: BTreeMap::from([("default".into(), BusinessHoursConfig::default())]),
             policies: Vec::new(),
             default_policy: PolicyConfig::default(),

@@ -10,9 +10,11 @@
 //! because they also answer "which items are at risk now" (every warn entry at or before
 //! `now`); a cursor remembers how far warnings have been sent, and warn entries armed
 //! behind the cursor (a clock resumed when it was already past its warn time) wait in a
-//! small pending list for the next tick.
+//! small pending list for the next tick. Each warn entry carries its timer's due time, so
+//! that the at-risk query orders and pages its items by deadline without reading the
+//! complaints (some of which may be paged out).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 /// Timer ids within a complaint: 0..=2 are the clock metrics, `CALLBACK_BASE + serial`
@@ -39,7 +41,8 @@ impl DeadlineKey {
 /// Warn and due entries of every armed timer.
 #[derive(Debug, Clone)]
 pub struct DeadlineIndex {
-    warn: BTreeSet<DeadlineKey>,
+    /// Warn entry → the timer's due time.
+    warn: BTreeMap<DeadlineKey, i64>,
     due: BTreeSet<DeadlineKey>,
     /// Warn entries up to and including this key have been handed to a tick.
     warned_through: DeadlineKey,
@@ -50,7 +53,7 @@ pub struct DeadlineIndex {
 impl Default for DeadlineIndex {
     fn default() -> Self {
         DeadlineIndex {
-            warn: BTreeSet::new(),
+            warn: BTreeMap::new(),
             due: BTreeSet::new(),
             warned_through: DeadlineKey {
                 at: i64::MIN,
@@ -69,7 +72,7 @@ impl DeadlineIndex {
             slot,
             timer,
         };
-        if self.warn.insert(warn_key) && warn_key <= self.warned_through {
+        if self.warn.insert(warn_key, due_at).is_none() && warn_key <= self.warned_through {
             self.pending_warns.push(warn_key);
         }
         self.due.insert(DeadlineKey {
@@ -100,7 +103,7 @@ impl DeadlineIndex {
     pub(crate) fn take_warnings(&mut self, now: i64, limit: usize) -> Vec<DeadlineKey> {
         let mut fired: Vec<DeadlineKey> = std::mem::take(&mut self.pending_warns)
             .into_iter()
-            .filter(|key| key.at <= now && self.warn.contains(key))
+            .filter(|key| key.at <= now && self.warn.contains_key(key))
             .collect();
         let until = DeadlineKey::last_at(now);
         if until > self.warned_through {
@@ -109,7 +112,7 @@ impl DeadlineIndex {
                 self.warn
                     .range((Bound::Excluded(self.warned_through), Bound::Included(until)))
                     .take(limit)
-                    .copied(),
+                    .map(|(key, _)| *key),
             );
             self.warned_through = match fired.last() {
                 Some(last) if fired.len() - before == limit => *last,
@@ -119,6 +122,51 @@ impl DeadlineIndex {
         fired.sort_unstable();
         fired.dedup();
         fired
+    }
+
+    /// The warn entries [`DeadlineIndex::take_warnings`] would hand out now, without taking
+    /// them (some may come twice): what `rows_due` pages in before the tick.
+    pub(crate) fn peek_warnings(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> impl Iterator<Item = &DeadlineKey> + '_ {
+        let pending = self
+            .pending_warns
+            .iter()
+            .filter(move |key| key.at <= now && self.warn.contains_key(key));
+        let until = DeadlineKey::last_at(now);
+        let fresh = (until > self.warned_through).then(|| {
+            self.warn
+                .range((Bound::Excluded(self.warned_through), Bound::Included(until)))
+                .take(limit)
+                .map(|(key, _)| key)
+        });
+        pending.chain(fresh.into_iter().flatten())
+    }
+
+    /// The due entries [`DeadlineIndex::take_due`] would pop now, without popping them.
+    pub(crate) fn peek_due(&self, now: i64, limit: usize) -> impl Iterator<Item = &DeadlineKey> {
+        self.due
+            .iter()
+            .take_while(move |key| key.at <= now)
+            .take(limit)
+    }
+
+    /// The due time of the timer behind a warn entry, if it is armed.
+    pub(crate) fn warn_due(&self, key: &DeadlineKey) -> Option<i64> {
+        self.warn.get(key).copied()
+    }
+
+    /// Whether the timer is armed with these times. (Its due entry may be gone: a tick
+    /// pops it when it fires, and the timer stays armed until its breach comes back.)
+    pub(crate) fn holds(&self, slot: u32, timer: u16, warn_at: i64, due_at: i64) -> bool {
+        let warn = DeadlineKey {
+            at: warn_at,
+            slot,
+            timer,
+        };
+        self.warn.get(&warn) == Some(&due_at)
     }
 
     /// Pops the due entries at or before `now`, in time order, at most `limit` of them.
@@ -133,8 +181,9 @@ impl DeadlineIndex {
         fired
     }
 
-    /// Every warn entry at or before `now`: the timers at risk or overdue.
-    pub(crate) fn warned_by(&self, now: i64) -> impl Iterator<Item = &DeadlineKey> {
+    /// Every warn entry at or before `now`, with its timer's due time: the timers at risk
+    /// or overdue.
+    pub(crate) fn warned_by(&self, now: i64) -> impl Iterator<Item = (&DeadlineKey, &i64)> {
         self.warn.range(..=DeadlineKey::last_at(now))
     }
 
@@ -167,7 +216,7 @@ impl DeadlineIndex {
             .warn
             .range((Bound::Excluded(self.warned_through), Bound::Unbounded))
             .next()
-            .map(|k| k.at);
+            .map(|(k, _)| k.at);
         let due = self.due.first().map(|k| k.at);
         [pending, warn, due].into_iter().flatten().min()
     }
@@ -224,6 +273,35 @@ mod tests {
         // Still listed as at risk, but not handed out again.
         assert_eq!(index.warned_by(70).count(), 1);
         assert!(index.take_warnings(80, usize::MAX).is_empty());
+    }
+
+    #[test]
+    fn a_peek_shows_what_the_next_take_hands_out() {
+        let mut index = DeadlineIndex::default();
+        for slot in 0..6 {
+            index.arm(slot, 0, 10 + i64::from(slot), 20 + i64::from(slot));
+        }
+        assert_eq!(index.take_warnings(11, usize::MAX).len(), 2);
+        // A timer re-armed behind the cursor waits in the pending list.
+        index.disarm(0, 0, 10, 20);
+        index.arm(0, 0, 5, 30);
+        for (now, limit) in [(12, 1), (15, 2), (40, 3), (40, usize::MAX)] {
+            let mut peeked: Vec<DeadlineKey> = index.peek_warnings(now, limit).copied().collect();
+            peeked.sort_unstable();
+            peeked.dedup();
+            let due: Vec<DeadlineKey> = index.peek_due(now, limit).copied().collect();
+            assert_eq!(peeked, index.take_warnings(now, limit), "warnings at {now}");
+            assert_eq!(due, index.take_due(now, limit), "due at {now}");
+        }
+        assert_eq!(
+            index.warn_due(&DeadlineKey {
+                at: 5,
+                slot: 0,
+                timer: 0
+            }),
+            Some(30)
+        );
+        assert!(index.holds(0, 0, 5, 30) && !index.holds(0, 0, 10, 20));
     }
 
     #[test]

@@ -14,8 +14,9 @@
 //!   [`SlaProjector::compliance`] ([`ComplianceQuery`] → [`ComplianceReport`], rendered by
 //!   `to_table`, `to_csv`, `to_json`), [`SlaProjector::next_due`]. `read_complaint` and
 //!   `compliance` read paged-out complaints from the view's rows (a
-//!   [`plaint_projection::RowSource`]), `breaches` reads its breach rows there; `at_risk`
-//!   and `next_due` need memory only (see "Rows and memory").
+//!   [`plaint_projection::RowSource`]), `breaches` reads its breach rows there, `at_risk`
+//!   chooses from memory and reads the rows of the paged-out complaints it returns;
+//!   `next_due` needs memory only (see "Rows and memory").
 //! - [`bench`]: a synthetic load that measures rebuild rate, memory and firing cost.
 //!
 //! # Rules
@@ -78,6 +79,17 @@
 //! the first `evict` after its row is committed (its slot is reused), an event about it
 //! pages it back in first (`rows_needed`, `page_in`), and a restart reads `c/` alone.
 //!
+//! Live complaints are paged out too, all but the `[sla] armed_in_memory` most recently
+//! touched (default 20,000; [`SlaProjector::set_armed_cache`]): a backfill of history
+//! leaves every complaint whose deadline passed meanwhile armed until ingest catches up
+//! (ticks wait for the backlog), hundreds of thousands at 10 million events, ~600 bytes
+//! each. One paged out keeps its slot, its [`DeadlineIndex`] entries and a stub of ~50
+//! bytes (id, names for the filters, `next_due`); its `c/` row is the rest. The tick that
+//! fires one of its timers asks for that row first (`rows_due`, with the same limits as
+//! the tick), as does an event about it (`rows_needed`); `at_risk` and `compliance` read
+//! the rows of those they need. A row missing while memory refers to it is an error
+//! ([`plaint_projection::ProjectionError::MissingRow`]), not a lost timer.
+//!
 //! Each listed breach (a recorded breach of a cycle still open, or of a promise not yet
 //! kept, of a complaint open or resolved) also has a row of its own,
 //! `b/<deadline>/<complaint id>#<timer>` (deadline as 13 zero-padded digits, `10^12 +`
@@ -90,10 +102,11 @@
 //! disk, deletes those the complaint no longer lists and writes those that are new or
 //! whose clock moved. Key order is the query's order.
 //!
-//! Ticks, `at_risk` and `next_due` read memory only, which is all they need;
+//! Ticks read memory only, once `rows_due` is paged in; `next_due` reads memory only;
 //! [`SlaProjector::breaches`] scans `b/` in key order up to its limit (so it answers for
 //! the last committed batch); [`SlaProjector::read_complaint`] reads a paged-out
-//! complaint's row, and [`SlaProjector::compliance`] scans `a/` besides memory. A
+//! complaint's row, and [`SlaProjector::compliance`] scans `a/` besides memory (and `c/`
+//! for the armed complaints paged out). A
 //! complaint filed again after it was paged out is not recognised as filed (the ingester
 //! rejects a second filing).
 //!

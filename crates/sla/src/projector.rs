@@ -1,7 +1,7 @@
 //! [`SlaProjector`]: the fold over the log, the timers, and the persisted rows.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::calendar::{Calendar, ALL_HOURS};
 use crate::config::{Compiled, SlaConfig, SlaConfigError, Target, CLOCK_METRICS};
 use crate::index::{DeadlineIndex, DeadlineKey, CALLBACK_BASE};
-use crate::slots::Slots;
+use crate::slots::{Dormant, Held, Slots};
 use crate::state::*;
 
 /// Key prefix of the rows of complaints kept in memory (see [`Complaint::is_cold`]).
@@ -81,6 +81,11 @@ const COLD_CACHE: usize = if cfg!(test) {
     plaint_projection::COLD_CACHE
 };
 
+/// The crate's own tests keep no armed complaint whole once committed, whatever the
+/// configuration says (see [`SlaProjector::set_armed_cache`]), so that every event and
+/// tick after a commit exercises paging.
+const TESTS_PAGE_OUT_ARMED: bool = cfg!(test);
+
 /// Warnings and breaches a tick hands out at most (each): after a long stop, or when a
 /// year of history arrives at once, millions of deadlines are due together, and their
 /// effects all in one vector took gigabytes. The rest is due at once: the runner applies
@@ -110,6 +115,14 @@ pub struct SlaProjector {
     /// Eviction candidates, longest cold first: slots whose row a `take_changes` wrote to
     /// the archive, and slots paged in. `evict` leaves the last [`COLD_CACHE`] of them.
     cooled: Vec<u32>,
+    /// Paging-out candidates, least recently touched first: (slot, `touched`) of armed
+    /// complaints whose row a `take_changes` wrote live or that were paged back in. An
+    /// entry whose complaint was touched since is stale. `evict` leaves the last
+    /// `armed_cache` of them.
+    settled: VecDeque<(u32, u32)>,
+    armed_cache: usize,
+    /// The counter behind [`Complaint::touched`].
+    touches: u32,
     /// Effects are discarded (see `Projection::set_rebuilding`): met-late breaches are
     /// not built.
     rebuilding: bool,
@@ -206,6 +219,11 @@ pub(crate) fn policy_by_name(config: &Compiled, name: &str) -> u16 {
 impl SlaProjector {
     /// Validates the configuration (time zones, hours, targets, policies).
     pub fn new(config: SlaConfig) -> Result<SlaProjector, SlaConfigError> {
+        let armed_cache = if TESTS_PAGE_OUT_ARMED {
+            0
+        } else {
+            config.armed_in_memory
+        };
         Ok(SlaProjector {
             config: config.compile()?,
             names: Names::default(),
@@ -215,14 +233,31 @@ impl SlaProjector {
             dirty: Vec::new(),
             breach_rows_before: HashMap::default(),
             cooled: Vec::new(),
+            settled: VecDeque::new(),
+            armed_cache,
+            touches: 0,
             rebuilding: false,
         })
     }
 
-    /// Complaints held in memory: those something can still fire for, and cold ones
+    /// Complaints held in full in memory: armed ones recently touched, and cold ones
     /// whose row is not committed yet (see [`Projection::evict`]).
     pub fn resident(&self) -> usize {
         self.complaints.len()
+    }
+
+    /// Armed complaints paged out: their timers are in memory, the rest in their rows.
+    pub fn paged_out(&self) -> usize {
+        self.complaints.paged_out()
+    }
+
+    /// How many armed complaints stay in full once their rows are committed (from
+    /// `[sla] armed_in_memory`, default 20,000), the most recently touched; `evict` pages the others out, keeping their
+    /// timers and what filters and `next_due` read (about 50 bytes beside their index
+    /// entries, where one in full takes ~600), until a tick fires one of their timers
+    /// (`rows_due`) or an event changes them (`rows_needed`). `usize::MAX` keeps them all.
+    pub fn set_armed_cache(&mut self, complaints: usize) {
+        self.armed_cache = complaints;
     }
 
     /// Armed timers: (warn entries, due entries) in the deadline index.
@@ -298,6 +333,7 @@ impl SlaProjector {
             dirty: true,
             stored: Stored::Nowhere,
             next_promise: 0,
+            touched: 0,
             clocks: [Clock::off(); 3],
             promises: Vec::new(),
             completed: Vec::new(),
@@ -583,11 +619,96 @@ impl SlaProjector {
         let id: Arc<str> = Arc::from(id);
         let mut complaint = complaint_from_row(&self.config, &mut self.names, id.clone(), row);
         complaint.stored = stored;
+        if stored == Stored::Live && !complaint.is_cold() {
+            complaint.touched = self.touch();
+        }
         let slot = self.complaints.next_slot();
         self.sync_all_timers(slot, &complaint, true);
+        if stored == Stored::Live && !complaint.is_cold() {
+            self.settled.push_back((slot, complaint.touched));
+        }
         self.complaints.insert(complaint);
         self.by_id.insert(id, slot);
         Some(slot)
+    }
+
+    fn touch(&mut self) -> u32 {
+        self.touches = self.touches.wrapping_add(1);
+        self.touches
+    }
+
+    /// Pages out the least recently touched armed complaints beyond `armed_cache`, of
+    /// those whose row is committed and unchanged since: their timers stay in the index,
+    /// the rest of their state is their `c/` row.
+    fn page_out_settled(&mut self) {
+        while self.settled.len() > self.armed_cache {
+            let (slot, touched) = self.settled.pop_front().expect("longer than the cache");
+            let Some(complaint) = self.complaints.get(slot) else {
+                continue;
+            };
+            if complaint.touched != touched
+                || complaint.dirty
+                || complaint.stored != Stored::Live
+                || complaint.is_cold()
+            {
+                continue;
+            }
+            let dormant = Dormant {
+                id: complaint.id.clone(),
+                region: complaint.region,
+                category: complaint.category,
+                policy: complaint.policy,
+                next_due: self.next_due_of(complaint).unwrap_or(NONE),
+            };
+            self.complaints.page_out(slot, dormant);
+        }
+    }
+
+    /// Takes back the committed `c/` row of an armed complaint paged out. Its timers are
+    /// in the index already: the row gives back the state that armed them.
+    fn page_in_armed(&mut self, key: &[u8], row: Option<&[u8]>) -> Result<(), ProjectionError> {
+        let id = String::from_utf8_lossy(&key[ROW_PREFIX.len()..]);
+        let Some(&slot) = self.by_id.get(&*id) else {
+            return Ok(());
+        };
+        let Some(Held::PagedOut(dormant)) = self.complaints.held(slot) else {
+            return Ok(());
+        };
+        let id = dormant.id.clone();
+        let Some(value) = row else {
+            return Err(ProjectionError::MissingRow {
+                projector: "sla",
+                key: String::from_utf8_lossy(key).into_owned(),
+            });
+        };
+        let row = decode_complaint_row(key, value)?;
+        let mut complaint = complaint_from_row(&self.config, &mut self.names, id, &row);
+        complaint.stored = Stored::Live;
+        complaint.touched = self.touch();
+        debug_assert!(
+            self.timers_indexed(slot, &complaint),
+            "a paged-in complaint arms what it armed when it left: {complaint:?}"
+        );
+        self.settled.push_back((slot, complaint.touched));
+        self.complaints.page_in(slot, complaint);
+        Ok(())
+    }
+
+    /// Whether every armed timer of `complaint` is in the index at `slot` as it arms it.
+    fn timers_indexed(&self, slot: u32, complaint: &Complaint) -> bool {
+        let clocks = complaint
+            .clocks
+            .iter()
+            .enumerate()
+            .map(|(i, clock)| (i as u16, clock_state(clock)));
+        let promises = complaint
+            .promises
+            .iter()
+            .map(|p| (CALLBACK_BASE + p.serial, promise_state(p)));
+        clocks.chain(promises).all(|(timer, state)| match state {
+            Some((warn_at, due_at)) => self.index.holds(slot, timer, warn_at, due_at),
+            None => true,
+        })
     }
 
     /// Drops a complaint from memory with its index entries.
@@ -630,10 +751,10 @@ impl SlaProjector {
     fn in_firing_order(&self, mut keys: Vec<DeadlineKey>) -> Vec<DeadlineKey> {
         // The keys come in (time, slot, timer) order: a stable sort passes over them once
         // and looks complaints up only where two timers are due at the same second.
-        let id = |key: &DeadlineKey| &self.complaints[key.slot as usize].id;
+        let id = |key: &DeadlineKey| self.complaints.held(key.slot).map(Held::id);
         keys.sort_by(|a, b| {
             a.at.cmp(&b.at)
-                .then_with(|| id(a).cmp(id(b)))
+                .then_with(|| id(a).cmp(&id(b)))
                 .then(a.timer.cmp(&b.timer))
         });
         keys
@@ -840,6 +961,7 @@ pub(crate) fn complaint_from_row(
         dirty: false,
         stored: Stored::Nowhere,
         next_promise: row.next_promise,
+        touched: 0,
         clocks: [
             row.first_response.to_clock(),
             row.resolution.to_clock(),
@@ -1046,13 +1168,14 @@ impl Projection for SlaProjector {
         let due = self.in_firing_order(due);
         let prefix = &self.config.subject_prefix;
         for key in warnings {
+            // Past the deadline a warning is pointless: the breach follows in this tick (and
+            // `rows_due` did not page its complaint in for it).
+            if self.index.warn_due(&key).is_none_or(|due_at| due_at <= now) {
+                continue;
+            }
             let Some((metric, due_at, target, warn_at, promise)) = self.timer(&key) else {
                 continue;
             };
-            // Past the deadline a warning is pointless: the breach follows in this tick.
-            if due_at <= now {
-                continue;
-            }
             let complaint = &self.complaints[key.slot as usize];
             let region = self.names.regions.name(complaint.region);
             let alert = AtRiskAlert {
@@ -1098,8 +1221,9 @@ impl Projection for SlaProjector {
         effects
     }
 
+    /// Complaints tracked in memory: in full, or paged out to a stub with their timers.
     fn resident_items(&self) -> Option<usize> {
-        Some(self.complaints.len())
+        Some(self.complaints.len() + self.complaints.paged_out())
     }
 
     fn next_wakeup(&self) -> Option<Timestamp> {
@@ -1158,11 +1282,15 @@ impl Projection for SlaProjector {
                 let (key, value) = self.breach_row(complaint, breach);
                 changes.push((key, Some(value)));
             }
+            let touched = self.touch();
             let complaint = &mut self.complaints[slot as usize];
             complaint.dirty = false;
             complaint.stored = side;
+            complaint.touched = touched;
             if cold {
                 self.cooled.push(slot);
+            } else {
+                self.settled.push_back((slot, touched));
             }
         }
         changes
@@ -1173,14 +1301,41 @@ impl Projection for SlaProjector {
     }
 
     fn rows_needed(&self, event: &Event, keys: &mut Vec<Vec<u8>>) {
-        if updates_a_filed_complaint(&event.body)
-            && !self.by_id.contains_key(event.complaint_id.as_str())
-        {
-            keys.push(row_key(Stored::Archive, &event.complaint_id));
+        if !updates_a_filed_complaint(&event.body) {
+            return;
+        }
+        match self.by_id.get(event.complaint_id.as_str()) {
+            None => keys.push(row_key(Stored::Archive, &event.complaint_id)),
+            Some(&slot) if self.complaints.get(slot).is_none() => {
+                keys.push(row_key(Stored::Live, &event.complaint_id));
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The rows of the paged-out complaints whose timers `tick(now)` fires: the warnings
+    /// and breaches it hands out (at most [`TICK_LIMIT`] of each), save warnings already
+    /// overdue, which it skips.
+    fn rows_due(&self, now: Timestamp, keys: &mut Vec<Vec<u8>>) {
+        if self.complaints.paged_out() == 0 {
+            return;
+        }
+        let now = now.as_second();
+        let warnings = self
+            .index
+            .peek_warnings(now, TICK_LIMIT)
+            .filter(|key| self.index.warn_due(key).is_some_and(|due_at| due_at > now));
+        for key in warnings.chain(self.index.peek_due(now, TICK_LIMIT)) {
+            if let Some(Held::PagedOut(dormant)) = self.complaints.held(key.slot) {
+                keys.push(row_key(Stored::Live, &dormant.id));
+            }
         }
     }
 
     fn page_in(&mut self, key: &[u8], row: Option<&[u8]>) -> Result<(), ProjectionError> {
+        if key.starts_with(ROW_PREFIX.as_bytes()) {
+            return self.page_in_armed(key, row);
+        }
         let (Some(id), Some(value)) = (key.strip_prefix(ARCHIVE_PREFIX.as_bytes()), row) else {
             return Ok(());
         };
@@ -1206,6 +1361,7 @@ impl Projection for SlaProjector {
                 self.forget(slot);
             }
         }
+        self.page_out_settled();
         plaint_projection::shrink_when_sparse(&mut self.by_id);
     }
 
@@ -1217,6 +1373,7 @@ impl Projection for SlaProjector {
         self.dirty.clear();
         self.breach_rows_before.clear();
         self.cooled.clear();
+        self.settled.clear();
         // The runner passes the live rows only; archived ones given too come back as if
         // paged in (and leave again at the next `evict`).
         for (key, value) in rows {

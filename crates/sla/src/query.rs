@@ -13,6 +13,7 @@ use crate::projector::{
     decode_view_row, envs, policy_by_name, region_calendar, row_key, Names, SlaProjector,
     BREACH_PREFIX,
 };
+use crate::slots::Held;
 use crate::state::*;
 
 /// Which items a query returns; every field given must match.
@@ -113,6 +114,24 @@ struct Resolved {
     policy: Option<u16>,
 }
 
+impl Resolved {
+    /// Whether a complaint with these (region, category, policy) passes the filter.
+    fn admits(&self, (region, category, policy): (u32, u32, u16)) -> bool {
+        self.region.is_none_or(|r| r == region)
+            && self.category.is_none_or(|c| c == category)
+            && self.policy.is_none_or(|p| p == policy)
+    }
+}
+
+/// The metric of a timer id.
+fn timer_metric(timer: u16) -> SlaMetric {
+    if timer < CALLBACK_BASE {
+        CLOCK_METRICS[timer as usize]
+    } else {
+        SlaMetric::Callback
+    }
+}
+
 impl SlaProjector {
     /// Resolves the filter's names; None if a name is unknown (nothing can match).
     fn resolve(&self, filter: &SlaFilter) -> Option<Resolved> {
@@ -135,18 +154,16 @@ impl SlaProjector {
         })
     }
 
+    /// The item of `complaint`'s timer behind `key` (its slot is not read).
     fn item(
         &self,
+        complaint: &Complaint,
         key: &DeadlineKey,
         filter: &SlaFilter,
         resolved: &Resolved,
         now: i64,
     ) -> Option<SlaItem> {
-        let complaint = &self.complaints[key.slot as usize];
-        if resolved.region.is_some_and(|r| r != complaint.region)
-            || resolved.category.is_some_and(|c| c != complaint.category)
-            || resolved.policy.is_some_and(|p| p != complaint.policy)
-        {
+        if !resolved.admits((complaint.region, complaint.category, complaint.policy)) {
             return None;
         }
         let (metric, started_at, due_at, target, used, paused, breached, promise) =
@@ -220,17 +237,61 @@ impl SlaProjector {
     /// Open deadlines past their at-risk threshold at `now` whose breach is not recorded,
     /// including ones already overdue whose `sla.breached` event has not come back yet
     /// (`late_by_seconds > 0`). Sorted by deadline: the latest first.
-    pub fn at_risk(&self, filter: &SlaFilter, now: Timestamp) -> Vec<SlaItem> {
+    ///
+    /// Chosen and ordered from memory (the deadline index and what stays of a paged-out
+    /// complaint); only the items returned that belong to paged-out complaints are read
+    /// from `rows`, the view's persisted rows (read under the projector's lock).
+    pub fn at_risk(
+        &self,
+        filter: &SlaFilter,
+        rows: &dyn RowSource,
+        now: Timestamp,
+    ) -> Result<Vec<SlaItem>, ProjectionError> {
         let Some(resolved) = self.resolve(filter) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let now = now.as_second();
-        let items = self
+        let mut candidates: Vec<(i64, &str, &DeadlineKey)> = self
             .index
             .warned_by(now)
-            .filter_map(|key| self.item(key, filter, &resolved, now))
+            .filter(|(key, _)| filter.metric.is_none_or(|m| m == timer_metric(key.timer)))
+            .filter_map(|(key, &due_at)| {
+                let held = self.complaints.held(key.slot)?;
+                resolved
+                    .admits(held.names())
+                    .then(|| (due_at, &**held.id(), key))
+            })
             .collect();
-        Self::sorted(items, filter)
+        // The answer's order (deadline, complaint, metric and promise, which is timer
+        // order), so that a limited answer reads only the rows it returns.
+        candidates.sort_unstable_by(|a, b| (a.0, a.1, a.2.timer).cmp(&(b.0, b.1, b.2.timer)));
+        let limit = filter.limit.unwrap_or(usize::MAX);
+        let mut names = None;
+        let mut items = Vec::new();
+        for (_, id, key) in candidates {
+            if items.len() >= limit {
+                break;
+            }
+            let item = match self.complaints.get(key.slot) {
+                Some(complaint) => self.item(complaint, key, filter, &resolved, now),
+                None => {
+                    let row_key = row_key(Stored::Live, id);
+                    let value = rows
+                        .row(&row_key)?
+                        .ok_or_else(|| ProjectionError::MissingRow {
+                            projector: "sla",
+                            key: String::from_utf8_lossy(&row_key).into_owned(),
+                        })?;
+                    let row = decode_complaint_row(&row_key, &value)?;
+                    // Its names are interned already: the copy stays as memory has it.
+                    let names = names.get_or_insert_with(|| self.names.clone());
+                    let complaint = complaint_from_row(&self.config, names, id.into(), &row);
+                    self.item(&complaint, key, filter, &resolved, now)
+                }
+            };
+            items.extend(item);
+        }
+        Ok(Self::sorted(items, filter))
     }
 
     /// Open deadlines whose breach is recorded and whose metric is not met yet, of
@@ -320,8 +381,10 @@ impl SlaProjector {
             .by_id
             .values()
             .flat_map(|&slot| {
-                self.complaints[slot as usize]
-                    .listed_breaches()
+                self.complaints
+                    .get(slot)
+                    .map(Complaint::listed_breaches)
+                    .unwrap_or_default()
                     .into_iter()
                     .map(move |b| DeadlineKey {
                         at: b.due_at,
@@ -333,7 +396,10 @@ impl SlaProjector {
         keys.sort_unstable();
         let items = keys
             .iter()
-            .filter_map(|key| self.item(key, filter, &resolved, now))
+            .filter_map(|key| {
+                let complaint = self.complaints.get(key.slot)?;
+                self.item(complaint, key, filter, &resolved, now)
+            })
             .collect();
         Self::sorted(items, filter)
     }
@@ -364,7 +430,15 @@ impl SlaProjector {
     /// paused clock's deadline moves when it resumes: neither counts.
     pub fn next_due(&self, complaint_id: &str) -> Option<Timestamp> {
         let &slot = self.by_id.get(complaint_id)?;
-        let complaint = &self.complaints[slot as usize];
+        let due_at = match self.complaints.held(slot)? {
+            Held::Resident(complaint) => self.next_due_of(complaint)?,
+            Held::PagedOut(dormant) => Some(dormant.next_due).filter(|&d| d != NONE)?,
+        };
+        Some(ts(due_at))
+    }
+
+    /// [`SlaProjector::next_due`] of a complaint in memory, in Unix seconds.
+    pub(crate) fn next_due_of(&self, complaint: &Complaint) -> Option<i64> {
         let clocks = self
             .envs_of(complaint)
             .into_iter()
@@ -381,16 +455,15 @@ impl SlaProjector {
             .iter()
             .filter(|p| !p.breached)
             .map(|p| p.due_at);
-        // `ts` never decreases, so the least second gives the least timestamp.
-        clocks.chain(promises).min().map(ts)
+        clocks.chain(promises).min()
     }
 
-    /// One complaint's SLA state at `now`, if the complaint is held in memory: for a
-    /// projector that never evicts (benchmarks, tests). A paged projector answers for
-    /// every complaint through [`SlaProjector::read_complaint`].
+    /// One complaint's SLA state at `now`, if the complaint is held in full in memory:
+    /// for a projector that never evicts (benchmarks, tests). A paged projector answers
+    /// for every complaint through [`SlaProjector::read_complaint`].
     pub fn complaint(&self, complaint_id: &str, now: Timestamp) -> Option<ComplaintSla> {
         let &slot = self.by_id.get(complaint_id)?;
-        Some(self.report(&self.names, &self.complaints[slot as usize], now))
+        Some(self.report(&self.names, self.complaints.get(slot)?, now))
     }
 
     /// One complaint's SLA state at `now`: each metric's target, deadline, time used,
@@ -403,14 +476,16 @@ impl SlaProjector {
         rows: &dyn RowSource,
         now: Timestamp,
     ) -> Result<Option<ComplaintSla>, ProjectionError> {
+        // An armed complaint paged out is read from its live row, the others from the
+        // archive.
+        let mut side = Stored::Archive;
         if let Some(&slot) = self.by_id.get(complaint_id) {
-            return Ok(Some(self.report(
-                &self.names,
-                &self.complaints[slot as usize],
-                now,
-            )));
+            match self.complaints.get(slot) {
+                Some(complaint) => return Ok(Some(self.report(&self.names, complaint, now))),
+                None => side = Stored::Live,
+            }
         }
-        let key = row_key(Stored::Archive, complaint_id);
+        let key = row_key(side, complaint_id);
         let Some(value) = rows.row(&key)? else {
             return Ok(None);
         };

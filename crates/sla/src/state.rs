@@ -311,6 +311,10 @@ pub(crate) struct Complaint {
     pub dirty: bool,
     pub stored: Stored,
     pub next_promise: u16,
+    /// When its row was last written or read back (the projector's own counter): an armed
+    /// complaint not touched since its entry in the projector's `settled` list may be paged
+    /// out.
+    pub touched: u32,
     pub clocks: [Clock; 3],
     pub promises: Vec<Promise>,
     pub completed: Vec<Record>,

@@ -4,12 +4,17 @@
 
 use plaint_projection::apply_changes;
 use plaint_projection::paging::{PagedRun, PagingSchedule};
-use plaint_projection::{RowSource, ViewRow};
+use plaint_projection::{ProjectionError, RowSource, ViewRow};
 
 use super::*;
 
 fn fresh() -> SlaProjector {
     SlaProjector::new(config()).unwrap()
+}
+
+/// Complaints the projector keeps track of in memory: in full, or armed and paged out.
+fn tracked(projector: &SlaProjector) -> usize {
+    projector.resident() + projector.paged_out()
 }
 
 /// One projector paged as the runner pages it (its committed rows in `rows`), one that
@@ -55,7 +60,14 @@ impl PagedAndKept {
         self.paged.evict();
     }
 
+    /// Ticks both, paging in first what the tick fires, as the runner does.
     fn tick(&mut self, now: &str) -> Vec<Effect> {
+        let mut keys = Vec::new();
+        self.paged.rows_due(t(now), &mut keys);
+        for key in keys {
+            let row = self.rows.row(&key).unwrap();
+            self.paged.page_in(&key, row.as_deref()).unwrap();
+        }
         let effects = self.paged.tick(t(now));
         assert_eq!(effects, self.kept.tick(t(now)), "tick at {now}");
         effects
@@ -102,6 +114,89 @@ impl PagedAndKept {
 }
 
 #[test]
+fn an_armed_complaint_paged_out_keeps_its_timers_and_comes_back_when_one_fires() {
+    let mut p = PagedAndKept::new();
+    p.apply(
+        "c1",
+        "2025-01-06T10:00:00Z",
+        filed_body("eu-west", "delivery", false),
+    );
+    p.apply(
+        "c2",
+        "2025-01-06T10:00:00Z",
+        filed_body("us-east", "delivery", false),
+    );
+    p.commit();
+    // Both are open with deadlines to come: their rows are live, and (the tests keep no
+    // armed complaint whole) only their timers and a stub stay in memory.
+    assert_eq!((p.paged.resident(), p.paged.paged_out()), (0, 2));
+    assert_eq!(p.paged.armed_timers(), p.kept.armed_timers());
+    let paged_c1 = p.paged.complaint("c1", t("2025-01-06T10:30:00Z"));
+    assert!(paged_c1.is_none(), "not whole in memory");
+    // Queries answer as if they had stayed: next_due from the stub, the complaint and
+    // the at-risk list from the live rows.
+    assert_eq!(p.paged.next_due("c1"), p.kept.next_due("c1"));
+    assert!(p.paged.next_due("c1").is_some());
+    assert!(p.read("c1", "2025-01-06T10:30:00Z").is_some());
+    let at_risk = p
+        .paged
+        .at_risk(&SlaFilter::default(), &p.rows, t("2025-01-06T10:50:00Z"))
+        .unwrap();
+    assert_eq!(
+        at_risk,
+        p.kept
+            .at_risk(&SlaFilter::default(), &NoRows, t("2025-01-06T10:50:00Z"))
+            .unwrap()
+    );
+    assert_eq!(
+        at_risk.len(),
+        2,
+        "both first responses (due 11:00) are at risk at 10:50"
+    );
+    let query = ComplianceQuery::default();
+    assert_eq!(
+        p.paged.compliance(&query, &p.rows).unwrap(),
+        p.kept.compliance(&query, &NoRows).unwrap()
+    );
+
+    // The tick that fires their timers asks for their rows first.
+    let mut keys = Vec::new();
+    p.paged.rows_due(t("2025-01-06T11:00:00Z"), &mut keys);
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys, vec![b"c/c1".to_vec(), b"c/c2".to_vec()]);
+    let effects = p.tick("2025-01-06T11:00:00Z");
+    assert_eq!(breach_events(&effects).len(), 2);
+    assert_eq!(p.paged.resident(), 2, "paged in for the tick");
+    p.commit();
+    assert_eq!((p.paged.resident(), p.paged.paged_out()), (0, 2));
+    p.write_back(&effects);
+    p.commit();
+
+    // An event about one brings its live row back before it is applied.
+    let ack_c1 = event("c1", t("2025-01-06T11:30:00Z"), ack());
+    let mut keys = Vec::new();
+    p.paged.rows_needed(&ack_c1, &mut keys);
+    assert_eq!(keys, vec![b"c/c1".to_vec()]);
+    p.apply_event(&ack_c1);
+    p.commit();
+    let kept_rows: Rows = p.kept.rows().into_iter().collect();
+    assert_eq!(p.rows, kept_rows);
+
+    // A live row gone from the view while memory refers to it is an error naming the row,
+    // not a silent loss of its timers.
+    let mut keys = Vec::new();
+    p.paged.rows_due(t("2025-01-08T00:00:00Z"), &mut keys);
+    assert!(!keys.is_empty());
+    let error = p.paged.page_in(&keys[0], None).unwrap_err();
+    assert!(
+        matches!(&error, ProjectionError::MissingRow { projector: "sla", key } if key.starts_with("c/")),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("plaint rebuild sla"), "{error}");
+}
+
+#[test]
 fn a_resolved_complaint_leaves_memory_and_its_clocks_continue_when_reopened() {
     let mut p = PagedAndKept::new();
     p.apply(
@@ -118,7 +213,7 @@ fn a_resolved_complaint_leaves_memory_and_its_clocks_continue_when_reopened() {
     // Resolved after 3h: nothing can fire for c1 any more.
     p.apply("c1", "2025-01-06T13:00:00Z", resolved());
     p.commit();
-    assert_eq!(p.paged.resident(), 1, "only the open complaint stays");
+    assert_eq!(tracked(&p.paged), 1, "only the open complaint stays");
     assert!(p.paged.complaint("c1", t("2025-01-06T14:00:00Z")).is_none());
     assert!(p.rows.contains_key(b"a/c1".as_slice()));
     assert!(!p.rows.contains_key(b"c/c1".as_slice()));
@@ -159,7 +254,7 @@ fn a_resolved_complaint_leaves_memory_and_its_clocks_continue_when_reopened() {
     p.paged.rows_needed(&reopening, &mut keys);
     assert_eq!(keys, vec![b"a/c1".to_vec()]);
     p.apply_event(&reopening);
-    assert_eq!(p.paged.resident(), 2);
+    assert_eq!(tracked(&p.paged), 2);
     let resolution = p.metric("c1", "2025-01-06T16:00:00Z", SlaMetric::Resolution);
     assert_eq!(
         (
@@ -175,7 +270,7 @@ fn a_resolved_complaint_leaves_memory_and_its_clocks_continue_when_reopened() {
         !p.rows.contains_key(b"a/c1".as_slice()),
         "moved back to the live rows"
     );
-    assert_eq!(p.paged.resident(), 2);
+    assert_eq!(tracked(&p.paged), 2);
 
     // Its timers fire as they would have: the new periodic-update cycle at 19:00, the
     // resumed resolution at 20:00.
@@ -226,7 +321,7 @@ fn a_complaint_closed_with_a_recorded_breach_leaves_memory_and_its_breach_still_
     p.commit();
     // Recorded breaches of an open complaint are listed; its resolution still runs, so
     // it stays.
-    assert_eq!(p.paged.resident(), 1);
+    assert_eq!(tracked(&p.paged), 1);
     let now = t("2025-01-06T12:00:00Z");
     assert_eq!(
         p.breaches(&SlaFilter::default(), "2025-01-06T12:00:00Z")
@@ -240,7 +335,7 @@ fn a_complaint_closed_with_a_recorded_breach_leaves_memory_and_its_breach_still_
         EventBody::Closed(ComplaintClosed { by: None }),
     );
     p.commit();
-    assert_eq!(p.paged.resident(), 0);
+    assert_eq!(tracked(&p.paged), 0);
     assert!(p.rows.keys().all(|k| k.starts_with(b"a/")));
     assert!(p
         .breaches(&SlaFilter::default(), "2025-01-06T12:00:00Z")
@@ -280,7 +375,7 @@ fn a_complaint_closed_with_a_recorded_breach_leaves_memory_and_its_breach_still_
     let mut restarted = fresh();
     let live: Vec<ViewRow> = p.rows.rows_with_prefix(b"c/").map(Result::unwrap).collect();
     restarted.restore(&mut live.into_iter()).unwrap();
-    assert_eq!(restarted.resident(), 0);
+    assert_eq!(tracked(&restarted), 0);
     let query = ComplianceQuery {
         group_by: vec![GroupBy::Region, GroupBy::Category, GroupBy::Metric],
         filter: SlaFilter {
@@ -313,7 +408,7 @@ fn a_complaint_paged_in_and_left_unchanged_leaves_again() {
         EventBody::Withdrawn(ComplaintWithdrawn { reason: None }),
     );
     p.commit();
-    assert_eq!(p.paged.resident(), 0);
+    assert_eq!(tracked(&p.paged), 0);
     // A breach record for a deadline it no longer has: paged in, changes nothing.
     let stale = event(
         "c1",
@@ -329,13 +424,13 @@ fn a_complaint_paged_in_and_left_unchanged_leaves_again() {
         }),
     );
     p.apply_event(&stale);
-    assert_eq!(p.paged.resident(), 1);
+    assert_eq!(tracked(&p.paged), 1);
     assert!(
         p.paged.take_changes().is_empty(),
         "paging in changes nothing"
     );
     p.paged.evict();
-    assert_eq!(p.paged.resident(), 0);
+    assert_eq!(tracked(&p.paged), 0);
 }
 
 /// A rebuild evicts before it takes the next batch's changes (once the previous batch is
@@ -358,9 +453,9 @@ fn a_cold_complaint_changed_since_the_last_take_stays_until_taken() {
         EventBody::Closed(ComplaintClosed { by: None }),
     );
     p.paged.evict();
-    assert_eq!(p.paged.resident(), 1, "its change is not taken yet");
+    assert_eq!(tracked(&p.paged), 1, "its change is not taken yet");
     p.commit();
-    assert_eq!(p.paged.resident(), 0);
+    assert_eq!(tracked(&p.paged), 0);
     assert_eq!(
         p.read("c1", "2025-01-06T13:00:00Z").unwrap().status,
         ComplaintStatus::Closed
@@ -417,7 +512,7 @@ fn every_deadline_breached() -> PagedAndKept {
         filed_body("eu-west", "billing", false),
     );
     p.commit();
-    assert_eq!(p.paged.resident(), 2);
+    assert_eq!(tracked(&p.paged), 2);
     let effects = p.tick("2025-01-07T12:00:00Z");
     assert_eq!(breach_events(&effects).len(), 5);
     p.write_back(&effects);
@@ -428,7 +523,7 @@ fn every_deadline_breached() -> PagedAndKept {
 #[test]
 fn an_open_complaint_whose_every_deadline_is_breached_leaves_memory_and_is_still_listed() {
     let p = every_deadline_breached();
-    assert_eq!(p.paged.resident(), 0, "nothing can fire: both left memory");
+    assert_eq!(tracked(&p.paged), 0, "nothing can fire: both left memory");
     assert_eq!(p.paged.resident_items(), Some(0));
     assert_eq!(p.paged.armed_timers(), (0, 0));
     assert_eq!(p.kept.resident(), 2);
@@ -530,7 +625,7 @@ fn an_open_complaint_whose_every_deadline_is_breached_leaves_memory_and_is_still
     let mut restarted = fresh();
     let live: Vec<ViewRow> = p.rows.rows_with_prefix(b"c/").map(Result::unwrap).collect();
     restarted.restore(&mut live.into_iter()).unwrap();
-    assert_eq!(restarted.resident(), 0);
+    assert_eq!(tracked(&restarted), 0);
     assert_eq!(
         restarted
             .breaches(&SlaFilter::default(), &p.rows, t(now))
@@ -553,7 +648,7 @@ fn breach_rows_follow_the_complaint_when_it_is_resolved_reopened_met_and_closed(
     // response, stopped, stays breached and listed. Nothing is armed: c1 leaves again.
     p.apply("c1", "2025-01-07T13:00:00Z", resolved());
     p.commit();
-    assert_eq!(p.paged.resident(), 0);
+    assert_eq!(tracked(&p.paged), 0);
     assert_eq!(breach_rows(&p.rows), ["c1#00000", "c2#00000", "c2#00001"]);
     let first_response = &p.breaches(
         &SlaFilter {
@@ -573,7 +668,7 @@ fn breach_rows_follow_the_complaint_when_it_is_resolved_reopened_met_and_closed(
     // update cycle is armed, so c1 is live again.
     p.apply("c1", "2025-01-07T15:00:00Z", reopened());
     p.commit();
-    assert_eq!(p.paged.resident(), 1);
+    assert_eq!(tracked(&p.paged), 1);
     assert!(p.rows.contains_key(b"c/c1".as_slice()));
     assert_eq!(
         listed(&p, "2025-01-07T16:00:00Z"),
@@ -604,7 +699,7 @@ fn breach_rows_follow_the_complaint_when_it_is_resolved_reopened_met_and_closed(
     p.commit();
     assert!(breach_rows(&p.rows).is_empty());
     assert!(listed(&p, "2025-01-08T00:00:00Z").is_empty());
-    assert_eq!(p.paged.resident(), 0);
+    assert_eq!(tracked(&p.paged), 0);
     assert_eq!(
         digest_rows(p.rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))),
         p.kept.digest()
@@ -630,7 +725,22 @@ fn same_answers(
             prop_assert_eq!(paged.next_due(id), kept.next_due(id), "{}", id);
         }
         let filter = SlaFilter::default();
-        prop_assert_eq!(paged.at_risk(&filter, now), kept.at_risk(&filter, now));
+        prop_assert_eq!(
+            paged.at_risk(&filter, paged_rows, now).unwrap(),
+            kept.at_risk(&filter, kept_rows, now).unwrap()
+        );
+        // A limited answer is the head of the full one, whatever is paged out.
+        for limit in [0, 1, 2] {
+            let limited = SlaFilter {
+                limit: Some(limit),
+                ..SlaFilter::default()
+            };
+            let full = kept.at_risk(&filter, kept_rows, now).unwrap();
+            prop_assert_eq!(
+                paged.at_risk(&limited, paged_rows, now).unwrap(),
+                full[..limit.min(full.len())].to_vec()
+            );
+        }
         // Breaches are read from the rows: paged out or not, and as the in-memory query
         // of a projector that kept everything answered.
         for filter in [
@@ -702,9 +812,11 @@ proptest! {
             digest_rows(rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))),
             rebuild(&log).digest()
         );
-        prop_assert!(paged.resident() <= kept.resident());
+        prop_assert!(tracked(&paged) <= kept.resident());
         // Only complaints with an armed timer stay (the crate's tests keep no cold cache).
-        prop_assert_eq!(paged.resident(), rows.keys().filter(|k| k.starts_with(b"c/")).count());
+        prop_assert_eq!(tracked(&paged), rows.keys().filter(|k| k.starts_with(b"c/")).count());
+        // and those are paged out: the tests keep no armed complaint in full either.
+        prop_assert_eq!(paged.resident(), 0);
         same_answers(&paged, &rows, &kept, &kept_rows, &complaint_ids(&log))?;
     }
 
@@ -761,7 +873,7 @@ fn the_generated_histories_page_complaints_out_and_back_in() {
     let (_, paged_effects, paged) = run_live_with(&steps, Some(&mut rows));
     assert_eq!(paged_effects, effects);
     assert!(breach_events(&effects).len() >= 2, "{log:#?}");
-    assert_eq!((kept.resident(), paged.resident()), (2, 0));
+    assert_eq!((kept.resident(), tracked(&paged)), (2, 0));
     assert_eq!(
         rows.keys().cloned().collect::<Vec<_>>(),
         vec![b"a/c0".to_vec(), b"a/c1".to_vec()]
@@ -793,7 +905,7 @@ fn the_generated_histories_page_out_open_complaints_whose_every_deadline_is_brea
     let (log, _, kept) = run_live(&steps);
     let mut rows = Rows::new();
     let (_, _, paged) = run_live_with(&steps, Some(&mut rows));
-    assert_eq!((kept.resident(), paged.resident()), (1, 0));
+    assert_eq!((kept.resident(), tracked(&paged)), (1, 0));
     assert_eq!(rows.keys().filter(|k| k.starts_with(b"b/")).count(), 3);
     assert!(rows.contains_key(b"a/c1".as_slice()));
     let now = t("2025-03-08T00:00:00Z");
