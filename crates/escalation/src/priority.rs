@@ -61,12 +61,6 @@ pub(crate) struct CompactTime {
 }
 
 impl CompactTime {
-    /// After every time a [`Timestamp`] can hold (its seconds stay within ±2^39).
-    const AFTER_ALL: CompactTime = CompactTime {
-        second: i64::MAX,
-        nanosecond: 0,
-    };
-
     pub(crate) fn new(time: Timestamp) -> CompactTime {
         // jiff truncates towards zero: before the epoch, both parts are negative.
         let (second, nanosecond) = (time.as_second(), time.subsec_nanosecond());
@@ -88,19 +82,28 @@ impl CompactTime {
 }
 
 /// The queue index's key: the order of [`PriorityKey`] (the same fields, compared the
-/// same way) in 56 bytes instead of 72, since every queued complaint keeps one in memory.
+/// same way) in 48 bytes instead of 72, since every queued complaint keeps one in memory
+/// and a B-tree node holds room for eleven.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct IndexKey {
-    severity: Reverse<Severity>,
-    /// The breach time, or [`CompactTime::AFTER_ALL`] when not breached: items not
-    /// breached come after the breached ones, as with [`Urgency`].
-    breached_since: CompactTime,
+    /// The severity (most severe first) in the top byte, then the breach time's whole
+    /// seconds (rounded down, offset to be positive) or, when not breached, all ones:
+    /// `PriorityKey`'s severity and urgency in one word, without which the key would take
+    /// 56 bytes.
+    band: u64,
+    /// The breach time's nanoseconds after its whole seconds; 0 when not breached.
+    breach_nanosecond: u32,
     money_rank: Reverse<i64>,
     filed_at: CompactTime,
     complaint_id: Arc<str>,
 }
 
 impl IndexKey {
+    /// Below the severity byte of `band`.
+    const NOT_BREACHED: u64 = (1 << 56) - 1;
+    /// Added to a breach time's seconds, which stay within ±2^39 (jiff's range).
+    const SECOND_OFFSET: i64 = 1 << 39;
+
     pub(crate) fn new(
         severity: Severity,
         breached_since: Option<Timestamp>,
@@ -108,21 +111,38 @@ impl IndexKey {
         filed_at: Timestamp,
         complaint_id: Arc<str>,
     ) -> IndexKey {
+        // Written out rather than cast, so that a new severity must be placed here.
+        let most_severe_first: u64 = match severity {
+            Severity::Critical => 0,
+            Severity::High => 1,
+            Severity::Medium => 2,
+            Severity::Low => 3,
+        };
+        let (since, breach_nanosecond) = match breached_since.map(CompactTime::new) {
+            Some(CompactTime { second, nanosecond }) => {
+                let since = u64::try_from(second + Self::SECOND_OFFSET)
+                    .ok()
+                    .filter(|since| *since < Self::NOT_BREACHED)
+                    .expect("a Timestamp's seconds stay within ±2^39");
+                (since, nanosecond)
+            }
+            None => (Self::NOT_BREACHED, 0),
+        };
         IndexKey {
-            severity: Reverse(severity),
-            breached_since: breached_since.map_or(CompactTime::AFTER_ALL, CompactTime::new),
+            band: most_severe_first << 56 | since,
+            breach_nanosecond,
             money_rank: Reverse(money_rank),
             filed_at: CompactTime::new(filed_at),
             complaint_id,
         }
     }
 
-    pub(crate) fn severity(&self) -> Severity {
-        self.severity.0
+    pub(crate) fn same_severity(&self, other: &IndexKey) -> bool {
+        self.band >> 56 == other.band >> 56
     }
 
     pub(crate) fn is_breached(&self) -> bool {
-        self.breached_since != CompactTime::AFTER_ALL
+        self.band & Self::NOT_BREACHED != Self::NOT_BREACHED
     }
 
     pub(crate) fn complaint_id(&self) -> &Arc<str> {
@@ -136,7 +156,7 @@ impl IndexKey {
         b: &IndexKey,
         b_deadline: Option<Timestamp>,
     ) -> Ordering {
-        if a.severity != b.severity || a.is_breached() || b.is_breached() {
+        if !a.same_severity(b) || a.is_breached() || b.is_breached() {
             return a.cmp(b);
         }
         compare_deadlines(a_deadline, b_deadline).then_with(|| a.cmp(b))
@@ -377,7 +397,6 @@ mod tests {
         let times = awkward_times();
         for a in &times {
             assert_eq!(CompactTime::new(*a).timestamp(), *a);
-            assert!(CompactTime::new(*a) < CompactTime::AFTER_ALL);
             for b in &times {
                 assert_eq!(
                     CompactTime::new(*a).cmp(&CompactTime::new(*b)),
@@ -392,11 +411,20 @@ mod tests {
     fn the_index_key_orders_as_the_priority_key() {
         let times = awkward_times();
         let mut keys = Vec::new();
-        for (i, severity) in [Severity::Low, Severity::Critical, Severity::Medium]
-            .into_iter()
-            .enumerate()
-        {
-            for breached in [None, Some(times[i + 3]), Some(times[i + 4])] {
+        let severities = [
+            Severity::Low,
+            Severity::Critical,
+            Severity::Medium,
+            Severity::High,
+        ];
+        for (i, severity) in severities.into_iter().enumerate() {
+            // Jiff's first and last times too, for the breach time's room in `band`.
+            for breached in [
+                None,
+                Some(times[i + 3]),
+                Some(times[i + 4]),
+                Some(times[i % 2]),
+            ] {
                 for money in [-1, 0, 7, i64::MAX] {
                     for filed in [times[i], times[6], times[7], times[8]] {
                         for id in ["a", "b"] {
@@ -427,8 +455,8 @@ mod tests {
                 k.complaint_id.clone(),
             );
             assert_eq!(
-                (key.severity(), key.is_breached(), key.complaint_id()),
-                (k.severity.0, breached.is_some(), &k.complaint_id)
+                (key.is_breached(), key.complaint_id()),
+                (breached.is_some(), &k.complaint_id)
             );
             key
         };
@@ -438,6 +466,7 @@ mod tests {
             for (j, b) in keys.iter().enumerate().skip(i.saturating_sub(40)).take(80) {
                 let (b_index, b_deadline) = (index_key(b), deadlines[j % 3]);
                 assert_eq!(a_index.cmp(&b_index), a.cmp(b), "{a:?} {b:?}");
+                assert_eq!(a_index.same_severity(&b_index), a.severity == b.severity);
                 assert_eq!(
                     IndexKey::compare_with_deadlines(&a_index, a_deadline, &b_index, b_deadline),
                     compare_with_deadlines(a, a_deadline, b, b_deadline),
@@ -453,7 +482,7 @@ mod tests {
     #[test]
     fn the_index_key_stays_small() {
         assert_eq!(std::mem::size_of::<CompactTime>(), 12);
-        assert!(std::mem::size_of::<IndexKey>() <= 56);
+        assert!(std::mem::size_of::<IndexKey>() <= 48);
         assert!(std::mem::size_of::<IndexKey>() < std::mem::size_of::<PriorityKey>());
     }
 

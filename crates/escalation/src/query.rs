@@ -263,7 +263,7 @@ impl EscalationProjector {
             // next severity; within it the deadline decides.
             let mut band = vec![(key, deadline_of(key.complaint_id()))];
             while let Some((next_key, next_summary)) = walk.peek() {
-                if next_key.severity() != key.severity() {
+                if !next_key.same_severity(key) {
                     break;
                 }
                 if filter.matches(next_summary) {
