@@ -488,6 +488,9 @@ pub struct QueuedReport {
     pub resident: Resident,
     /// Heap bytes the projector held then (freed when it was dropped), if measured.
     pub heap_bytes: Option<usize>,
+    /// Of those, the queue index's B-tree nodes (its ids are shared with the alert
+    /// schedule), built entry by entry as events were applied.
+    pub live_index_heap_bytes: Option<usize>,
     /// Rows under the resident prefixes: what a restart reads.
     pub restart_rows: usize,
     pub restart_row_bytes: usize,
@@ -608,7 +611,9 @@ pub fn run_queued(options: &QueuedOptions, heap_bytes: &dyn Fn() -> Option<usize
 
     let (paged, paged_rebuild_elapsed) = paged_rebuild(&log);
     let PagedRun {
-        projector, rows, ..
+        mut projector,
+        rows,
+        ..
     } = paged;
     let resident = projector.resident();
     let heap_of = |projector: EscalationProjector| {
@@ -616,7 +621,14 @@ pub fn run_queued(options: &QueuedOptions, heap_bytes: &dyn Fn() -> Option<usize
         drop(projector);
         Some(with?.saturating_sub(heap_bytes()?))
     };
-    let heap = heap_of(projector);
+    // The queue index's nodes as applying events leaves them (the ids stay, shared with
+    // the alert schedule), unlike a restore, which builds the index at once.
+    let with_index = heap_bytes();
+    drop(std::mem::take(&mut projector.queues));
+    let live_index_heap = with_index
+        .zip(heap_bytes())
+        .map(|(with, without)| with.saturating_sub(without));
+    let heap = heap_of(projector).map(|rest| rest + live_index_heap.unwrap_or(0));
 
     let mut restored = EscalationProjector::new(EscalationConfig::default()).expect("valid");
     let mut restart_rows = Vec::new();
@@ -662,6 +674,7 @@ pub fn run_queued(options: &QueuedOptions, heap_bytes: &dyn Fn() -> Option<usize
         paged_rebuild_events_per_sec: rate(log.len(), paged_rebuild_elapsed),
         resident,
         heap_bytes: heap,
+        live_index_heap_bytes: live_index_heap,
         restart_rows: restart_row_count,
         restart_row_bytes,
         restore,
@@ -705,6 +718,11 @@ impl fmt::Display for QueuedReport {
             self.paged_rebuild_events_per_sec,
             resident(&self.resident),
             heap(self.heap_bytes)
+        )?;
+        writeln!(
+            f,
+            "    of which the queue index's nodes, built entry by entry: {}",
+            heap(self.live_index_heap_bytes)
         )?;
         writeln!(
             f,

@@ -68,15 +68,20 @@
 //! # Memory: what is resident, what is archived
 //! Rows live in a slot store (id → slot by hash, rows in vectors, freed slots reused)
 //! that persists exactly what a paged `ViewMap` would; beside each resident complaint's
-//! row the projector keeps, by slot, the entry it has in the queue index and the tier of
-//! a raise on its way. Only what can act without a new event stays in memory:
+//! row the projector keeps, by slot, its region and the tier of a raise on its way (its
+//! queue entry is built again from the row when the row changes, not kept twice). Only
+//! what can act without a new event stays in memory:
 //! - every queued complaint's *queue entry*: its place in the queue index (tier,
 //!   severity, breach time, money rank, filing time, the id shared once as an
-//!   `Arc<str>`) with what filters, statistics and the alert schedule read (region,
-//!   team and holder as interned numbers, a bit per rule among its reasons, when it
-//!   entered the tier, since when it waits unclaimed): about 350 bytes of heap an item
-//!   with the index's nodes, the id and the alert schedule (`escalation_bench --queued`
-//!   measures it), where a resident row with its entry took over 2 KB. Each
+//!   `Arc<str>`; 48 bytes, times as whole seconds and nanoseconds in 12 bytes) with what
+//!   filters and statistics read (region, team and holder as interned numbers, a bit per
+//!   rule among its reasons, when it entered the tier; 28 bytes), and its place in the
+//!   alert schedule while it waits unclaimed and not alerted. `escalation_bench --queued`
+//!   measures them at 50,000 queued items: 144 bytes of heap an item restored from its
+//!   `queue/` row (index nodes, id and alert schedule; a restore builds each B-tree at
+//!   once, with full nodes), and the index's nodes alone 136 bytes an item as applying
+//!   events leaves them (inserted one by one, about half full). Until these were made
+//!   compact, 349 and 242 bytes; a resident row with its entry takes over 2 KB. Each
 //!   is persisted as a row of its own, `queue/<id>` ([`state::QueueRow`]), written and
 //!   deleted with the complaint's row, so a restart rebuilds the queues from these small
 //!   rows without reading a complaint row.

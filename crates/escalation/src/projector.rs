@@ -1,8 +1,8 @@
 //! The escalation projector: applies the log, raises and clears, keeps the queue index.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasherDefault;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -17,7 +17,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::config::{ConfigError, EscalationConfig, MAX_TIER};
-use crate::priority::{money_rank, PriorityKey, Urgency};
+use crate::priority::{money_rank, CompactTime, IndexKey};
 use crate::rules::{self, ManualEscalation, SlaBreachFact};
 use crate::state::{
     ClaimRecord, ClaimWait, ComplaintRow, ComplaintStatus, CustomerFilings, HistoryEntry,
@@ -83,6 +83,14 @@ fn claim_wait_key(complaint_id: &str, raise_count: u32) -> Box<[u8]> {
         .into_boxed_slice()
 }
 
+/// The queue index and alert schedule `restore` reads from `queue/` rows, before it
+/// builds them.
+#[derive(Default)]
+struct RestoredQueues {
+    queues: [Vec<(IndexKey, ItemSummary)>; MAX_TIER as usize],
+    awaiting_alert: Vec<(Timestamp, Arc<str>)>,
+}
+
 /// Resident items, for memory reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Resident {
@@ -116,26 +124,36 @@ pub struct UnclaimedAlert<'a> {
     pub at: Timestamp,
 }
 
-/// What the queue index keeps per item beside its key, so that filters, statistics and
-/// the alert schedule need not read the row: with the key, all that stays in memory of a
-/// queued complaint whose row is paged out. Names are [`Names`] numbers, so that a filter
-/// compares integers.
+/// What the queue index keeps per item beside its key, so that filters and statistics
+/// need not read the row: with the key, all that stays in memory of a queued complaint
+/// whose row is paged out (besides its place in the alert schedule). Names are [`Names`]
+/// numbers, so that a filter compares integers. 28 bytes: every queued complaint keeps
+/// one, and a B-tree node holds room for eleven.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ItemSummary {
-    pub region: u32,
-    pub team: Option<u32>,
-    pub claimed_by: Option<u32>,
+    pub region: NameNumber,
+    pub team: Option<NameNumber>,
+    pub claimed_by: Option<NameNumber>,
     pub reasons_mask: u8,
-    pub entered_at: Timestamp,
-    /// `Some(unclaimed_since)` while the item waits unclaimed.
-    pub unclaimed_since: Option<Timestamp>,
+    entered_at: CompactTime,
 }
 
+impl ItemSummary {
+    pub(crate) fn entered_at(&self) -> Timestamp {
+        self.entered_at.timestamp()
+    }
+}
+
+/// An item's entry in the queue index and the alert schedule, as the row calls for it:
+/// built when needed (before and after a change, at a restore), never kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct IndexEntry {
     tier: u8,
-    key: PriorityKey,
+    key: IndexKey,
     summary: ItemSummary,
+    /// `Some(unclaimed_since)` while the item waits unclaimed: its place in
+    /// `awaiting_alert`.
+    unclaimed_since: Option<Timestamp>,
 }
 
 /// A queued complaint's facts as the queue index needs them, borrowed from its row
@@ -224,53 +242,58 @@ fn index_entry_of(
 ) -> IndexEntry {
     IndexEntry {
         tier: facts.tier,
-        key: PriorityKey {
-            severity: Reverse(facts.severity),
-            urgency: match facts.breached_since {
-                Some(since) => Urgency::Breached { since },
-                None => Urgency::NotBreached,
-            },
-            money_rank: Reverse(money_rank(config, facts.amount_at_stake)),
-            filed_at: facts.filed_at,
+        key: IndexKey::new(
+            facts.severity,
+            facts.breached_since,
+            money_rank(config, facts.amount_at_stake),
+            facts.filed_at,
             complaint_id,
-        },
+        ),
         summary: ItemSummary {
             region: names.intern(facts.region),
             team: facts.team.map(|team| names.intern(team)),
             claimed_by: facts.claimed_by.map(|by| names.intern(by)),
             reasons_mask: facts.reasons_mask,
-            entered_at: facts.entered_at,
-            unclaimed_since: facts.unclaimed_since,
+            entered_at: CompactTime::new(facts.entered_at),
         },
+        unclaimed_since: facts.unclaimed_since,
     }
 }
 
-/// Regions, teams and operators seen, numbered in order of appearance (in memory only;
-/// the numbers never reach a row or an answer).
+/// The number of a name in [`Names`]: never zero, so that an optional one (a team, a
+/// holder) takes 4 bytes.
+pub(crate) type NameNumber = NonZeroU32;
+
+/// Regions, teams and operators seen, numbered from 1 in order of appearance (in memory
+/// only; the numbers never reach a row or an answer).
 #[derive(Debug, Default)]
 pub(crate) struct Names {
-    numbers: HashMap<String, u32, BuildHasherDefault<IdHasher>>,
+    numbers: HashMap<String, NameNumber, BuildHasherDefault<IdHasher>>,
     names: Vec<String>,
 }
 
 impl Names {
-    fn intern(&mut self, name: &str) -> u32 {
+    fn intern(&mut self, name: &str) -> NameNumber {
         if let Some(number) = self.numbers.get(name) {
             return *number;
         }
-        let number = u32::try_from(self.names.len()).expect("fewer than 2^32 names");
+        let number = u32::try_from(self.names.len() + 1)
+            .ok()
+            .and_then(NameNumber::new)
+            .filter(|n| *n < NameNumber::MAX)
+            .expect("fewer than 2^32 - 1 names");
         self.names.push(name.to_owned());
         self.numbers.insert(name.to_owned(), number);
         number
     }
 
     /// The number of a name; a name never seen gets one that no item carries.
-    pub(crate) fn find(&self, name: &str) -> u32 {
-        self.numbers.get(name).copied().unwrap_or(u32::MAX)
+    pub(crate) fn find(&self, name: &str) -> NameNumber {
+        self.numbers.get(name).copied().unwrap_or(NameNumber::MAX)
     }
 
-    pub(crate) fn name(&self, number: u32) -> &str {
-        &self.names[number as usize]
+    pub(crate) fn name(&self, number: NameNumber) -> &str {
+        &self.names[number.get() as usize - 1]
     }
 }
 
@@ -278,18 +301,13 @@ impl Names {
 /// is resident.
 #[derive(Debug, Clone, Default)]
 struct Companion {
-    /// The complaint's region as a [`Names`] number (it never changes after filing).
-    region: u32,
-    /// The entry the complaint has in the queue index (and `awaiting_alert`), if any. It
-    /// stays in the index when the row leaves memory. Boxed: companions are a table by
-    /// slot that keeps the length of the most complaints ever resident at once, and an
-    /// entry inline made every slot ~150 bytes (10 MB at 65,000 slots in a heap profile of
-    /// a live ingest), queued or not, in use or free.
-    indexed: Option<Box<IndexEntry>>,
+    /// The complaint's region as a [`Names`] number (it never changes after filing); `None`
+    /// in a free slot.
+    region: Option<NameNumber>,
     /// Its `queue/` row is in the rows (as of the last `take_changes`).
     queue_row_stored: bool,
-    /// `indexed` changed since the last `take_changes`: the `queue/` row is written again
-    /// (or deleted).
+    /// Its queue entry changed since the last `take_changes`: the `queue/` row is written
+    /// again (or deleted).
     queue_row_changed: bool,
     /// The tier of a raise written but not yet seen back in the log, so that events
     /// arriving in between do not write a second raise to the same tier.
@@ -348,13 +366,13 @@ pub struct EscalationProjector {
     /// Claim waits added since the last `take_changes`.
     new_claim_waits: Vec<ClaimWaitKey>,
     pub(crate) names: Names,
-    /// By region number; see [`RegionSubjects`].
+    /// By region number (0 unused); see [`RegionSubjects`].
     region_subjects: Vec<Option<RegionSubjects>>,
     /// `own::source("escalation")`, made once.
     source: String,
     /// One ordered index per tier: every queued complaint, its row in memory or not.
     /// Persisted as `queue/` rows, from which `restore` rebuilds it.
-    pub(crate) queues: [BTreeMap<PriorityKey, ItemSummary>; MAX_TIER as usize],
+    pub(crate) queues: [BTreeMap<IndexKey, ItemSummary>; MAX_TIER as usize],
     /// In memory only: unclaimed items this process has not alerted on yet, by the time
     /// they became unclaimed. After a restart every unclaimed item is alerted once more
     /// (with the same msg id, so within the stream's duplicate window it is absorbed).
@@ -492,21 +510,20 @@ impl EscalationProjector {
         Some(index_entry_of(&self.config, &mut self.names, id, &facts))
     }
 
-    /// Brings the queue index and the alert schedule in step with the row of `slot`.
-    fn reindex(&mut self, slot: u32) {
+    /// Brings the queue index and the alert schedule from the entry the row of `slot`
+    /// called for (`before`) to the one it calls for now.
+    fn reindex(&mut self, slot: u32, before: Option<IndexEntry>) {
         let after = self.index_entry(slot);
-        let companion = &mut self.companions[slot as usize];
-        if companion.indexed.as_deref() == after.as_ref() {
+        if before == after {
             return;
         }
-        companion.queue_row_changed = true;
-        let before = std::mem::replace(&mut companion.indexed, after.clone().map(Box::new));
+        self.companions[slot as usize].queue_row_changed = true;
         let alert_before = before
             .as_ref()
-            .and_then(|e| e.summary.unclaimed_since.map(|t| (e.tier, t)));
+            .and_then(|e| e.unclaimed_since.map(|t| (e.tier, t)));
         let alert_after = after
             .as_ref()
-            .and_then(|e| e.summary.unclaimed_since.map(|t| (e.tier, t)));
+            .and_then(|e| e.unclaimed_since.map(|t| (e.tier, t)));
         if let Some(entry) = before {
             self.queues[usize::from(entry.tier - 1)].remove(&entry.key);
         }
@@ -529,21 +546,28 @@ impl EscalationProjector {
     }
 
     /// Mutates a complaint's row (marking it changed) and keeps the queue index in step.
+    /// The entry the row had is built again rather than kept beside the row: every row
+    /// changes here, so the index holds exactly that entry, and a copy per resident
+    /// queued complaint cost more memory than building it costs time.
     fn update<R>(&mut self, slot: u32, change: impl FnOnce(&mut ComplaintRow) -> R) -> R {
+        let before = self.index_entry(slot);
         let result = change(self.complaints.row_mut(slot));
-        self.reindex(slot);
+        self.reindex(slot, before);
         result
     }
 
     /// The subjects of the region of `slot`.
     fn region_subjects(&mut self, slot: u32) -> &RegionSubjects {
-        let region = self.companions[slot as usize].region as usize;
-        if self.region_subjects.len() <= region {
-            self.region_subjects.resize_with(region + 1, || None);
+        let region = self.companions[slot as usize]
+            .region
+            .expect("a resident complaint's region is known");
+        let index = region.get() as usize;
+        if self.region_subjects.len() <= index {
+            self.region_subjects.resize_with(index + 1, || None);
         }
         let (prefix, names) = (&self.subject_prefix, &self.names);
-        self.region_subjects[region]
-            .get_or_insert_with(|| RegionSubjects::new(prefix, names.name(region as u32)))
+        self.region_subjects[index]
+            .get_or_insert_with(|| RegionSubjects::new(prefix, names.name(region)))
     }
 
     fn own_event(&self, trigger: &Event, id_parts: &[&str], body: EventBody) -> Event {
@@ -671,7 +695,7 @@ impl EscalationProjector {
         self.set_companion(
             slot,
             Companion {
-                region,
+                region: Some(region),
                 ..Companion::default()
             },
         );
@@ -885,24 +909,28 @@ impl EscalationProjector {
     fn index_paged_in(&mut self, slot: u32) {
         let region = self.names.intern(&self.complaints.row(slot).region);
         let indexed = self.index_entry(slot);
-        if let Some(entry) = &indexed {
+        let queue_row_stored = indexed.is_some();
+        if let Some(entry) = indexed {
             self.queues[usize::from(entry.tier - 1)]
-                .entry(entry.key.clone())
-                .or_insert_with(|| entry.summary.clone());
+                .entry(entry.key)
+                .or_insert(entry.summary);
         }
         self.set_companion(
             slot,
             Companion {
-                region,
-                queue_row_stored: indexed.is_some(),
-                indexed: indexed.map(Box::new),
+                region: Some(region),
+                queue_row_stored,
                 ..Companion::default()
             },
         );
     }
 
-    /// Adds a `queue/` row to the queue index and the alert schedule, as `restore` does.
-    fn restore_queue_row(&mut self, row: &ViewRow) -> Result<(), ProjectionError> {
+    /// Adds a `queue/` row to the entries `restore` indexes.
+    fn restore_queue_row(
+        &mut self,
+        row: &ViewRow,
+        restored: &mut RestoredQueues,
+    ) -> Result<(), ProjectionError> {
         let undecodable = |source| ProjectionError::UndecodableRow {
             projector: NAME,
             key: String::from_utf8_lossy(&row.0).into_owned(),
@@ -927,11 +955,12 @@ impl EscalationProjector {
             Arc::from(id),
             &QueueFacts::of_queue_row(&queued),
         );
-        if let Some(since) = entry.summary.unclaimed_since {
-            self.awaiting_alert
-                .insert((since, Arc::clone(&entry.key.complaint_id)));
+        if let Some(since) = entry.unclaimed_since {
+            restored
+                .awaiting_alert
+                .push((since, Arc::clone(entry.key.complaint_id())));
         }
-        self.queues[usize::from(entry.tier - 1)].insert(entry.key, entry.summary);
+        restored.queues[usize::from(entry.tier - 1)].push((entry.key, entry.summary));
         Ok(())
     }
 
@@ -1385,12 +1414,13 @@ impl Projection for EscalationProjector {
         // The runner passes the live rows only; archived ones are taken too (a test or a
         // tool may pass every row) and may leave memory at the next `evict`.
         let mut restored_any = false;
+        let mut queued = RestoredQueues::default();
         for row in rows {
             restored_any = true;
             if row.0.starts_with(CLAIM_WAITS.as_bytes()) {
                 self.restore_claim_wait(&row)?;
             } else if row.0.starts_with(QUEUE.as_bytes()) {
-                self.restore_queue_row(&row)?;
+                self.restore_queue_row(&row, &mut queued)?;
             } else if row.0 == LATEST_EVENT_TIME.as_bytes() {
                 let latest =
                     decode_row(&row.1).map_err(|source| ProjectionError::UndecodableRow {
@@ -1418,7 +1448,24 @@ impl Projection for EscalationProjector {
             self.complaints.forget_paged_out();
             self.customers.forget_paged_out();
         }
+        // Built at once from all entries, the B-trees' nodes are full; inserted one by one
+        // in the rows' order (by id, close to the order of time) they were half empty.
+        self.queues = queued.queues.map(BTreeMap::from_iter);
+        self.awaiting_alert = BTreeSet::from_iter(queued.awaiting_alert);
         self.index_restored_rows();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What every queued complaint keeps beside its key, and every slot of the companion
+    /// table: bounds, so that a field added or widened is a decision.
+    #[test]
+    fn summaries_and_companions_stay_small() {
+        assert!(std::mem::size_of::<ItemSummary>() <= 28);
+        assert!(std::mem::size_of::<Companion>() <= 8);
     }
 }

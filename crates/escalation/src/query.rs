@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::commands::{check_tier, CommandError};
 use crate::config::MAX_TIER;
-use crate::priority::{compare_with_deadlines, PriorityKey, Urgency};
-use crate::projector::{EscalationProjector, ItemSummary};
+use crate::priority::IndexKey;
+use crate::projector::{EscalationProjector, ItemSummary, NameNumber};
 use crate::rules;
 use crate::state::{ComplaintStatus, HistoryEntry};
 use plaint_projection::{ProjectionError, RowSource};
@@ -30,7 +30,7 @@ use plaint_projection::{ProjectionError, RowSource};
 pub type NextDeadline<'a> = &'a dyn Fn(&str) -> Option<Timestamp>;
 
 /// An item on its way to a page: its key and its next deadline if looked up.
-type Ranked<'a> = (&'a PriorityKey, Option<Timestamp>);
+type Ranked<'a> = (&'a IndexKey, Option<Timestamp>);
 
 /// Which items of a tier's queue to list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,11 +176,11 @@ pub struct OldestItem {
 
 /// A query's filters, names turned into the index's numbers.
 struct Filter {
-    region: Option<u32>,
-    team: Option<u32>,
+    region: Option<NameNumber>,
+    team: Option<NameNumber>,
     reason_bit: Option<u8>,
     claimed: Option<bool>,
-    claimed_by: Option<u32>,
+    claimed_by: Option<NameNumber>,
 }
 
 impl Filter {
@@ -255,23 +255,25 @@ impl EscalationProjector {
             if !filter.matches(summary) {
                 continue;
             }
-            let (Urgency::NotBreached, Some(deadline_of)) = (&key.urgency, next_deadline) else {
+            let Some(deadline_of) = next_deadline.filter(|_| !key.is_breached()) else {
                 ordered.push((key, None));
                 continue;
             };
             // Not-breached items sort last within their severity, so the band runs to the
             // next severity; within it the deadline decides.
-            let mut band = vec![(key, deadline_of(&key.complaint_id))];
+            let mut band = vec![(key, deadline_of(key.complaint_id()))];
             while let Some((next_key, next_summary)) = walk.peek() {
-                if next_key.severity != key.severity {
+                if !next_key.same_severity(key) {
                     break;
                 }
                 if filter.matches(next_summary) {
-                    band.push((next_key, deadline_of(&next_key.complaint_id)));
+                    band.push((next_key, deadline_of(next_key.complaint_id())));
                 }
                 walk.next();
             }
-            let order = |a: &Ranked<'_>, b: &Ranked<'_>| compare_with_deadlines(a.0, a.1, b.0, b.1);
+            let order = |a: &Ranked<'_>, b: &Ranked<'_>| {
+                IndexKey::compare_with_deadlines(a.0, a.1, b.0, b.1)
+            };
             let room = wanted - ordered.len();
             if band.len() > room {
                 band.select_nth_unstable_by(room - 1, order);
@@ -289,7 +291,7 @@ impl EscalationProjector {
             .take(query.limit)
         {
             let row = self
-                .complaint_row(&key.complaint_id, rows)
+                .complaint_row(key.complaint_id(), rows)
                 .map_err(|e| CommandError::Rows(e.to_string()))?;
             let Some(row) = row else {
                 continue;
@@ -299,12 +301,12 @@ impl EscalationProjector {
             };
             let next_deadline = match (deadline, next_deadline) {
                 (Some(d), _) => Some(*d),
-                (None, Some(deadline_of)) => deadline_of(&key.complaint_id),
+                (None, Some(deadline_of)) => deadline_of(key.complaint_id()),
                 (None, None) => None,
             };
             items.push(QueueEntry {
                 position: position + 1,
-                complaint_id: key.complaint_id.to_string(),
+                complaint_id: key.complaint_id().to_string(),
                 tier: item.tier,
                 region: row.region.clone(),
                 team: row.team.clone(),
@@ -390,8 +392,9 @@ impl EscalationProjector {
                         region.1 += 1;
                         unclaimed += 1;
                     }
-                    oldest_of(&mut region.2, &key.complaint_id, item.entered_at, now);
-                    oldest_of(&mut oldest, &key.complaint_id, item.entered_at, now);
+                    let entered_at = item.entered_at();
+                    oldest_of(&mut region.2, key.complaint_id(), entered_at, now);
+                    oldest_of(&mut oldest, key.complaint_id(), entered_at, now);
                 }
                 let tier_waits = &mut waits[usize::from(tier - 1)];
                 tier_waits.sort_unstable();
