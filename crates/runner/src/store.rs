@@ -65,8 +65,10 @@ fn row_error(e: impl std::fmt::Display) -> ProjectionError {
 }
 
 impl ViewStore {
-    /// Page cache of one view's database when the runner is not told otherwise.
-    pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
+    /// Page cache of one view's database when the runner is not told otherwise. A page
+    /// it misses is read from the operating system's file cache, which is not the
+    /// process's memory; four views at 16 MiB held 37 MB at 10 M events.
+    pub const DEFAULT_CACHE_BYTES: usize = 8 << 20;
     /// At most this much view progress is lost in a crash (and applied again).
     pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
 

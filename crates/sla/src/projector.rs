@@ -89,8 +89,9 @@ const TESTS_PAGE_OUT_ARMED: bool = cfg!(test);
 /// Warnings and breaches a tick hands out at most (each): after a long stop, or when a
 /// year of history arrives at once, millions of deadlines are due together, and their
 /// effects all in one vector took gigabytes. The rest is due at once: the runner applies
-/// what came in meanwhile and ticks again.
-const TICK_LIMIT: usize = 10_000;
+/// what came in meanwhile and ticks again. 10,000 a tick held ~30 MB of effects, and as
+/// many complaints paged in, at the height of a backfill's breach flood.
+const TICK_LIMIT: usize = 2_000;
 
 /// The SLA projector. See the crate documentation for the rules it applies.
 #[derive(Debug)]
