@@ -272,31 +272,23 @@ impl SlaProjector {
             tallies.add(complaint);
         }
         let no_id: std::sync::Arc<str> = std::sync::Arc::from("");
-        for row in rows.rows_with_prefix(ARCHIVE_PREFIX.as_bytes()) {
-            let (key, value) = row?;
-            let id = String::from_utf8_lossy(&key[ARCHIVE_PREFIX.len()..]);
-            // Memory is never older than the rows: a complaint held is counted from there.
-            if self.by_id.contains_key(&*id) {
-                continue;
-            }
-            let row = decode_complaint_row(&key, &value)?;
-            tallies.add(&complaint_from_row(
-                &self.config,
-                &mut names,
-                no_id.clone(),
-                &row,
-            ));
-        }
-        // Armed complaints paged out: their live rows are what memory would hold.
-        if self.complaints.paged_out() > 0 {
-            for row in rows.rows_with_prefix(ROW_PREFIX.as_bytes()) {
+        // Archived complaints, and armed ones paged out (their live rows), are counted
+        // from their rows; memory is never older than the rows, so a complaint held whole
+        // is counted from there.
+        let prefixes: &[&str] = if self.complaints.paged_out() > 0 {
+            &[ARCHIVE_PREFIX, ROW_PREFIX]
+        } else {
+            &[ARCHIVE_PREFIX]
+        };
+        for prefix in prefixes {
+            for row in rows.rows_with_prefix(prefix.as_bytes()) {
                 let (key, value) = row?;
-                let id = String::from_utf8_lossy(&key[ROW_PREFIX.len()..]);
-                let paged_out = self
+                let id = String::from_utf8_lossy(&key[prefix.len()..]);
+                let held_whole = self
                     .by_id
                     .get(&*id)
-                    .is_some_and(|&slot| self.complaints.get(slot).is_none());
-                if !paged_out {
+                    .is_some_and(|&slot| self.complaints.get(slot).is_some());
+                if held_whole {
                     continue;
                 }
                 let row = decode_complaint_row(&key, &value)?;
