@@ -14,7 +14,9 @@
 //! rows are committed, so give more complaints than that to see the backlog itself.
 //!
 //! `--rows` keeps the committed rows in a `BTreeMap` (which the memory figure then
-//! includes) and times the breaches query over them at the end.
+//! includes) and times the breaches query over them at the end; with it, `--armed=N` keeps
+//! N armed complaints whole (`[sla] armed_in_memory`, default 20,000) and pages the others
+//! out and back in as the runner does.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,19 @@ use plaint_projection::{Effect, Projection};
 use plaint_sla::bench::bench_config;
 use plaint_sla::{SlaFilter, SlaProjector};
 use uuid::Uuid;
+
+/// Hands the projector the rows it asked for, as the runner does.
+fn page_in(
+    projector: &mut SlaProjector,
+    rows: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+    keys: Vec<Vec<u8>>,
+) {
+    for key in keys {
+        projector
+            .page_in(&key, rows.get(&key).map(Vec::as_slice))
+            .expect("a committed row pages in");
+    }
+}
 
 /// Resident set size from `/proc/self/statm` (Linux); None elsewhere.
 fn resident_bytes() -> Option<u64> {
@@ -112,6 +127,14 @@ fn main() {
     let start: Timestamp = "2025-03-03T00:00:00Z".parse().expect("valid time");
     let hours = 60 * 24;
     let mut projector = SlaProjector::new(bench_config()).expect("valid configuration");
+    let armed = std::env::args().find_map(|a| a.strip_prefix("--armed=")?.parse().ok());
+    match (keep_rows, armed) {
+        // Without rows nothing can be paged back in: armed complaints stay whole, and the
+        // figure is what the backlog of breached ones costs.
+        (false, _) => projector.set_armed_cache(usize::MAX),
+        (true, Some(armed)) => projector.set_armed_cache(armed),
+        (true, None) => {}
+    }
     let memory_before = resident_bytes();
     let cpu_before = thread_cpu();
     let started = Instant::now();
@@ -128,11 +151,14 @@ fn main() {
         }
         loop {
             for event in &events {
-                // Every complaint an event is about is in memory: a lifecycle is applied
-                // at once, and a breach comes back while its timer is still armed.
+                // Without rows, every complaint an event is about is in memory: a
+                // lifecycle is applied at once, and a breach comes back while its timer
+                // is still armed. With them, armed complaints beyond the cache come back
+                // from their rows, as the runner pages them in.
                 let mut keys = Vec::new();
                 projector.rows_needed(event, &mut keys);
-                assert!(keys.is_empty(), "nothing to page in");
+                assert!(keep_rows || keys.is_empty(), "nothing to page in");
+                page_in(&mut projector, &rows, keys);
                 seq += 1;
                 projector.apply(seq, event);
             }
@@ -144,6 +170,9 @@ fn main() {
             projector.evict();
             peak = peak.max(projector.resident());
             // The breaches due by the hour's end, written back through the log.
+            let mut keys = Vec::new();
+            projector.rows_due(now, &mut keys);
+            page_in(&mut projector, &rows, keys);
             events = projector
                 .tick(now)
                 .into_iter()
@@ -159,9 +188,10 @@ fn main() {
         }
         if (hour + 1).is_multiple_of(24 * 10) {
             println!(
-                "day {:>2}: {} complaints in memory",
+                "day {:>2}: {} complaints in memory, {} more paged out with their timers",
                 (hour + 1) / 24,
-                projector.resident()
+                projector.resident(),
+                projector.paged_out()
             );
         }
     }
