@@ -167,6 +167,18 @@ fn promise_state(promise: &Promise) -> TimerState {
     promise.armed()
 }
 
+/// Every timer of a complaint (clocks, then promises) with its state.
+fn timer_states(complaint: &Complaint) -> impl Iterator<Item = (u16, TimerState)> + '_ {
+    let clocks = (0u16..)
+        .zip(&complaint.clocks)
+        .map(|(i, c)| (i, clock_state(c)));
+    let promises = complaint
+        .promises
+        .iter()
+        .map(|p| (CALLBACK_BASE + p.serial, promise_state(p)));
+    clocks.chain(promises)
+}
+
 /// The clock environments of a complaint's three metrics under its policy.
 pub(crate) fn envs<'a>(
     config: &'a Compiled,
@@ -620,12 +632,13 @@ impl SlaProjector {
         let id: Arc<str> = Arc::from(id);
         let mut complaint = complaint_from_row(&self.config, &mut self.names, id.clone(), row);
         complaint.stored = stored;
-        if stored == Stored::Live && !complaint.is_cold() {
+        let settled = stored == Stored::Live && !complaint.is_cold();
+        if settled {
             complaint.touched = self.touch();
         }
         let slot = self.complaints.next_slot();
         self.sync_all_timers(slot, &complaint, true);
-        if stored == Stored::Live && !complaint.is_cold() {
+        if settled {
             self.settled.push_back((slot, complaint.touched));
         }
         self.complaints.insert(complaint);
@@ -697,16 +710,7 @@ impl SlaProjector {
 
     /// Whether every armed timer of `complaint` is in the index at `slot` as it arms it.
     fn timers_indexed(&self, slot: u32, complaint: &Complaint) -> bool {
-        let clocks = complaint
-            .clocks
-            .iter()
-            .enumerate()
-            .map(|(i, clock)| (i as u16, clock_state(clock)));
-        let promises = complaint
-            .promises
-            .iter()
-            .map(|p| (CALLBACK_BASE + p.serial, promise_state(p)));
-        clocks.chain(promises).all(|(timer, state)| match state {
+        timer_states(complaint).all(|(timer, state)| match state {
             Some((warn_at, due_at)) => self.index.holds(slot, timer, warn_at, due_at),
             None => true,
         })
@@ -725,18 +729,7 @@ impl SlaProjector {
     /// takes them all out: a complaint coming into memory or leaving it.
     fn sync_all_timers(&mut self, slot: u32, complaint: &Complaint, present: bool) {
         let absent: TimerState = None;
-        let timers = complaint
-            .clocks
-            .iter()
-            .enumerate()
-            .map(|(i, clock)| (i as u16, clock_state(clock)))
-            .chain(
-                complaint
-                    .promises
-                    .iter()
-                    .map(|p| (CALLBACK_BASE + p.serial, promise_state(p))),
-            );
-        for (timer, state) in timers {
+        for (timer, state) in timer_states(complaint) {
             let (before, after) = if present {
                 (absent, state)
             } else {
